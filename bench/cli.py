@@ -1,0 +1,129 @@
+"""ohobench command line: list, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import ConfigError
+
+RUN_FLAGS = {  # flag -> (suite key, type, help)
+    "--name": ("name", str, "run name, used in the run directory's name"),
+    "--task": ("tasks", str, "task to run (repeatable); see `ohobench list`"),
+    "--method": ("methods", str, "method to run (repeatable); see `ohobench list`"),
+    "--repetitions": ("repetitions", int, "independent searches / initializations per method"),
+    "--trials": ("trials", int, "black-box budget: trials per repetition"),
+    "--epochs": ("epochs", int, "epochs per trial (default: the task's)"),
+    "--batch-size": ("batch_size", int, "training batch size (default: the task's)"),
+    "--seed": ("seed", int, "suite seed: data split, searches and model initializations"),
+    "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
+    "--max-concurrent": ("max_concurrent", int, "concurrent trials (0: as resources allow)"),
+    "--cpus-per-trial": ("cpus_per_trial", float, "CPUs reserved per trial"),
+    "--gpus-per-trial": ("gpus_per_trial", float, "GPUs per trial; fractions share a GPU"),
+    "--target": ("target", float, "test-loss target (default: median final test loss)"),
+    "--out": ("out", str, "directory that holds run directories"),
+    "--address": ("address", str, "existing Ray cluster, HOST:PORT or auto"),
+}
+LIST_FLAGS = ("tasks", "methods")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + message
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="ohobench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub.add_parser("list", help="list tasks and methods")
+    run = sub.add_parser("run", help="run a benchmark suite through Ray Tune",
+                         description="Run a suite. Flags override the suite file. With no "
+                         "arguments: the quick benchmark (digits; random search vs hd).")
+    run.add_argument("--suite", help="suite TOML file (see suites/)")
+    for flag, (key, typ, text) in RUN_FLAGS.items():
+        repeat = key in LIST_FLAGS
+        run.add_argument(flag, dest=key, type=typ, help=text,
+                         action="append" if repeat else "store")
+    run.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    rep = sub.add_parser("report", help="summarize one run directory")
+    rep.add_argument("run_dir", help="a run directory (printed at the end of `ohobench run`)")
+    rep.add_argument("--target", type=float, help="test-loss target (default: the run's, "
+                     "else the median final test loss over all methods)")
+    return parser
+
+
+def cmd_list() -> None:
+    import methods
+    from bench import space, tasks
+
+    print("tasks:")
+    for name, task in sorted(tasks.all_tasks().items()):
+        ranges = ", ".join(f"{k} {space.describe(d)}" for k, d in task.space.items())
+        print(f"  {name:18s} {task.description}\n  {'':18s} space: {ranges}")
+    print("methods:")
+    for name, m in sorted(methods.all_methods().items()):
+        tuned = ", ".join(m.tunes) if m.tunes else "the task's space"
+        print(f"  {name:18s} [{m.kind.value}] {m.description}; tunes: {tuned}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from bench import runner, suite
+
+    values = suite.read_toml(args.suite) if args.suite else {}
+    values.update({key: getattr(args, key) for key, *_ in RUN_FLAGS.values()
+                   if getattr(args, key) is not None})
+    chosen = suite.build(values, where=args.suite or "suite")
+    suite.check_address(chosen.address)
+    progress = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    run_dir = runner.run(chosen, progress)
+    print_report(run_dir, chosen.target)
+    print(f"\nresults: {run_dir}\n  table: {run_dir / 'records.parquet'}"
+          f"\n  report again: ohobench report {run_dir}")
+
+
+def print_report(run_dir: Path, target: float | None) -> None:
+    from bench import report, results
+
+    df, info = results.load(run_dir)
+    target = target or info["suite"].get("target")
+    table = report.summary(df, target, report.overhead_by_method(info))
+    results.write_csv(table, Path(run_dir) / "summary.csv")
+    print("\nfinal test loss over repetitions (choice by validation loss) and time-to-target "
+          "(training seconds, trials in the order started):")
+    print(report.format_summary(table))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from bench import results
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / results.TABLE).is_file() or not (run_dir / results.RUN_JSON).is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory: it needs "
+                          f"{results.TABLE} and {results.RUN_JSON}")
+    if args.target is not None and not args.target > 0:
+        raise ConfigError(f"--target must be a positive test loss, got {args.target}")
+    print_report(run_dir, args.target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "list":
+            cmd_list()
+        elif args.command == "run":
+            cmd_run(args)
+        else:
+            cmd_report(args)
+    except ConfigError as exc:
+        print(f"ohobench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ohobench: interrupted; finished experiments are in the run directory",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

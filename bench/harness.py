@@ -1,0 +1,143 @@
+"""The training loop. It owns the model, the data (on the device, batched by index), the
+timing and the evaluation; an update rule only sees what `StepContext` hands it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from bench.tasks import Splits, Task
+from methods.base import Batch, Params, StepContext, UpdateRule
+
+Record = dict[str, Any]
+EVAL_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int
+    batch_size: int
+    seed: int
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+    val_batch_size: int | None = None  # defaults to batch_size
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that perf_counter measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_model(task: Task, seed: int, device: torch.device, dtype: torch.dtype):
+    """The task's model, initialized from `seed` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = task.make_model()
+    return model.to(device=device, dtype=dtype)
+
+
+class Trainee:
+    """A model split into explicit parameters and pure loss functions over them."""
+
+    def __init__(self, task: Task, model: torch.nn.Module):
+        self.task, self.model = task, model
+        self.buffers = dict(model.named_buffers())
+        self._training: bool | None = None
+
+    def initial_params(self) -> Params:
+        return {k: v.detach().clone().requires_grad_(True)
+                for k, v in self.model.named_parameters()}
+
+    def outputs(self, params: Params, x: Tensor, training: bool) -> Tensor:
+        if self._training is not training:
+            self.model.train(training)
+            self._training = training
+        return functional_call(self.model, (params, self.buffers), (x,))
+
+    def loss(self, params: Params, batch: Batch) -> Tensor:
+        return self.task.loss(self.outputs(params, batch[0], True), batch[1])
+
+    def val_loss(self, params: Params, batch: Batch) -> Tensor:
+        return self.task.loss(self.outputs(params, batch[0], False), batch[1])
+
+    @torch.no_grad()
+    def evaluate(self, params: Params, x: Tensor, y: Tensor) -> tuple[float, float]:
+        """Mean loss and accuracy (NaN for regression) over a whole split, in eval mode."""
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(x), EVAL_CHUNK):
+            out = self.outputs(params, x[i:i + EVAL_CHUNK], False)
+            yi = y[i:i + EVAL_CHUNK]
+            loss_sum += float(self.task.loss(out, yi)) * len(yi)
+            if self.task.classification:
+                correct += int((out.argmax(-1) == yi).sum())
+        n = len(x)
+        return loss_sum / n, (correct / n if self.task.classification else math.nan)
+
+
+def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Splits,
+          spec: TrainSpec, report: Callable[[Record], None] | None = None) -> list[Record]:
+    """Train one model with `rule`; one record per epoch. Ends early, flagged, on divergence."""
+    device = spec.device
+    model = make_model(task, spec.seed, device, spec.dtype)
+    trainee = Trainee(task, model)
+    params = trainee.initial_params()
+    state = rule.init(params, hparams)
+    batch_gen = torch.Generator().manual_seed(spec.seed)
+    val_gen = torch.Generator().manual_seed(spec.seed + 1)
+    x, y = splits.x_train, splits.y_train
+    n_val, val_bs = len(splits.x_val), spec.val_batch_size or spec.batch_size
+
+    def val_batch() -> Batch:
+        idx = torch.randint(n_val, (val_bs,), generator=val_gen).to(device)
+        return splits.x_val[idx], splits.y_val[idx]
+
+    ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss, val_batch=val_batch)
+    records: list[Record] = []
+    train_total = 0.0
+    for epoch in range(1, spec.epochs + 1):
+        ctx.epoch = epoch
+        sync(device)
+        start = time.perf_counter()
+        order = torch.randperm(len(x), generator=batch_gen).to(device)
+        for i in range(0, len(x), spec.batch_size):
+            idx = order[i:i + spec.batch_size]
+            state, params = rule.step(state, params, (x[idx], y[idx]), ctx)
+            ctx.step += 1
+        sync(device)
+        train_seconds = time.perf_counter() - start
+        train_total += train_seconds
+
+        start = time.perf_counter()
+        losses = {}
+        for split in ("train", "val", "test"):
+            losses[f"{split}_loss"], losses[f"{split}_acc"] = trainee.evaluate(
+                params, getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}"))
+        eval_seconds = time.perf_counter() - start
+
+        diverged = not all(math.isfinite(losses[f"{s}_loss"]) for s in ("train", "val"))
+        record = {
+            "epoch": epoch,
+            "step": ctx.step,
+            "timestamp": time.time(),
+            "train_seconds": train_seconds,
+            "train_seconds_cum": train_total,
+            "eval_seconds": eval_seconds,
+            **losses,
+            "diverged": diverged,
+            **{f"hp_{k}": float(v) for k, v in rule.hparams(state).items()},
+            **{k: float(v) for k, v in rule.diagnostics(state).items()},
+        }
+        records.append(record)
+        if report is not None:
+            report(record)
+        if diverged:
+            break
+    return records

@@ -1,0 +1,108 @@
+"""Thin adapters between ohobench and Ray Tune: a Search as a Ray Searcher, and a callback that
+collects the per-epoch records in the driver and shows progress."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.search import Searcher
+
+from methods.base import Search, TrialOutcome, TrialStatus
+
+
+class SearchAdapter(Searcher):
+    """Ray asks for configurations; the wrapped Search proposes hyperparameters, and the adapter
+    completes them into trial configs (task, seed, epochs...) with `make_config(index, hp)`."""
+
+    def __init__(self, search: Search, make_config: Callable[[int, dict], dict]):
+        super().__init__(metric="val_loss", mode="min")
+        self.search, self.make_config = search, make_config
+        self.started = 0
+        self.live: dict[str, dict] = {}  # trial id -> hyperparameters
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        hparams = self.search.suggest()
+        if hparams is None:
+            return Searcher.FINISHED
+        self.live[trial_id] = hparams
+        self.started += 1
+        return self.make_config(self.started - 1, hparams)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        hparams = self.live.pop(trial_id, None)
+        if hparams is not None:
+            self.search.observe(hparams, outcome(result, error))
+
+    def get_state(self) -> dict[str, Any]:
+        return {"search": self.search.state_dict(), "started": self.started, "live": self.live}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.search.load_state_dict(state["search"])
+        self.started, self.live = state["started"], state["live"]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.get_state(), fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.set_state(pickle.load(fh))
+
+
+def outcome(result: dict | None, error: bool) -> TrialOutcome:
+    if error or not result:
+        return TrialOutcome(TrialStatus.ERRORED)
+    val = result.get("val_loss")
+    if result.get("diverged") or val is None or not math.isfinite(val):
+        return TrialOutcome(TrialStatus.DIVERGED)
+    return TrialOutcome(TrialStatus.COMPLETED, float(val))
+
+
+class RecordCollector(Callback):
+    """Keeps every reported record with the trial's Ray id and node, and one summary per trial."""
+
+    def __init__(self, progress: Callable[[str], None], label: str, budget: int):
+        self.progress, self.label, self.budget = progress, label, budget
+        self.records: list[dict] = []
+        self.trials: dict[str, dict] = {}
+        self.last: dict[str, dict] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        record = dict(result["record"], trial_id=trial.trial_id, node=result.get("node_ip"))
+        self.records.append(record)
+        self.last[trial.trial_id] = record
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trial, trial.error_msg or "error")
+
+    def _finish(self, trial, error: str | None) -> None:
+        last = self.last.get(trial.trial_id, {})
+        status = (TrialStatus.ERRORED if error else
+                  TrialStatus.DIVERGED if last.get("diverged") else TrialStatus.COMPLETED)
+        config = trial.config
+        self.trials[trial.trial_id] = {
+            "trial": config.get("trial"), "trial_id": trial.trial_id, "status": status.value,
+            "seed": config.get("seed"), "hparams": config.get("hparams"),
+            "epochs": last.get("epoch", 0), "error": (error or "").strip().splitlines()[-1:],
+            "start": last.get("trial_start"), "end": last.get("timestamp"),
+        }
+        for r in self.records:
+            if r["trial_id"] == trial.trial_id:
+                r["status"] = status.value
+        hp = ", ".join(f"{k}={v:.3g}" for k, v in (config.get("hparams") or {}).items())
+        if error:
+            what = f"ERRORED: {self.trials[trial.trial_id]['error']}"
+        elif status is TrialStatus.DIVERGED:
+            what = f"diverged at epoch {last.get('epoch')}"
+        else:
+            what = (f"val {last.get('val_loss', math.nan):.4f}  test "
+                    f"{last.get('test_loss', math.nan):.4f}  in {last.get('train_seconds_cum', 0):.1f} s")
+        self.progress(f"  [{self.label}] trial {len(self.trials)}/{self.budget} ({hp}): {what}")

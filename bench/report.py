@@ -1,0 +1,122 @@
+"""What a method achieved, from the results table alone.
+
+A method's choice at any moment is the trial with the lowest validation loss among what it has
+trained so far (each trial at its latest epoch); the test loss of that choice is what counts.
+Time-to-target is the training seconds the method spent, its trials cumulated in the order it
+started them, until that choice's test loss first reaches the target.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+REP = ["task", "method", "repetition"]
+
+
+def incumbent_trace(rep: pd.DataFrame) -> pd.DataFrame:
+    """One repetition's rows in compute order, with the test loss of its current choice."""
+    rep = rep.sort_values("search_seconds", kind="stable")
+    latest: dict[int, tuple[float, float]] = {}
+    started: list[int] = []
+    chosen_test, chosen_trial, n_started = [], [], []
+    for trial, val, test in zip(rep["trial"], rep["val_loss"], rep["test_loss"], strict=True):
+        if trial not in started:
+            started.append(trial)
+        if math.isfinite(val) and math.isfinite(test):
+            latest[trial] = (val, test)
+        else:
+            latest.pop(trial, None)
+        best = min(latest, key=lambda t: latest[t][0]) if latest else None
+        chosen_trial.append(best)
+        chosen_test.append(latest[best][1] if best is not None else math.nan)
+        n_started.append(len(started))
+    return rep.assign(chosen_trial=chosen_trial, chosen_test_loss=chosen_test,
+                      trials_started=n_started)
+
+
+def repetitions(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, method, repetition): the final choice and its losses."""
+    out = []
+    for key, rep in df.groupby(REP, sort=False):
+        trace = incumbent_trace(rep)
+        last = trace.iloc[-1]
+        final_trials = rep.groupby("trial")["diverged"].any()
+        out.append({**dict(zip(REP, key, strict=True)),
+                    "final_test_loss": last["chosen_test_loss"],
+                    "chosen_trial": last["chosen_trial"],
+                    "trials": int(rep["trial"].nunique()),
+                    "diverged_trials": int(final_trials.sum()),
+                    "search_seconds": float(rep["search_seconds"].max())})
+    return pd.DataFrame(out)
+
+
+def default_targets(reps: pd.DataFrame) -> dict[str, float]:
+    """Per task: the median final test loss over all methods and repetitions."""
+    return reps.groupby("task")["final_test_loss"].median().to_dict()
+
+
+def time_to_target(df: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
+    """Per repetition: seconds and trials until the choice reaches the task's target
+    (inf where it never does)."""
+    out = []
+    for key, rep in df.groupby(REP, sort=False):
+        trace = incumbent_trace(rep)
+        hit = trace[trace["chosen_test_loss"] <= targets[key[0]]]
+        first = hit.iloc[0] if len(hit) else None
+        out.append({**dict(zip(REP, key, strict=True)),
+                    "target": targets[key[0]],
+                    "seconds_to_target": math.inf if first is None else first["search_seconds"],
+                    "trials_to_target": math.inf if first is None else first["trials_started"]})
+    return pd.DataFrame(out)
+
+
+def summary(df: pd.DataFrame, target: float | None = None,
+            overhead: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
+    """Per (task, method): final test-loss distribution over repetitions and time-to-target.
+    Medians of time-to-target count repetitions that never reached it as infinite."""
+    reps = repetitions(df)
+    targets = {t: target for t in reps["task"]} if target else default_targets(reps)
+    ttt = time_to_target(df, targets)
+    reps = reps.merge(ttt, on=REP)
+    rows = []
+    for (task, method), g in reps.groupby(["task", "method"], sort=False):
+        loss = g["final_test_loss"].to_numpy(dtype=float)
+        reached = np.isfinite(g["seconds_to_target"].to_numpy(dtype=float))
+        rows.append({
+            "task": task, "method": method, "reps": len(g),
+            "test_median": np.nanmedian(loss) if np.isfinite(loss).any() else math.nan,
+            "test_iqr": _iqr(loss), "test_min": np.nanmin(loss) if np.isfinite(loss).any()
+            else math.nan, "test_max": np.nanmax(loss) if np.isfinite(loss).any() else math.nan,
+            "target": targets[task],
+            "reached": f"{int(reached.sum())}/{len(g)}",
+            "ttt_median_s": float(np.median(g["seconds_to_target"])),
+            "trials_to_target": float(np.median(g["trials_to_target"])),
+            "trials": int(g["trials"].sum()), "diverged": int(g["diverged_trials"].sum()),
+            "ray_overhead_s_per_trial": (overhead or {}).get((task, method), math.nan),
+        })
+    return pd.DataFrame(rows)
+
+
+def overhead_by_method(run_info: dict) -> dict[tuple[str, str], float]:
+    per: dict[tuple[str, str], list[float]] = {}
+    for exp in run_info.get("experiments", []):
+        per.setdefault((exp["task"], exp["method"]), []).append(
+            exp["scheduling_overhead_per_trial"])
+    return {k: float(np.nanmean(v)) for k, v in per.items()}
+
+
+def _iqr(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.subtract(*np.percentile(x, [75, 25]))) if len(x) else math.nan
+
+
+def format_summary(s: pd.DataFrame) -> str:
+    shown = s.copy()
+    shown["ttt_median_s"] = [("not reached" if math.isinf(v) else f"{v:.2f}")
+                             for v in shown["ttt_median_s"]]
+    shown["trials_to_target"] = [("-" if math.isinf(v) else f"{v:g}")
+                                 for v in shown["trials_to_target"]]
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -1,0 +1,132 @@
+"""The results of a run: a tidy Parquet table (one row per task, method, repetition, trial,
+epoch) and a JSON of the run's config, environment and experiments. Both are written atomically.
+
+    import pandas as pd; df = pd.read_parquet("results/RUN/records.parquet")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TABLE, RUN_JSON = "records.parquet", "run.json"
+KEY = ["task", "method", "repetition", "trial", "epoch"]
+COLUMNS = KEY + [
+    "seed", "trial_id", "status", "node", "device", "step",
+    "trial_start", "timestamp",  # unix seconds
+    "train_seconds", "train_seconds_cum", "search_seconds", "eval_seconds",
+    "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
+]  # then hp_<name> (hyperparameter values) and method diagnostics such as hg_lr
+
+
+def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Rows to the tidy table, in sequential-compute order, with `search_seconds`: training
+    seconds of the repetition's earlier-started trials plus this trial's so far."""
+    df = pd.DataFrame(list(rows))
+    if df.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    df = df.sort_values(["task", "method", "repetition", "trial_start", "trial", "epoch"],
+                        kind="stable").reset_index(drop=True)
+    trial = ["task", "method", "repetition", "trial"]
+    totals = df.groupby(trial, sort=False)["train_seconds_cum"].max()  # in start order
+    spent_before = totals.groupby(level=trial[:-1], sort=False).cumsum() - totals
+    df["search_seconds"] = df["train_seconds_cum"] + df.join(
+        spent_before.rename("before"), on=trial)["before"]
+    extra = sorted(c for c in df.columns if c not in COLUMNS)
+    hps = [c for c in extra if c.startswith("hp_")]
+    ordered = [c for c in COLUMNS if c in df.columns] + hps + [c for c in extra if c not in hps]
+    return df[ordered]
+
+
+def write_table(df: pd.DataFrame, run_dir: Path) -> Path:
+    return _atomic(run_dir / TABLE, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    text = json.dumps(obj, indent=2, default=str, allow_nan=True)
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    run_dir = Path(run_dir)
+    return pd.read_parquet(run_dir / TABLE), json.loads((run_dir / RUN_JSON).read_text())
+
+
+def _atomic(path: Path, write) -> Path:
+    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+PACKAGES = ("ohobench", "torch", "torchvision", "ray", "optuna", "scikit-optimize",
+            "scikit-learn", "numpy", "pandas", "pyarrow", "seaborn")
+
+
+def environment() -> dict[str, Any]:
+    """Package versions, machine and git commit, for the run's JSON."""
+    import torch
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu,
+        "cuda": torch.version.cuda if gpu else None,
+        "packages": versions,
+        "git_commit": _git_commit(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip() if out.returncode == 0 else None
+    return f"{commit}-dirty" if commit and dirty else commit
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    return _atomic(path, lambda tmp: df.to_csv(tmp, index=False))

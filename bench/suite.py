@@ -1,0 +1,165 @@
+"""A suite: which tasks, methods, budgets and resources. Built from a TOML file and flags, and
+validated once, at the boundary, with one error that lists every problem."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import methods as method_registry
+from bench import registry, space
+from bench import tasks as task_registry
+from bench.errors import ConfigError, raise_if
+from methods.base import MethodKind, parse_options
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str = "quick"
+    tasks: tuple[str, ...] = ("digits",)
+    methods: tuple[str, ...] = ("random", "hd")
+    repetitions: int = 3  # independent searches (black-box) or initializations (online)
+    trials: int = 6  # black-box budget per repetition
+    epochs: int | None = None  # None: the task's default
+    batch_size: int | None = None  # None: the task's default
+    seed: int = 0
+    device: str = "auto"
+    max_concurrent: int = 0  # 0: as many as the resources allow
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    target: float | None = None  # test-loss target; None: median final test loss
+    out: str = "results"
+    address: str | None = None  # an existing Ray cluster; None starts a local one
+    space: dict[str, Any] = field(default_factory=dict)  # range overrides, e.g. lr = [1e-4, 1]
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method options
+
+    def epochs_for(self, task: str) -> int:
+        return self.epochs or task_registry.get(task).epochs
+
+    def space_for(self, task: str) -> dict:
+        declared = task_registry.get(task).space
+        return space.override(declared, {k: v for k, v in self.space.items() if k in declared})[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+
+FIELDS = {f.name: f for f in fields(Suite)}
+TYPES = {"int": int, "float": float, "str": str, "tuple[str, ...]": tuple, "dict[str, Any]": dict,
+         "dict[str, dict[str, Any]]": dict}
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read suite file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"suite file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def build(values: dict[str, Any], where: str = "suite") -> Suite:
+    """A validated Suite from plain values (a TOML table merged with flags)."""
+    problems = [f"{where}: unknown key {k!r}; valid: {', '.join(FIELDS)}"
+                for k in values if k not in FIELDS]
+    known = {k: v for k, v in values.items() if k in FIELDS}
+    for k in ("tasks", "methods"):
+        if isinstance(known.get(k), str):
+            known[k] = [known[k]]
+        if isinstance(known.get(k), list):
+            known[k] = tuple(known[k])
+    for k, v in known.items():
+        expected = TYPES[FIELDS[k].type.removesuffix(" | None")]
+        if expected is float and isinstance(v, int) and not isinstance(v, bool):
+            known[k] = v = float(v)
+        if not isinstance(v, expected) or isinstance(v, bool):
+            problems.append(f"{k}: expected {expected.__name__}, got {v!r}")
+    raise_if(problems)
+    suite = replace(Suite(), **known)
+    raise_if(check(suite))
+    return suite
+
+
+def check(s: Suite) -> list[str]:
+    all_tasks, all_methods = task_registry.all_tasks(), method_registry.all_methods()
+    found = []
+    for what, names, reg in (("task", s.tasks, all_tasks), ("method", s.methods, all_methods)):
+        if not names:
+            found.append(f"{what}s: give at least one; valid: {', '.join(sorted(reg))}")
+        found += registry.unknown(list(names), reg, what)
+    for k in ("repetitions", "trials"):
+        if getattr(s, k) < 1:
+            found.append(f"{k}: must be >= 1, got {getattr(s, k)}")
+    for k in ("epochs", "batch_size"):
+        if getattr(s, k) is not None and getattr(s, k) < 1:
+            found.append(f"{k}: must be >= 1, got {getattr(s, k)}")
+    if s.device not in DEVICES and not s.device.startswith("cuda:"):
+        found.append(f"device: {s.device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
+    elif s.device.startswith("cuda") and not s.address:
+        import torch
+
+        if not torch.cuda.is_available():
+            found.append(f"device: {s.device!r} requested but CUDA is not available here; "
+                         "use --device auto or cpu")
+    if not s.cpus_per_trial > 0:
+        found.append(f"cpus_per_trial: must be > 0, got {s.cpus_per_trial}")
+    if not s.gpus_per_trial >= 0:
+        found.append(f"gpus_per_trial: must be >= 0, got {s.gpus_per_trial}")
+    if s.max_concurrent < 0:
+        found.append(f"max_concurrent: must be >= 0, got {s.max_concurrent}")
+    if s.target is not None and not (s.target > 0 and math.isfinite(s.target)):
+        found.append(f"target: must be a positive, finite test loss, got {s.target}")
+    declared = {k for t in s.tasks if t in all_tasks for k in all_tasks[t].space}
+    found += [f"space: unknown hyperparameter {k!r}; valid: {', '.join(sorted(declared))}"
+              for k in s.space if k not in declared]
+    for t in s.tasks:
+        if t in all_tasks:
+            declared_t = all_tasks[t].space
+            overridden, bad = space.override(
+                declared_t, {k: v for k, v in s.space.items() if k in declared_t})
+            found += bad + [f"space ({t}): {p}" for p in space.problems(overridden)]
+    for m, opts in s.options.items():
+        if m not in s.methods:
+            found.append(f"options.{m}: method {m!r} is not in this suite's methods "
+                         f"({', '.join(s.methods)})")
+        elif m in all_methods:
+            if not isinstance(opts, dict):
+                found.append(f"options.{m}: expected a table, got {opts!r}")
+                continue
+            found += parse_options(all_methods[m].options_type, opts, f"options.{m}")[1]
+    return found
+
+
+def check_address(address: str | None, timeout: float = 3.0) -> None:
+    """Fail fast, before starting anything, if no Ray cluster answers at `address`."""
+    if not address:
+        return
+    if address == "auto":
+        if os.environ.get("RAY_ADDRESS"):
+            return check_address(os.environ["RAY_ADDRESS"], timeout)
+        if not Path("/tmp/ray/ray_current_cluster").exists():
+            raise ConfigError("--address auto: no running Ray cluster found on this machine "
+                              "(start one with `ray start --head`)")
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError:
+        raise ConfigError(f"--address {address!r}: no Ray cluster answers there "
+                          f"(checked for {timeout:.0f} s); start one with `ray start --head`"
+                          ) from None
+
+
+def online(method: str) -> bool:
+    return method_registry.get(method).kind is MethodKind.ONLINE

@@ -1,0 +1,153 @@
+"""The plugin interface. A method combines at most two roles:
+
+- a Search decides what to try next (black-box methods); it is told how finished trials went;
+- an UpdateRule says how parameters, and possibly hyperparameters, change at each training step
+  (online methods). The harness owns the loop, data and timing and calls the rule AlgoPerf style:
+  `state, params = rule.step(state, params, batch, ctx)`.
+
+Nothing here imports Ray: the runner wraps a Search as a Ray Tune Searcher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from bench.space import SearchSpace
+
+Params = dict[str, Tensor]
+Batch = tuple[Tensor, Tensor]
+
+
+class MethodKind(enum.Enum):
+    BLACK_BOX = "black-box"  # many trials, each with fixed hyperparameters
+    ONLINE = "online"  # one trial per initialization, hyperparameters move while it trains
+
+
+class TrialStatus(enum.Enum):
+    COMPLETED = "completed"
+    DIVERGED = "diverged"  # a loss became NaN or inf: a result, not a crash
+    ERRORED = "errored"  # the trial raised
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What a search learns from a finished trial. Selection is on validation loss only."""
+
+    status: TrialStatus
+    val_loss: float | None = None
+
+
+class Search(ABC):
+    """What to try next. Seeded: the same seed gives the same proposals when run one at a time."""
+
+    @abstractmethod
+    def suggest(self) -> dict[str, Any] | None:
+        """The next configuration, or None when the budget is spent."""
+
+    @abstractmethod
+    def observe(self, config: Mapping[str, Any], outcome: TrialOutcome) -> None:
+        """Told once per suggested configuration, when its trial ends."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the search after a restart (picklable)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class StepContext:
+    """What an update rule may use at a training step, and nothing more."""
+
+    loss: Callable[[Params, Batch], Tensor]  # training-mode loss of a minibatch, no penalty term
+    val_loss: Callable[[Params, Batch], Tensor]  # eval-mode loss, for hypergradients
+    val_batch: Callable[[], Batch]  # a fresh validation minibatch on each call
+    step: int = 0  # global training step, counted from 0
+    epoch: int = 0  # counted from 1 while training
+
+
+class UpdateRule(ABC):
+    """How parameters (and possibly hyperparameters) change at each training step.
+
+    State is explicit: `init` builds it, `step` returns it. Hyperparameters are plain floats in
+    the state, so the harness can record them without knowing the rule.
+    """
+
+    @abstractmethod
+    def init(self, params: Params, hparams: Mapping[str, Any]) -> Any: ...
+
+    @abstractmethod
+    def step(self, state: Any, params: Params, batch: Batch, ctx: StepContext
+             ) -> tuple[Any, Params]: ...
+
+    @abstractmethod
+    def hparams(self, state: Any) -> dict[str, float]:
+        """Current value of every hyperparameter."""
+
+    def diagnostics(self, state: Any) -> dict[str, float]:
+        """Latest hypergradients, influence norms, skipped steps... recorded every epoch."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Base of a method's typed options. Subclasses are frozen dataclasses; `problems` checks
+    values and returns one message per problem."""
+
+    def problems(self) -> list[str]:
+        return []
+
+
+def parse_options(cls: type[Options], given: Mapping[str, Any], where: str
+                  ) -> tuple[Options | None, list[str]]:
+    """Build typed options from a suite's table, naming unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    found = [f"{where}: unknown option {k!r}; valid: {', '.join(fields) or 'none'}"
+             for k in given if k not in fields]
+    values = {}
+    for k, v in given.items():
+        if k not in fields:
+            continue
+        default = getattr(cls, k, None)
+        if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if default is not None and type(v) is not type(default):
+            found.append(f"{where}.{k}: expected {type(default).__name__}, got {v!r}")
+            continue
+        values[k] = v
+    if found:
+        return None, found
+    opts = cls(**values)
+    return opts, [f"{where}.{p}" for p in opts.problems()]
+
+
+class Method(ABC):
+    """A named HPO method. Subclasses set the class attributes and implement what their kind
+    needs: black-box methods `search`, online methods `update_rule`."""
+
+    name: ClassVar[str]
+    kind: ClassVar[MethodKind]
+    description: ClassVar[str] = ""
+    options_type: ClassVar[type[Options]] = Options
+    # Hyperparameters an online method moves; black-box methods tune the whole space.
+    tunes: ClassVar[tuple[str, ...]] = ()
+
+    def search(self, space: SearchSpace, seed: int, budget: int, options: Options) -> Search:
+        """Black-box: propose `budget` configurations. Online: one initialization per search."""
+        from methods.random_search import RandomSearch
+
+        return RandomSearch(space, seed, budget=1 if self.kind is MethodKind.ONLINE else budget)
+
+    def update_rule(self, options: Options) -> UpdateRule:
+        """The rule a trial trains with. Black-box methods train with fixed SGD."""
+        from methods.sgd import SGD
+
+        return SGD()

@@ -1,0 +1,88 @@
+"""Hypergradient descent on the learning rate (Baydin et al. 2018), SGD-HD.
+
+After the step w_t = w_{t-1} - lr d_{t-1}, the training loss at w_t changes with lr as
+dL/dlr = -<g_t, d_{t-1}>. HD moves lr against it before taking the next step:
+lr <- lr - beta dL/dlr. Unlike the original, lr is kept >= lr_min and a non-finite
+hypergradient skips the update and is counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from methods.base import Batch, Method, MethodKind, Options, Params, StepContext, UpdateRule
+from methods.sgd import SGD, SGDState, sgd_direction
+
+
+@dataclass(frozen=True)
+class HDOptions(Options):
+    beta: float = 1e-3  # hypergradient step size (the authors' value for SGD)
+    lr_min: float = 1e-6  # lr never goes below this
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.beta > 0:
+            found.append(f"beta: must be > 0, got {self.beta}")
+        if not self.lr_min > 0:
+            found.append(f"lr_min: must be > 0, got {self.lr_min}")
+        return found
+
+
+@dataclass
+class HDState(SGDState):
+    previous_direction: list[torch.Tensor] | None = None
+    hypergradient: float = math.nan
+    skipped: int = 0
+
+
+class HypergradientDescent(UpdateRule):
+    def __init__(self, options: HDOptions):
+        self.options = options
+
+    def init(self, params: Params, hparams: Mapping[str, Any]) -> HDState:
+        base = SGD().init(params, hparams)
+        return HDState(lr=base.lr, wd=base.wd, momentum=base.momentum)
+
+    def step(self, state: HDState, params: Params, batch: Batch, ctx: StepContext
+             ) -> tuple[HDState, Params]:
+        weights = list(params.values())
+        grads = torch.autograd.grad(ctx.loss(params, batch), weights)
+        with torch.no_grad():
+            if state.previous_direction is not None:
+                hg = -_dot(grads, state.previous_direction)
+                state.hypergradient = hg
+                if math.isfinite(hg):
+                    state.lr = max(state.lr - self.options.beta * hg, self.options.lr_min)
+                else:
+                    state.skipped += 1
+            direction = sgd_direction(state, weights, grads)
+            state.previous_direction = [d.clone() for d in direction] if state.momentum \
+                else direction
+            torch._foreach_add_(weights, direction, alpha=-state.lr)
+        return state, params
+
+    def hparams(self, state: HDState) -> dict[str, float]:
+        return SGD().hparams(state)
+
+    def diagnostics(self, state: HDState) -> dict[str, float]:
+        return {"hg_lr": state.hypergradient, "skipped_hypersteps": float(state.skipped)}
+
+
+def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return float(sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True)))
+
+
+class HDMethod(Method):
+    name = "hd"
+    kind = MethodKind.ONLINE
+    description = "hypergradient descent on the learning rate (Baydin et al. 2018)"
+    options_type = HDOptions
+    tunes = ("lr",)
+
+    def update_rule(self, options: HDOptions) -> UpdateRule:
+        return HypergradientDescent(options)
