@@ -1,0 +1,68 @@
+import math
+
+import pandas as pd
+import pytest
+
+from bench import report, results
+
+
+def rows(method, trials):
+    """trials: list of (start, [(seconds_cum, val, test), ...]) in any order."""
+    out = []
+    for trial, (start, epochs) in enumerate(trials):
+        for e, (secs, val, test) in enumerate(epochs):
+            out.append(dict(task="t", method=method, repetition=0, trial=trial, epoch=e + 1,
+                            trial_start=start, train_seconds_cum=secs, val_loss=val,
+                            test_loss=test, diverged=not math.isfinite(val)))
+    return out
+
+
+# Black box: three one-epoch trials. The third has the best *test* loss but not the best
+# validation loss, so it is never the choice.
+BLACK_BOX = rows("bb", [(0, [(1, 0.5, 0.6)]), (1, [(2, 0.3, 0.35)]), (2, [(3, 0.4, 0.2)])])
+ONLINE = rows("on", [(0, [(1, 0.6, 0.5), (2, 0.4, 0.3), (3, 0.3, 0.25)])])
+DIVERGED = rows("dv", [(0, [(1, 0.2, 0.3), (2, math.nan, math.nan)]), (1, [(1, 0.5, 0.5)])])
+
+
+def table(*parts):
+    return results.table([r for p in parts for r in p])
+
+
+def test_choice_is_by_validation_loss_never_test_loss():
+    reps = report.repetitions(table(BLACK_BOX)).iloc[0]
+    assert reps["final_test_loss"] == 0.35 and reps["chosen_trial"] == 1
+
+
+def test_time_to_target_cumulates_trials_in_start_order():
+    ttt = report.time_to_target(table(BLACK_BOX, ONLINE), {"t": 0.4}).set_index("method")
+    assert ttt.loc["bb", "seconds_to_target"] == 1 + 2  # reached with the second trial
+    assert ttt.loc["bb", "trials_to_target"] == 2
+    assert ttt.loc["on", "seconds_to_target"] == 2  # the online run's second epoch
+
+
+def test_not_reached_is_shown_not_dropped():
+    s = report.summary(table(BLACK_BOX, ONLINE), target=0.3).set_index("method")
+    assert math.isinf(s.loc["bb", "ttt_median_s"]) and s.loc["bb", "reached"] == "0/1"
+    assert s.loc["on", "reached"] == "1/1" and s.loc["on", "ttt_median_s"] == 2  # test 0.3 <= target
+    assert "not reached" in report.format_summary(s.reset_index())
+
+
+def test_default_target_is_the_median_final_test_loss_over_methods():
+    s = report.summary(table(BLACK_BOX, ONLINE))
+    assert s["target"].tolist() == pytest.approx([(0.35 + 0.25) / 2] * 2)
+
+
+def test_diverged_trial_is_counted_and_its_last_good_epoch_not_chosen():
+    reps = report.repetitions(table(DIVERGED)).iloc[0]
+    assert reps["diverged_trials"] == 1 and reps["final_test_loss"] == 0.5
+
+
+def test_distribution_over_repetitions():
+    parts = []
+    for rep, test in enumerate([0.1, 0.2, 0.3, 0.4, 0.9]):
+        parts += [dict(r, repetition=rep) for r in rows("m", [(0, [(1, test, test)])])]
+    s = report.summary(results.table(parts), target=0.25).iloc[0]
+    assert (s["test_median"], s["test_min"], s["test_max"]) == (0.3, 0.1, 0.9)
+    assert s["test_iqr"] == pytest.approx(0.2) and s["reached"] == "2/5"
+    assert math.isinf(s["ttt_median_s"])  # 3 of 5 never reached: the median did not either
+    assert isinstance(s, pd.Series)

@@ -1,0 +1,46 @@
+import os
+
+import pandas as pd
+import pytest
+
+from bench import results
+
+
+def test_table_round_trips_through_parquet_in_one_line(tmp_path, digits_trial):
+    rows = [dict(r, trial_id="x", status="completed", node="n") for r in digits_trial(epochs=2)]
+    df = results.table(rows)
+    results.write_table(df, tmp_path)
+    back = pd.read_parquet(tmp_path / "records.parquet")
+    assert list(back.columns[:5]) == results.KEY
+    assert set(results.COLUMNS) <= set(back.columns) and {"hp_lr", "hp_wd"} <= set(back.columns)
+    assert len(back) == 2 and back["diverged"].dtype == bool
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+def test_search_seconds_cumulate_trials_in_the_order_they_started():
+    rows = [dict(task="t", method="m", repetition=0, trial=trial, epoch=e + 1,
+                 trial_start=start, train_seconds_cum=c)
+            for trial, start, cums in [(0, 10, [1, 2]), (1, 5, [3, 4]), (2, 20, [1])]
+            for e, c in enumerate(cums)]
+    df = results.table(rows)
+    assert df["trial"].tolist() == [1, 1, 0, 0, 2]
+    assert df["search_seconds"].tolist() == [3, 4, 5, 6, 7]
+
+
+def test_failed_write_leaves_the_previous_file_intact(tmp_path):
+    path = tmp_path / "run.json"
+    results.write_json({"a": 1}, path)
+
+    def crash(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        results._atomic(path, crash)
+    assert path.read_text().strip().startswith("{") and len(os.listdir(tmp_path)) == 1
+
+
+def test_environment_names_versions_and_machine():
+    env = results.environment()
+    assert env["packages"]["torch"] and env["packages"]["ray"] and env["cpu_count"] >= 1
+    assert "git_commit" in env and env["python"].startswith("3.")

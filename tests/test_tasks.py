@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from bench import tasks
+from bench.errors import ConfigError
+from bench.trial import run_trial
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic-ridge"])
+def test_splits_are_deterministic_given_a_seed(name):
+    task = tasks.get(name)
+    a, b, c = task.load(0), task.load(0), task.load(1)
+    for x, y in zip(a.tensors(), b.tensors(), strict=True):
+        assert torch.equal(x, y)
+    assert not torch.equal(a.x_val, c.x_val)  # validation is drawn with the seed
+    assert torch.equal(a.x_test, c.x_test)  # the test split never moves
+
+
+def test_validation_is_carved_from_training_data_never_test():
+    train, val, test = tasks._split(1000, n_test=200, n_val=100, seed=5)
+    assert len(train) + len(val) + len(test) == 1000
+    assert not set(val) & set(test) and not set(train) & set(test) and not set(train) & set(val)
+    _, val2, test2 = tasks._split(1000, n_test=200, n_val=100, seed=6)
+    assert set(test2) == set(test) and set(val2) != set(val)
+
+
+def test_digits_shapes():
+    s = tasks.get("digits").load(0)
+    assert s.x_train.shape == (1149, 64) and len(s.x_val) == 288 and len(s.x_test) == 360
+    assert float(s.x_train.max()) <= 1.0 and s.y_train.dtype == torch.long
+
+
+def test_ridge_optimum_minimizes_validation_loss():
+    splits = tasks.get("synthetic-ridge").load(0)
+    wd = tasks.ridge_optimum(splits)["wd"]
+    best = tasks.ridge_val_loss(splits, wd)
+    for other in (wd / 2, wd * 2, 1e-6, 10.0):
+        assert tasks.ridge_val_loss(splits, other) > best
+    assert 1e-3 < wd < 10  # interior, inside the task's default range
+
+
+def test_sgd_on_ridge_converges_to_the_closed_form():
+    """The harness' weight-decay convention matches the closed form the optimum uses."""
+    wd = 0.3
+    records = run_trial({"task": "synthetic-ridge", "method": "random",
+                         "hparams": {"lr": 0.2, "wd": wd}, "seed": 0, "epochs": 400,
+                         "batch_size": 40, "dtype": "float64", "device": "cpu"})
+    splits = tasks.get("synthetic-ridge").load(0)
+    assert records[-1]["val_loss"] == pytest.approx(tasks.ridge_val_loss(splits, wd), rel=1e-6)
+
+
+def test_unknown_task_lists_valid_names():
+    with pytest.raises(ConfigError, match="unknown task 'mnist'; valid: digits, synthetic-ridge"):
+        tasks.get("mnist")
+
+
+def test_default_spaces_are_valid():
+    from bench import space
+
+    for task in tasks.all_tasks().values():
+        assert space.problems(task.space) == []
+        assert np.isfinite(list(space.sample(task.space, np.random.default_rng(0)).values())).all()
