@@ -103,6 +103,7 @@ class RecordCollector(Callback):
         elif status is TrialStatus.DIVERGED:
             what = f"diverged at epoch {last.get('epoch')}"
         else:
-            what = (f"val {last.get('val_loss', math.nan):.4f}  test "
-                    f"{last.get('test_loss', math.nan):.4f}  in {last.get('train_seconds_cum', 0):.1f} s")
+            what = (f"val {last.get('val_loss', math.nan):.4f}  "
+                    f"test {last.get('test_loss', math.nan):.4f}  "
+                    f"in {last.get('train_seconds_cum', 0):.1f} s")
         self.progress(f"  [{self.label}] trial {len(self.trials)}/{self.budget} ({hp}): {what}")

@@ -27,7 +27,8 @@ class LogUniform:
         if self.low <= 0:
             return [f"{name}: log-uniform range needs low > 0, got {self.low}"]
         if self.low >= self.high:
-            return [f"{name}: range [{self.low}, {self.high}] is empty or inverted; need low < high"]
+            return [f"{name}: range [{self.low}, {self.high}] is empty or inverted; "
+                    "need low < high"]
         return []
 
 
@@ -46,7 +47,8 @@ class Uniform:
         if not (_finite(self.low) and _finite(self.high)):
             return [f"{name}: range [{self.low}, {self.high}] must be finite numbers"]
         if self.low >= self.high:
-            return [f"{name}: range [{self.low}, {self.high}] is empty or inverted; need low < high"]
+            return [f"{name}: range [{self.low}, {self.high}] is empty or inverted; "
+                    "need low < high"]
         return []
 
 

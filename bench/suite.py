@@ -77,15 +77,15 @@ def build(values: dict[str, Any], where: str = "suite") -> Suite:
             known[k] = [known[k]]
         if isinstance(known.get(k), list):
             known[k] = tuple(known[k])
-    for k, v in known.items():
+    for k, v in list(known.items()):
         expected = TYPES[FIELDS[k].type.removesuffix(" | None")]
         if expected is float and isinstance(v, int) and not isinstance(v, bool):
             known[k] = v = float(v)
         if not isinstance(v, expected) or isinstance(v, bool):
             problems.append(f"{k}: expected {expected.__name__}, got {v!r}")
-    raise_if(problems)
+            del known[k]
     suite = replace(Suite(), **known)
-    raise_if(check(suite))
+    raise_if(problems + check(suite))
     return suite
 
 

@@ -69,6 +69,7 @@ def test_hd_hypergradient_matches_autodiff_through_the_step(act, momentum):
     rule = HypergradientDescent(HDOptions(beta=1e-2))
     state = rule.init(params, {"lr": 0.3, "wd": 0.01, "momentum": momentum})
     ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss, val_batch=lambda: None)
+    prev_params, prev_lr = None, None  # w_{t-1} and the lr that moved it
     for t, batch in enumerate(batches):
         before = {k: v.detach().clone() for k, v in params.items()}
         lr_used = state.lr

@@ -52,8 +52,9 @@ def test_search_state_round_trip_continues_the_same_sequence():
 
 
 def test_ray_adapter_save_restore_and_failure_outcomes(tmp_path):
-    from bench.ray_adapter import SearchAdapter, outcome
     from ray.tune.search import Searcher
+
+    from bench.ray_adapter import SearchAdapter, outcome
 
     method = methods.get("random")
 

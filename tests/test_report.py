@@ -43,7 +43,7 @@ def test_time_to_target_cumulates_trials_in_start_order():
 def test_not_reached_is_shown_not_dropped():
     s = report.summary(table(BLACK_BOX, ONLINE), target=0.3).set_index("method")
     assert math.isinf(s.loc["bb", "ttt_median_s"]) and s.loc["bb", "reached"] == "0/1"
-    assert s.loc["on", "reached"] == "1/1" and s.loc["on", "ttt_median_s"] == 2  # test 0.3 <= target
+    assert s.loc["on", "reached"] == "1/1" and s.loc["on", "ttt_median_s"] == 2  # 0.3 <= 0.3
     assert "not reached" in report.format_summary(s.reset_index())
 
 

@@ -1,0 +1,85 @@
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+@pytest.fixture
+def suite_file(tmp_path):
+    def write(text):
+        path = tmp_path / "suite.toml"
+        path.write_text(text)
+        return str(path)
+    return write
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--task", "mnist"], "unknown task 'mnist'; valid: digits, synthetic-ridge"),
+    (["--method", "tpe"], "unknown method 'tpe'; valid: hd, random"),
+    (["--epochs", "0"], "epochs: must be >= 1, got 0"),
+    (["--trials", "0"], "trials: must be >= 1, got 0"),
+    (["--repetitions", "-1"], "repetitions: must be >= 1, got -1"),
+    (["--device", "tpu"], "device: 'tpu' is not one of auto, cpu, cuda"),
+    (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
+    (["--suite", "/nonexistent/suite.toml"], "cannot read suite file '/nonexistent/suite.toml'"),
+])
+def test_bad_run_flags_get_one_line_and_exit_2(capsys, tmp_path, argv, expected):
+    code, err = run_cli(capsys, "run", "--out", str(tmp_path / "out"), *argv)
+    assert code == 2 and expected in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('epochs = 3\nbudget = 4\n', "unknown key 'budget'; valid: name, tasks"),
+    ('[space]\nlr = [0.5, 0.001]\n', "lr: range [0.5, 0.001] is empty or inverted"),
+    ('[space]\nlr = [0.0, 0.1]\n', "learning rate must be positive"),
+    ('[space]\nmomentum = [0.0, 0.9]\n', "unknown hyperparameter 'momentum'"),
+    ('[options.hd]\nbetta = 1\n', "options.hd: unknown option 'betta'; valid: beta, lr_min"),
+    ('epochs = "many"\n', "epochs: expected int, got 'many'"),
+    ('epochs = [\n', "is not valid TOML"),
+])
+def test_bad_suite_files_are_named(capsys, suite_file, text, expected):
+    code, err = run_cli(capsys, "run", "--suite", suite_file(text))
+    assert code == 2 and expected in err and len(err.splitlines()) == 1
+
+
+def test_every_problem_is_listed_at_once(capsys, suite_file):
+    code, err = run_cli(capsys, "run", "--suite", suite_file("trials = 0\nfoo = 1\n"),
+                        "--task", "nope")
+    assert code == 2 and all(p in err for p in ("trials", "'foo'", "'nope'"))
+
+
+def test_address_without_a_cluster_fails_fast(capsys):
+    start = time.monotonic()
+    code, err = run_cli(capsys, "run", "--address", "127.0.0.1:1")
+    assert code == 2 and "no Ray cluster answers" in err
+    assert time.monotonic() - start < 10
+
+
+def test_report_on_a_non_run_directory(capsys, tmp_path):
+    code, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 2 and "is not a run directory" in err
+
+
+def test_console_script_prints_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--method", "nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("ohobench: error: unknown method 'nope'")
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--suite", "--address", "--gpus-per-trial", "--trials"))
