@@ -63,6 +63,11 @@ def outcome(result: dict | None, error: bool) -> TrialOutcome:
     return TrialOutcome(TrialStatus.COMPLETED, float(val))
 
 
+def last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 class RecordCollector(Callback):
     """Keeps every reported record with the trial's Ray id and node, and one summary per trial."""
 
@@ -91,7 +96,7 @@ class RecordCollector(Callback):
         self.trials[trial.trial_id] = {
             "trial": config.get("trial"), "trial_id": trial.trial_id, "status": status.value,
             "seed": config.get("seed"), "hparams": config.get("hparams"),
-            "epochs": last.get("epoch", 0), "error": (error or "").strip().splitlines()[-1:],
+            "epochs": last.get("epoch", 0), "error": last_line(error),
             "start": last.get("trial_start"), "end": last.get("timestamp"),
         }
         for r in self.records:
