@@ -22,14 +22,7 @@ class LogUniform:
         return self.low <= value <= self.high
 
     def problems(self, name: str) -> list[str]:
-        if not (_finite(self.low) and _finite(self.high)):
-            return [f"{name}: range [{self.low}, {self.high}] must be finite numbers"]
-        if self.low <= 0:
-            return [f"{name}: log-uniform range needs low > 0, got {self.low}"]
-        if self.low >= self.high:
-            return [f"{name}: range [{self.low}, {self.high}] is empty or inverted; "
-                    "need low < high"]
-        return []
+        return _interval_problems(name, self.low, self.high, log=True)
 
 
 @dataclass(frozen=True)
@@ -44,12 +37,7 @@ class Uniform:
         return self.low <= value <= self.high
 
     def problems(self, name: str) -> list[str]:
-        if not (_finite(self.low) and _finite(self.high)):
-            return [f"{name}: range [{self.low}, {self.high}] must be finite numbers"]
-        if self.low >= self.high:
-            return [f"{name}: range [{self.low}, {self.high}] is empty or inverted; "
-                    "need low < high"]
-        return []
+        return _interval_problems(name, self.low, self.high, log=False)
 
 
 @dataclass(frozen=True)
@@ -135,6 +123,16 @@ def describe(dist: Distribution) -> str:
         return f"one of {list(dist.choices)}"
     kind = {LogUniform: "log-uniform", Uniform: "uniform", IntUniform: "int"}[type(dist)]
     return f"{kind}[{dist.low:g}, {dist.high:g}]"
+
+
+def _interval_problems(name: str, low: Any, high: Any, log: bool) -> list[str]:
+    if not (_finite(low) and _finite(high)):
+        return [f"{name}: range [{low}, {high}] must be finite numbers"]
+    if log and low <= 0:
+        return [f"{name}: log-uniform range needs low > 0, got {low}"]
+    if low >= high:
+        return [f"{name}: range [{low}, {high}] is empty or inverted; need low < high"]
+    return []
 
 
 def _finite(x: Any) -> bool:
