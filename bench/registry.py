@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import TypeVar
 
@@ -44,5 +44,3 @@ def unknown(names: list[str], registry: Mapping, what: str) -> list[str]:
     return [f"unknown {what} {n!r}; valid: {', '.join(sorted(registry))}"
             for n in names if n not in registry]
 
-
-Factory = Callable[[], T]

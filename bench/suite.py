@@ -15,7 +15,7 @@ import methods as method_registry
 from bench import registry, space
 from bench import tasks as task_registry
 from bench.errors import ConfigError, raise_if
-from methods.base import MethodKind, parse_options
+from methods.base import parse_options
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -159,7 +159,3 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
         raise ConfigError(f"--address {address!r}: no Ray cluster answers there "
                           f"(checked for {timeout:.0f} s); start one with `ray start --head`"
                           ) from None
-
-
-def online(method: str) -> bool:
-    return method_registry.get(method).kind is MethodKind.ONLINE
