@@ -20,11 +20,10 @@ def incumbent_trace(rep: pd.DataFrame) -> pd.DataFrame:
     """One repetition's rows in compute order, with the test loss of its current choice."""
     rep = rep.sort_values("search_seconds", kind="stable")
     latest: dict[int, tuple[float, float]] = {}
-    started: list[int] = []
+    started: set[int] = set()
     chosen_test, chosen_trial, n_started = [], [], []
     for trial, val, test in zip(rep["trial"], rep["val_loss"], rep["test_loss"], strict=True):
-        if trial not in started:
-            started.append(trial)
+        started.add(trial)
         if math.isfinite(val) and math.isfinite(test):
             latest[trial] = (val, test)
         else:
