@@ -47,10 +47,28 @@ def make_model(task: Task, seed: int, device: torch.device, dtype: torch.dtype):
 class Trainee:
     """A model split into explicit parameters and pure loss functions over them."""
 
-    def __init__(self, task: Task, model: torch.nn.Module):
+    def __init__(self, task: Task, model: torch.nn.Module, noise_seed: int = 0):
         self.task, self.model = task, model
         self.buffers = dict(model.named_buffers())
         self._training: bool | None = None
+        self._noise: Mapping[str, Tensor] = {}
+        self._noise_gen: torch.Generator | None = None
+        self._noise_seed = noise_seed
+        for name, module in model.named_modules():
+            if any(True for _ in module.parameters(recurse=False)):
+                module.register_forward_pre_hook(self._noise_hook(name))
+
+    def _noise_hook(self, layer: str):
+        def add_noise(module, args):
+            std = self._noise.get(layer)
+            if std is None:
+                return None
+            x = args[0]
+            if self._noise_gen is None:
+                self._noise_gen = torch.Generator(x.device).manual_seed(self._noise_seed)
+            e = torch.randn(x.shape, generator=self._noise_gen, device=x.device, dtype=x.dtype)
+            return (x + std * e, *args[1:])
+        return add_noise
 
     def initial_params(self) -> Params:
         return {k: v.detach().clone().requires_grad_(True)
@@ -64,6 +82,14 @@ class Trainee:
 
     def loss(self, params: Params, batch: Batch) -> Tensor:
         return self.task.loss(self.outputs(params, batch[0], True), batch[1])
+
+    def noisy_loss(self, params: Params, batch: Batch, noise: Mapping[str, Tensor]) -> Tensor:
+        """Training loss with N(0, noise[layer]^2) added to the input of each named layer."""
+        self._noise = noise
+        try:
+            return self.loss(params, batch)
+        finally:
+            self._noise = {}
 
     def val_loss(self, params: Params, batch: Batch) -> Tensor:
         return self.task.loss(self.outputs(params, batch[0], False), batch[1])
@@ -87,7 +113,7 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
     """Train one model with `rule`; one record per epoch. Ends early, flagged, on divergence."""
     device = spec.device
     model = make_model(task, spec.seed, device, spec.dtype)
-    trainee = Trainee(task, model)
+    trainee = Trainee(task, model, noise_seed=spec.seed + 2)
     params = trainee.initial_params()
     state = rule.init(params, hparams)
     batch_gen = torch.Generator().manual_seed(spec.seed)
@@ -99,7 +125,12 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
         idx = torch.randint(n_val, (val_bs,), generator=val_gen).to(device)
         return splits.x_val[idx], splits.y_val[idx]
 
-    ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss, val_batch=val_batch)
+    def train_sample() -> Batch:
+        idx = torch.randint(len(x), (val_bs,), generator=val_gen).to(device)
+        return x[idx], y[idx]
+
+    ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss, val_batch=val_batch,
+                      train_sample=train_sample, noisy_loss=trainee.noisy_loss)
     records: list[Record] = []
     train_total = 0.0
     for epoch in range(1, spec.epochs + 1):

@@ -7,9 +7,11 @@ from __future__ import annotations
 from bench import registry
 from methods.base import Method, MethodKind
 from methods.hd import HDMethod
+from methods.oho import MartheMethod, OHOLayerwiseMethod, OHOMethod, RTHOMethod
 from methods.random_search import RandomMethod
 
-BUILTIN: dict[str, Method] = {m.name: m for m in (RandomMethod(), HDMethod())}
+BUILTIN: dict[str, Method] = {m.name: m for m in (
+    RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod())}
 
 
 def all_methods() -> dict[str, Method]:

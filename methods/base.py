@@ -70,6 +70,9 @@ class StepContext:
     loss: Callable[[Params, Batch], Tensor]  # training-mode loss of a minibatch, no penalty term
     val_loss: Callable[[Params, Batch], Tensor]  # eval-mode loss, for hypergradients
     val_batch: Callable[[], Batch]  # a fresh validation minibatch on each call
+    train_sample: Callable[[], Batch]  # a fresh random training minibatch (for ablations)
+    # Training loss with Gaussian noise of std noise[layer] added to each named layer's input.
+    noisy_loss: Callable[[Params, Batch, Mapping[str, Tensor]], Tensor]
     step: int = 0  # global training step, counted from 0
     epoch: int = 0  # counted from 1 while training
 
@@ -117,6 +120,8 @@ def parse_options(cls: type[Options], given: Mapping[str, Any], where: str
         if k not in fields:
             continue
         default = getattr(cls, k, None)
+        if isinstance(default, tuple) and isinstance(v, list):
+            v = tuple(v)
         if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if default is not None and type(v) is not type(default):

@@ -68,7 +68,8 @@ def test_hd_hypergradient_matches_autodiff_through_the_step(act, momentum):
                 torch.randint(0, 2, (8,), generator=gen)) for _ in range(4)]
     rule = HypergradientDescent(HDOptions(beta=1e-2))
     state = rule.init(params, {"lr": 0.3, "wd": 0.01, "momentum": momentum})
-    ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss, val_batch=lambda: None)
+    ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss, val_batch=lambda: None,
+                      train_sample=None, noisy_loss=None)
     prev_params, prev_lr = None, None  # w_{t-1} and the lr that moved it
     for t, batch in enumerate(batches):
         before = {k: v.detach().clone() for k, v in params.items()}
@@ -90,7 +91,8 @@ def test_hd_keeps_lr_positive_and_skips_nan_hypergradients():
     rule = HypergradientDescent(HDOptions(beta=1e6, lr_min=1e-5))
     w = {"w": torch.ones(3, requires_grad=True)}
     state = rule.init(w, {"lr": 0.1})
-    ctx = StepContext(loss=lambda p, b: (p["w"] * b[0]).sum(), val_loss=None, val_batch=None)
+    ctx = StepContext(loss=lambda p, b: (p["w"] * b[0]).sum(), val_loss=None, val_batch=None,
+                      train_sample=None, noisy_loss=None)
     x = torch.ones(3)
     for sign in (1, -1, 1):  # the gradient flips: lr is pushed hard below zero
         state, w = rule.step(state, w, (sign * x, None), ctx)

@@ -1,0 +1,145 @@
+"""The hypergradient core: pure functions over lists of tensors (one per parameter tensor).
+
+Inner dynamics, per parameter tensor i in group g (E, L, M: per-group lr, wd, momentum):
+    d = grad + L w,   b' = M b + d   (b' = d without momentum),   w' = w - E b'.
+Forward mode keeps, for each tuned scalar k, the influence V_k = dw/dlambda_k (and P_k = db/dlambda_k
+with momentum), advanced every step with exact Hessian-vector products:
+    Q_k = (H + L) V_k + M P_k + C_k,   P_k' = Q_k,   V_k' = V_k - E Q_k - [k is lr_g] b'_g
+where C_k is w_g for wd_g, b_g for momentum_g, and 0 otherwise (restricted to group g). The
+hypergradient is <grad E_val(w'), V_k>. Reverse mode (`reverse_step`) is the adjoint of the same
+step. See ../shared/ALGORITHMS.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+Tensors = list[Tensor]
+
+
+@dataclass
+class StepTerms:
+    """What one inner step used: everything the recursions need, detached."""
+
+    weights: Tensors  # w_t
+    buffers: Tensors | None  # b_t (momentum buffers), None without momentum
+    new_buffers: Tensors  # b_{t+1} (= the direction without momentum)
+    lr: Sequence[float]  # per parameter tensor
+    wd: Sequence[float]
+    momentum: Sequence[float] | None
+
+
+def per_tensor(values: Sequence[float], group_of: Sequence[int]) -> list[float]:
+    return [values[g] for g in group_of]
+
+
+def inner_step(grads: Sequence[Tensor], weights: Sequence[Tensor], buffers: Tensors | None,
+               lr: Sequence[float], wd: Sequence[float], momentum: Sequence[float] | None
+               ) -> StepTerms:
+    """The new momentum buffers (or directions) of SGD with weight decay, without moving w."""
+    w = [x.detach() for x in weights]
+    direction = [g.detach() + lam * x for g, x, lam in zip(grads, w, wd, strict=True)]
+    if momentum is None:
+        new = direction
+    elif buffers is None:  # torch's first step: b_1 = d_0
+        new = [d.clone() for d in direction]
+    else:
+        new = [m * b + d for b, d, m in zip(buffers, direction, momentum, strict=True)]
+    return StepTerms(w, buffers, new, lr, wd, momentum)
+
+
+def hvp(grads: Sequence[Tensor], weights: Sequence[Tensor], vectors: Sequence[Tensor]) -> Tensors:
+    """H v for a batch of vectors (leading dimension c) by double backward through `grads`,
+    which must have been computed with create_graph=True."""
+    if vectors[0].shape[0] == 1:
+        out = torch.autograd.grad(grads, weights, [v[0] for v in vectors], retain_graph=True,
+                                  materialize_grads=True)
+        return [o.unsqueeze(0) for o in out]
+    return list(torch.autograd.grad(grads, weights, list(vectors), retain_graph=True,
+                                    is_grads_batched=True, materialize_grads=True))
+
+
+def fd_hvp(grad_at: Callable[[Tensors], Tensors], weights: Sequence[Tensor],
+           vectors: Sequence[Tensor], radius: float) -> Tensors:
+    """Central finite differences (g(w + e v) - g(w - e v)) / 2e with e = radius / |v|, the
+    norm taken over all tensors. Cheaper, but wrong across ReLU kinks: for comparison only."""
+    w = [x.detach() for x in weights]
+    out = [torch.zeros_like(v) for v in vectors]
+    for j in range(vectors[0].shape[0]):
+        v = [x[j] for x in vectors]
+        norm = float(torch.sqrt(sum((x * x).sum() for x in v)))
+        if norm == 0.0:
+            continue
+        eps = radius / norm
+        plus = grad_at([a + eps * b for a, b in zip(w, v, strict=True)])
+        minus = grad_at([a - eps * b for a, b in zip(w, v, strict=True)])
+        for o, p, m in zip(out, plus, minus, strict=True):
+            o[j] = (p - m) / (2 * eps)
+    return out
+
+
+def advance_influence(v: Tensors, p: Tensors | None, hv: Sequence[Tensor], chunk: slice,
+                      terms: StepTerms, tuned: Sequence[tuple[str, int]],
+                      group_of: Sequence[int]) -> None:
+    """V <- A V + B for the tuned scalars in `chunk`, in place; `hv` holds H V[chunk]."""
+    ks = range(*chunk.indices(len(tuned)))
+    for i, g in enumerate(group_of):
+        q = hv[i] + terms.wd[i] * v[i][chunk]
+        if p is not None:
+            q += terms.momentum[i] * p[i][chunk]
+        for j, k in enumerate(ks):
+            kind, group = tuned[k]
+            if group != g:
+                continue
+            if kind == "wd":
+                q[j] += terms.weights[i]
+            elif kind == "momentum" and terms.buffers is not None:
+                q[j] += terms.buffers[i]
+        if p is not None:
+            p[i][chunk] = q
+        v[i][chunk] -= terms.lr[i] * q
+        for j, k in enumerate(ks):
+            if tuned[k] == ("lr", g):
+                v[i][k] -= terms.new_buffers[i]
+
+
+def hypergradients(v: Sequence[Tensor], val_grads: Sequence[Tensor]) -> Tensor:
+    """<grad E_val, V_k> for every tuned scalar k, as one vector."""
+    return sum(vi.reshape(vi.shape[0], -1) @ gi.reshape(-1)
+               for vi, gi in zip(v, val_grads, strict=True))
+
+
+def influence_norms(v: Sequence[Tensor]) -> Tensor:
+    return torch.sqrt(sum(vi.reshape(vi.shape[0], -1).square().sum(1) for vi in v))
+
+
+def reverse_step(alpha_w: Tensors, alpha_b: Tensors | None, hvp_fn: Callable[[Tensors], Tensors],
+                 terms: StepTerms, tuned: Sequence[tuple[str, int]], group_of: Sequence[int],
+                 hypergrad: list[float]) -> tuple[Tensors, Tensors | None]:
+    """The adjoint of one inner step. Given the cotangents of (w', b'), add this step's
+    contribution to `hypergrad` and return the cotangents of (w, b). `hvp_fn(c)` is H_t c."""
+    if alpha_b is None:
+        c = [-lr * a for a, lr in zip(alpha_w, terms.lr, strict=True)]
+    else:
+        c = [ab - lr * a for a, ab, lr in zip(alpha_w, alpha_b, terms.lr, strict=True)]
+    for k, (kind, group) in enumerate(tuned):
+        members = [i for i, g in enumerate(group_of) if g == group]
+        if kind == "lr":
+            hypergrad[k] -= float(sum(torch.vdot(alpha_w[i].reshape(-1),
+                                                 terms.new_buffers[i].reshape(-1))
+                                      for i in members))
+        elif kind == "wd":
+            hypergrad[k] += float(sum(torch.vdot(c[i].reshape(-1), terms.weights[i].reshape(-1))
+                                      for i in members))
+        elif kind == "momentum" and terms.buffers is not None:
+            hypergrad[k] += float(sum(torch.vdot(c[i].reshape(-1), terms.buffers[i].reshape(-1))
+                                      for i in members))
+    hc = hvp_fn(c)
+    new_alpha_w = [a + h + lam * ci for a, h, ci, lam in zip(alpha_w, hc, c, terms.wd, strict=True)]
+    new_alpha_b = None if terms.momentum is None else [
+        m * ci for ci, m in zip(c, terms.momentum, strict=True)]
+    return new_alpha_w, new_alpha_b

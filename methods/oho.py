@@ -1,0 +1,229 @@
+"""Forward-mode online HPO: one recursion, four methods.
+
+- `oho` (Im, Savin & Cho): the influence advances every step and so do the hyperparameters;
+  `groups=K` splits consecutive layers into K sets, each with its own (lr, wd).
+- `oho-layerwise`: one (lr, wd) per layer.
+- `rtho` (Franceschi et al. 2017): the same recursion with a hyperparameter step every Delta
+  steps (the hyper-batch).
+- `marthe` (Donini et al. 2020): the influence is discounted, Z <- mu_d A Z + B, with mu_d fixed
+  or adapted online.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from methods import hypergrad as hg
+from methods.base import Batch, Method, MethodKind, Params, StepContext, UpdateRule
+from methods.online import (
+    Hypers,
+    MetaOptimizer,
+    OnlineOptions,
+    hyper_batch,
+    initial_values,
+    layer_groups,
+    make_hypers,
+    meta_optimizer,
+    perturb,
+)
+
+HVP_MODES = ("exact", "fd")
+
+
+@dataclass(frozen=True)
+class ForwardOptions(OnlineOptions):
+    groups: int = 1  # consecutive layers split into this many sets; 0 = one set per layer
+    reset_every: int = 0  # zero the influence every n steps (paper 6.4); 0 = never
+    discount: float = 1.0  # MARTHE's mu_d in [0, 1]; 1 = undiscounted (OHO, RTHO)
+    adapt_discount: bool = False  # MARTHE's online adaptation of mu_d
+    hvp: str = "exact"  # "fd": central finite differences, for comparison only
+    fd_radius: float = 1e-3
+    hvp_chunk: int = 0  # influence vectors per batched HVP: 0 = all (fast), 1 = least memory
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.groups < 0:
+            found.append(f"groups: must be >= 0 (0 = one per layer), got {self.groups}")
+        if self.reset_every < 0:
+            found.append(f"reset_every: must be >= 0 (0 = never), got {self.reset_every}")
+        if not 0 <= self.discount <= 1:
+            found.append(f"discount: must be in [0, 1], got {self.discount}")
+        if self.hvp not in HVP_MODES:
+            found.append(f"hvp: {self.hvp!r} is not one of {', '.join(HVP_MODES)}")
+        if not self.fd_radius > 0:
+            found.append(f"fd_radius: must be > 0, got {self.fd_radius}")
+        if self.hvp_chunk < 0:
+            found.append(f"hvp_chunk: must be >= 0 (0 = all), got {self.hvp_chunk}")
+        return found
+
+
+@dataclass
+class ForwardState:
+    hypers: Hypers
+    meta: MetaOptimizer
+    group_of: list[int]
+    v: list[torch.Tensor]  # dw/dlambda_k, shape (K, *param.shape) per parameter tensor
+    p: list[torch.Tensor] | None  # db/dlambda_k (momentum buffers), same shapes
+    buffers: list[torch.Tensor] | None = None
+    hypergrads: list[float] | None = None
+    discount: float = 1.0
+    discount_sum: float = 0.0
+    resets: int = 0
+    epoch: int = 0
+
+
+class ForwardHypergradient(UpdateRule):
+    def __init__(self, options: ForwardOptions):
+        self.options = options
+
+    def init(self, params: Params, hparams: Mapping[str, Any]) -> ForwardState:
+        o = self.options
+        group_of, n_groups = layer_groups(list(params), o.groups)
+        hypers = make_hypers(o, initial_values(o, hparams), n_groups)
+        k = len(hypers.tuned)
+        v = [torch.zeros(k, *w.shape, dtype=w.dtype, device=w.device) for w in params.values()]
+        p = [torch.zeros_like(x) for x in v] if "momentum" in hypers.values else None
+        return ForwardState(hypers, meta_optimizer(o, hypers), group_of, v, p,
+                            hypergrads=[math.nan] * k, discount=o.discount)
+
+    def step(self, state: ForwardState, params: Params, batch: Batch, ctx: StepContext
+             ) -> tuple[ForwardState, Params]:
+        o, h = self.options, state.hypers
+        perturb(h, o, ctx, first_step_of_epoch=ctx.epoch != state.epoch)
+        state.epoch = ctx.epoch
+        weights = list(params.values())
+        exact = o.hvp == "exact"
+        grads = torch.autograd.grad(ctx.loss(params, batch), weights, create_graph=exact)
+        terms = hg.inner_step(grads, weights, state.buffers, *self._per_tensor(state))
+        if state.discount != 1.0:
+            for x in state.v + (state.p or []):
+                x.mul_(state.discount)
+
+        def grad_at(ws):
+            shifted = dict(zip(params, ws, strict=True))
+            return torch.autograd.grad(ctx.loss(shifted, batch), ws)
+
+        k = len(h.tuned)
+        size = o.hvp_chunk or k
+        for start in range(0, k, size):
+            chunk = slice(start, min(start + size, k))
+            vs = [x[chunk] for x in state.v]
+            if exact:
+                hv = hg.hvp(grads, weights, vs)
+            else:
+                hv = hg.fd_hvp(lambda ws: grad_at([w.requires_grad_() for w in ws]), weights,
+                               vs, o.fd_radius)
+            hg.advance_influence(state.v, state.p, hv, chunk, terms, h.tuned, state.group_of)
+        del grads
+
+        with torch.no_grad():
+            for w, b, lr in zip(weights, terms.new_buffers, terms.lr, strict=True):
+                w.sub_(lr * b)
+        if terms.momentum is not None:
+            state.buffers = terms.new_buffers
+
+        if (ctx.step + 1) % o.hyper_every == 0:
+            self._hyper_step(state, params, ctx, terms)
+        if o.reset_every and (ctx.step + 1) % o.reset_every == 0:
+            self._reset(state)
+        return state, params
+
+    def _per_tensor(self, state: ForwardState):
+        h, group_of = state.hypers.values, state.group_of
+        momentum = hg.per_tensor(h["momentum"], group_of) if "momentum" in h else None
+        return hg.per_tensor(h["lr"], group_of), hg.per_tensor(h["wd"], group_of), momentum
+
+    def _hyper_step(self, state: ForwardState, params: Params, ctx: StepContext,
+                    terms: hg.StepTerms) -> None:
+        weights = list(params.values())
+        val_grads = torch.autograd.grad(ctx.val_loss(params, hyper_batch(self.options, ctx)),
+                                        weights)
+        state.hypergrads = hg.hypergradients(state.v, val_grads).tolist()
+        if not state.meta.step(state.hypers, state.hypergrads):
+            if not all(torch.isfinite(x).all() for x in state.v):
+                self._reset(state)  # a blown-up influence would poison every later step
+            return
+        if self.options.adapt_discount:
+            self._adapt_discount(state, val_grads, terms)
+
+    def _adapt_discount(self, state: ForwardState, val_grads, terms: hg.StepTerms) -> None:
+        """MARTHE's heuristic (Donini et al. 2020, as in the authors' adatune code):
+        mu <- clip(lr / <grad E_val, d_t>, 0, 1) ** (1 / (1 + sum of past mu))."""
+        alignment = float(hg.hypergradients([d.unsqueeze(0) for d in terms.new_buffers],
+                                            val_grads)[0])
+        lr = sum(state.hypers.values["lr"]) / state.hypers.n_groups
+        ratio = lr / alignment if alignment else 1.0
+        state.discount_sum += state.discount
+        state.discount = min(max(ratio, 0.0), 1.0) ** (1.0 / (1.0 + state.discount_sum))
+
+    @staticmethod
+    def _reset(state: ForwardState) -> None:
+        for x in state.v + (state.p or []):
+            x.zero_()
+        state.resets += 1
+
+    def hparams(self, state: ForwardState) -> dict[str, float]:
+        return state.hypers.as_dict()
+
+    def diagnostics(self, state: ForwardState) -> dict[str, float]:
+        names = state.hypers.tuned_names()
+        norms = hg.influence_norms(state.v).tolist()
+        out = {f"hg_{n}": g for n, g in zip(names, state.hypergrads, strict=True)}
+        out.update({f"influence_{n}": x for n, x in zip(names, norms, strict=True)})
+        out.update(skipped_hypersteps=state.meta.skipped, influence_resets=state.resets)
+        if self.options.discount != 1.0 or self.options.adapt_discount:
+            out["discount"] = state.discount
+        return out
+
+
+class OHOMethod(Method):
+    name = "oho"
+    kind = MethodKind.ONLINE
+    description = "online HPO by real-time recurrent learning (Im et al.); groups=K for K sets"
+    options_type = ForwardOptions
+    tunes = ("lr", "wd")
+
+    def update_rule(self, options: ForwardOptions) -> UpdateRule:
+        return ForwardHypergradient(options)
+
+
+@dataclass(frozen=True)
+class LayerwiseOptions(ForwardOptions):
+    groups: int = 0
+    meta_lr: float = 1e-6  # the OHO paper's layerwise setting
+    meta_lr_wd: float = 1e-6
+
+
+class OHOLayerwiseMethod(OHOMethod):
+    name = "oho-layerwise"
+    description = "OHO with one (lr, wd) per layer"
+    options_type = LayerwiseOptions
+
+
+@dataclass(frozen=True)
+class RTHOOptions(ForwardOptions):
+    hyper_every: int = 10  # the hyper-batch Delta
+    meta_lr: float = 1e-4  # 10x OHO's, as it steps 10x less often
+    meta_lr_wd: float = 1e-4
+
+
+class RTHOMethod(OHOMethod):
+    name = "rtho"
+    description = "real-time forward hypergradient, a step per hyper-batch (Franceschi et al.)"
+    options_type = RTHOOptions
+
+
+@dataclass(frozen=True)
+class MartheOptions(ForwardOptions):
+    discount: float = 0.99
+
+
+class MartheMethod(OHOMethod):
+    name = "marthe"
+    description = "forward hypergradient with a discounted influence (Donini et al. 2020)"
+    options_type = MartheOptions

@@ -1,0 +1,202 @@
+"""What every online hypergradient method shares: which scalar hyperparameters it tunes, the
+meta-optimizer that steps them inside their bounds, and the OHO paper's ablation options.
+
+A hyperparameter kind (lr, wd, momentum, noise) has one value per group of layers; the tuned
+scalars are (kind, group) pairs, in the order hypergradients are computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from methods.base import Batch, Options, StepContext
+
+META_OPTIMIZERS = ("sgd", "adam")
+VALIDATE_ON = ("val", "train")
+MOMENTUM_MAX = 0.99
+
+
+def layer_of(param_name: str) -> str:
+    """The module that owns a parameter: '2.weight' -> '2'."""
+    return param_name.rpartition(".")[0]
+
+
+def layer_groups(param_names: Sequence[str], n_groups: int) -> tuple[list[int], int]:
+    """Group index of each parameter tensor, splitting consecutive layers into `n_groups`
+    sets (0 = one set per layer), and the number of groups."""
+    layers = list(dict.fromkeys(layer_of(n) for n in param_names))
+    if n_groups > len(layers):
+        raise ValueError(f"groups={n_groups}, but the model has {len(layers)} layers; "
+                         f"use 1..{len(layers)} (0 = one group per layer)")
+    count = n_groups or len(layers)
+    index = {layer: j * count // len(layers) for j, layer in enumerate(layers)}
+    return [index[layer_of(n)] for n in param_names], count
+
+
+def bounded(kind: str, value: float, lr_min: float) -> float:
+    """Project a hyperparameter into its valid range: lr >= lr_min, wd and noise >= 0,
+    momentum in [0, MOMENTUM_MAX]."""
+    if kind == "lr":
+        return max(value, lr_min)
+    if kind == "momentum":
+        return min(max(value, 0.0), MOMENTUM_MAX)
+    return max(value, 0.0)
+
+
+@dataclass(frozen=True)
+class OnlineOptions(Options):
+    """Meta-optimization and the OHO paper's ablations, shared by every online method."""
+
+    meta_optimizer: str = "sgd"  # steps the hyperparameters: sgd | adam
+    meta_lr: float = 1e-5  # step size for learning rates (OHO paper, MNIST)
+    meta_lr_wd: float = 1e-5  # step size for weight decay
+    meta_lr_momentum: float = 1e-5  # step size for momentum, when tuned
+    hyper_every: int = 1  # a hyperparameter step every k training steps
+    clip: float = 0.0  # clip each hypergradient to [-clip, clip]; 0 = off
+    lr_min: float = 1e-6  # learning rates never go below this
+    momentum: float = 0.0  # heavy-ball momentum (torch form); 0 = plain SGD
+    tune: tuple[str, ...] = ("lr", "wd")  # which hyperparameters move
+    validate_on: str = "val"  # "train": hypergradients on training batches (paper 6.5)
+    perturb_epochs: tuple[int, ...] = ()  # at the start of these epochs (paper 6.3) ...
+    perturb_lr: float = 0.0  # ... set every lr to this (0 = leave lr alone)
+    perturb_wd_zero: bool = False  # ... and/or set every wd to 0
+
+    TUNABLE = ("lr", "wd", "momentum")
+
+    def problems(self) -> list[str]:
+        found = []
+        bad = [k for k in self.tune if k not in self.TUNABLE]
+        if bad or not self.tune or len(set(self.tune)) != len(self.tune):
+            found.append(f"tune: {list(self.tune)} is not a non-empty list of distinct names "
+                         f"from {', '.join(self.TUNABLE)}")
+        if self.meta_optimizer not in META_OPTIMIZERS:
+            found.append(f"meta_optimizer: {self.meta_optimizer!r} is not one of "
+                         f"{', '.join(META_OPTIMIZERS)}")
+        for name in ("meta_lr", "meta_lr_wd", "meta_lr_momentum", "clip", "perturb_lr"):
+            if not getattr(self, name) >= 0:
+                found.append(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.lr_min > 0:
+            found.append(f"lr_min: must be > 0, got {self.lr_min}")
+        if self.hyper_every < 1:
+            found.append(f"hyper_every: must be >= 1, got {self.hyper_every}")
+        if not 0 <= self.momentum <= MOMENTUM_MAX:
+            found.append(f"momentum: must be in [0, {MOMENTUM_MAX}], got {self.momentum}")
+        if self.validate_on not in VALIDATE_ON:
+            found.append(f"validate_on: {self.validate_on!r} is not one of "
+                         f"{', '.join(VALIDATE_ON)}")
+        bad = [e for e in self.perturb_epochs if not isinstance(e, int) or e < 1]
+        if bad:
+            found.append(f"perturb_epochs: epochs are integers >= 1, got {bad}")
+        if self.perturb_epochs and not (self.perturb_lr or self.perturb_wd_zero):
+            found.append("perturb_epochs: set perturb_lr > 0 or perturb_wd_zero = true")
+        return found
+
+    def meta_lr_for(self, kind: str) -> float:
+        return getattr(self, "meta_lr" if kind == "lr" else f"meta_lr_{kind}")
+
+
+@dataclass
+class Hypers:
+    """Current hyperparameter values (kind -> one value per group) and which scalars move."""
+
+    values: dict[str, list[float]]
+    tuned: list[tuple[str, int]]
+    n_groups: int
+
+    def name(self, kind: str, group: int) -> str:
+        return kind if self.n_groups == 1 else f"{kind}_{group}"
+
+    def tuned_names(self) -> list[str]:
+        return [self.name(k, g) for k, g in self.tuned]
+
+    def as_dict(self) -> dict[str, float]:
+        return {self.name(k, g): v for k, vs in self.values.items() for g, v in enumerate(vs)}
+
+
+def make_hypers(options: OnlineOptions, initial: Mapping[str, float], n_groups: int
+                ) -> Hypers:
+    """One value per group for every kind in `initial`; the kinds in `options.tune` move.
+    Tuned scalars are ordered kind-major: lr_0..lr_G, wd_0..wd_G, ..."""
+    values = {k: [float(v)] * n_groups for k, v in initial.items()}
+    tuned = [(k, g) for k in options.tune for g in range(n_groups)]
+    return Hypers(values, tuned, n_groups)
+
+
+def initial_values(options: OnlineOptions, hparams: Mapping[str, Any]) -> dict[str, float]:
+    """lr and wd from the trial's hyperparameters; momentum from the trial or the options."""
+    out = {"lr": float(hparams["lr"]), "wd": float(hparams.get("wd", 0.0))}
+    momentum = float(hparams.get("momentum", options.momentum))
+    if momentum or "momentum" in options.tune:
+        out["momentum"] = momentum
+    return out
+
+
+@dataclass
+class MetaOptimizer:
+    """SGD or Adam over the tuned scalars, then projection into the bounds. A non-finite
+    hypergradient skips the step and is counted."""
+
+    kind: str
+    step_sizes: list[float]
+    clip: float
+    lr_min: float
+    skipped: int = 0
+    t: int = 0
+    m: list[float] = field(default_factory=list)
+    v: list[float] = field(default_factory=list)
+
+    def step(self, hypers: Hypers, hypergrads: Sequence[float]) -> bool:
+        """Move `hypers` against `hypergrads`; False (and counted) if any is non-finite."""
+        if not all(math.isfinite(h) for h in hypergrads):
+            self.skipped += 1
+            return False
+        if self.clip:
+            hypergrads = [min(max(h, -self.clip), self.clip) for h in hypergrads]
+        steps = self._directions(hypergrads)
+        for (kind, group), size, d in zip(hypers.tuned, self.step_sizes, steps, strict=True):
+            value = hypers.values[kind][group] - size * d
+            hypers.values[kind][group] = bounded(kind, value, self.lr_min)
+        return True
+
+    def _directions(self, hg: Sequence[float]) -> list[float]:
+        if self.kind == "sgd":
+            return list(hg)
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        if not self.m:
+            self.m, self.v = [0.0] * len(hg), [0.0] * len(hg)
+        self.t += 1
+        self.m = [beta1 * m + (1 - beta1) * h for m, h in zip(self.m, hg, strict=True)]
+        self.v = [beta2 * v + (1 - beta2) * h * h for v, h in zip(self.v, hg, strict=True)]
+        c1, c2 = 1 - beta1 ** self.t, 1 - beta2 ** self.t
+        return [(m / c1) / (math.sqrt(v / c2) + eps) for m, v in zip(self.m, self.v, strict=True)]
+
+
+def meta_optimizer(options: OnlineOptions, hypers: Hypers) -> MetaOptimizer:
+    sizes = [options.meta_lr_for(kind) for kind, _ in hypers.tuned]
+    return MetaOptimizer(options.meta_optimizer, sizes, options.clip, options.lr_min)
+
+
+def perturb(hypers: Hypers, options: OnlineOptions, ctx: StepContext, first_step_of_epoch: bool
+            ) -> None:
+    """The OHO paper's perturbation experiment: overwrite hyperparameters at given epochs."""
+    if not first_step_of_epoch or ctx.epoch not in options.perturb_epochs:
+        return
+    if options.perturb_lr and "lr" in hypers.values:
+        hypers.values["lr"] = [options.perturb_lr] * hypers.n_groups
+    if options.perturb_wd_zero and "wd" in hypers.values:
+        hypers.values["wd"] = [0.0] * hypers.n_groups
+
+
+def hyper_batch(options: OnlineOptions, ctx: StepContext) -> Batch:
+    """The batch hypergradients are taken on: fresh validation data, or training data (6.5)."""
+    return ctx.val_batch() if options.validate_on == "val" else ctx.train_sample()
+
+
+def dot_all(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over tensors of <a_i, b_i>, as a 0-d tensor (no host sync)."""
+    return sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True))

@@ -1,0 +1,90 @@
+"""The ground truth for hypergradient tests: autodiff through the fully unrolled training, in
+float64, written independently of methods/hypergrad.py."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from methods.base import StepContext
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def tiny_mlp(act: str) -> nn.Module:
+    torch.manual_seed(0)
+    a = ACTIVATIONS[act]
+    return nn.Sequential(nn.Linear(3, 5), a(), nn.Linear(5, 4), a(), nn.Linear(4, 2)).double()
+
+
+def problem(act: str, steps: int, batch: int = 8, seed: int = 1):
+    """A tiny model, its initial parameters, `steps` training batches and one validation batch."""
+    model = tiny_mlp(act)
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw():
+        return (torch.randn(batch, 3, generator=gen, dtype=torch.float64),
+                torch.randint(0, 2, (batch,), generator=gen))
+
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    return model, params, [draw() for _ in range(steps)], draw()
+
+
+def loss_fn(model: nn.Module):
+    def loss(params, batch, noise=None):
+        return nn.functional.cross_entropy(functional_call(model, params, (batch[0],)), batch[1])
+    return loss
+
+
+def context(model: nn.Module, val_batch) -> StepContext:
+    loss = loss_fn(model)
+    return StepContext(loss=loss, val_loss=loss, val_batch=lambda: val_batch,
+                       train_sample=lambda: val_batch, noisy_loss=None)
+
+
+def run_rule(rule, model, params, batches, val_batch, hparams):
+    """Train with `rule` on `batches`; returns the final state and parameters."""
+    params = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    ctx = context(model, val_batch)
+    state = rule.init(params, hparams)
+    for t, batch in enumerate(batches):
+        ctx.step, ctx.epoch = t, 1
+        state, params = rule.step(state, params, batch, ctx)
+    return state, params
+
+
+def unrolled_val_loss(model, params, batches, val_batch, lr, wd, momentum, group_of,
+                      window_start: int = 0):
+    """E_val(w_T) as a differentiable function of per-group lr, wd and momentum tensors.
+    Steps before `window_start` see the hyperparameters as constants."""
+    loss = loss_fn(model)
+    names = list(params)
+    w = [params[n].clone().requires_grad_(True) for n in names]
+    b = None
+    for t, batch in enumerate(batches):
+        live = t >= window_start
+        eta, lam = (lr, wd) if live else (lr.detach(), wd.detach())
+        mu = None if momentum is None else (momentum if live else momentum.detach())
+        g = torch.autograd.grad(loss(dict(zip(names, w, strict=True)), batch), w,
+                                create_graph=True)
+        d = [gi + lam[group_of[i]] * wi for i, (gi, wi) in enumerate(zip(g, w, strict=True))]
+        if mu is None:
+            b = d
+        elif b is None:
+            b = d
+        else:
+            b = [mu[group_of[i]] * bi + di for i, (bi, di) in enumerate(zip(b, d, strict=True))]
+        w = [wi - eta[group_of[i]] * bi for i, (wi, bi) in enumerate(zip(w, b, strict=True))]
+    return loss(dict(zip(names, w, strict=True)), val_batch), w
+
+
+def true_hypergradients(model, params, batches, val_batch, hypers: dict[str, list[float]],
+                        group_of, window_start: int = 0) -> dict[str, list[float]]:
+    """d E_val(w_T) / d(each per-group hyperparameter), by autodiff of the unrolled run."""
+    tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+               for k, v in hypers.items()}
+    value, _ = unrolled_val_loss(model, params, batches, val_batch, tensors["lr"], tensors["wd"],
+                                 tensors.get("momentum"), group_of, window_start)
+    grads = torch.autograd.grad(value, list(tensors.values()))
+    return {k: g.tolist() for k, g in zip(tensors, grads, strict=True)}

@@ -1,0 +1,70 @@
+"""Every exact method's hypergradient equals autodiff through the unrolled training (float64)."""
+
+import math
+
+import pytest
+
+import methods
+from methods.online import layer_groups
+from tests.hypergrad_reference import problem, run_rule, true_hypergradients
+
+REL = 1e-6
+FROZEN = {"meta_lr": 0.0, "meta_lr_wd": 0.0, "meta_lr_momentum": 0.0}  # hypers stay put
+
+
+def rule_for(method: str, **options):
+    m = methods.get(method)
+    opts = m.options_type(**{**FROZEN, **options})
+    assert not opts.problems()
+    return m.update_rule(opts)
+
+
+def compare(state, expected: dict[str, list[float]]):
+    got = dict(zip(state.hypers.tuned, state.hypergrads, strict=True))
+    for (kind, group), value in got.items():
+        want = expected[kind][group]
+        assert math.isfinite(value)
+        assert abs(value - want) <= REL * abs(want), (kind, group, value, want)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("method,groups", [("oho", 1), ("oho", 2), ("oho-layerwise", 0),
+                                           ("rtho", 1), ("marthe", 1)])
+def test_forward_hypergradient_matches_unrolled_autodiff(act, momentum, method, groups):
+    steps = 6
+    model, params, batches, val = problem(act, steps)
+    options = {"groups": groups, "momentum": momentum}
+    if method == "rtho":
+        options["hyper_every"] = 3
+    if method == "marthe":
+        options["discount"] = 1.0
+    tune = ("lr", "wd", "momentum") if momentum else ("lr", "wd")
+    state, _ = run_rule(rule_for(method, tune=tune, **options), model, params, batches, val,
+                        {"lr": 0.3, "wd": 0.05})
+    group_of, n = layer_groups(list(params), groups)
+    hypers = {"lr": [0.3] * n, "wd": [0.05] * n}
+    if momentum:
+        hypers["momentum"] = [momentum] * n
+    compare(state, true_hypergradients(model, params, batches, val, hypers, group_of))
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_chunked_hvps_give_the_same_hypergradient(chunk):
+    model, params, batches, val = problem("relu", 4)
+    state, _ = run_rule(rule_for("oho-layerwise", hvp_chunk=chunk), model, params, batches, val,
+                        {"lr": 0.3, "wd": 0.05})
+    group_of, n = layer_groups(list(params), 0)
+    compare(state, true_hypergradients(model, params, batches, val,
+                                       {"lr": [0.3] * n, "wd": [0.05] * n}, group_of))
+
+
+def test_finite_differences_are_close_on_tanh():
+    model, params, batches, val = problem("tanh", 4)
+    state, _ = run_rule(rule_for("oho", hvp="fd", fd_radius=1e-5), model, params, batches, val,
+                        {"lr": 0.3, "wd": 0.05})
+    group_of, _ = layer_groups(list(params), 1)
+    want = true_hypergradients(model, params, batches, val, {"lr": [0.3], "wd": [0.05]}, group_of)
+    got = dict(zip(state.hypers.tuned, state.hypergrads, strict=True))
+    assert got[("lr", 0)] == pytest.approx(want["lr"][0], rel=1e-4)
+    assert got[("wd", 0)] == pytest.approx(want["wd"][0], rel=1e-4)
