@@ -9,9 +9,11 @@ from methods.base import Method, MethodKind
 from methods.hd import HDMethod
 from methods.oho import MartheMethod, OHOLayerwiseMethod, OHOMethod, RTHOMethod
 from methods.random_search import RandomMethod
+from methods.trho import TRHOMethod
 
 BUILTIN: dict[str, Method] = {m.name: m for m in (
-    RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod())}
+    RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod(),
+    TRHOMethod())}
 
 
 def all_methods() -> dict[str, Method]:

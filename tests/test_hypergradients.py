@@ -68,3 +68,21 @@ def test_finite_differences_are_close_on_tanh():
     got = dict(zip(state.hypers.tuned, state.hypergrads, strict=True))
     assert got[("lr", 0)] == pytest.approx(want["lr"][0], rel=1e-4)
     assert got[("wd", 0)] == pytest.approx(want["wd"][0], rel=1e-4)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("groups", [1, 0])
+def test_trho_hypergradient_is_exact_over_its_window(act, momentum, groups):
+    """After 6 steps with window 3, the last hyperparameter step differentiated steps 3..5
+    only: autodiff through the unrolled run, with the first 3 steps' hyperparameters held."""
+    model, params, batches, val = problem(act, 6)
+    tune = ("lr", "wd", "momentum") if momentum else ("lr", "wd")
+    rule = rule_for("trho", window=3, groups=groups, momentum=momentum, tune=tune)
+    state, _ = run_rule(rule, model, params, batches, val, {"lr": 0.3, "wd": 0.05})
+    group_of, n = layer_groups(list(params), groups)
+    hypers = {"lr": [0.3] * n, "wd": [0.05] * n}
+    if momentum:
+        hypers["momentum"] = [momentum] * n
+    compare(state, true_hypergradients(model, params, batches, val, hypers, group_of,
+                                       window_start=3))
