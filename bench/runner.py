@@ -110,6 +110,7 @@ def run_experiment(suite: Suite, task: str, method_name: str, repetition: int, r
                 "seed": derive_seed(suite.seed, task, "model", repetition, index),
                 "epochs": suite.epochs_for(task), "data_seed": suite.seed,
                 "device": suite.device, "batch_size": suite.batch_size,
+                "val_batch_size": suite.val_batch_size,
                 "options": suite.options.get(method_name, {}), "repetition": repetition,
                 "trial": index}
 

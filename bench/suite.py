@@ -29,6 +29,7 @@ class Suite:
     trials: int = 6  # black-box budget per repetition
     epochs: int | None = None  # None: the task's default
     batch_size: int | None = None  # None: the task's default
+    val_batch_size: int | None = None  # hypergradient validation batches; None: batch_size
     seed: int = 0
     device: str = "auto"
     max_concurrent: int = 0  # 0: as many as the resources allow
@@ -99,7 +100,7 @@ def check(s: Suite) -> list[str]:
     for k in ("repetitions", "trials"):
         if getattr(s, k) < 1:
             found.append(f"{k}: must be >= 1, got {getattr(s, k)}")
-    for k in ("epochs", "batch_size"):
+    for k in ("epochs", "batch_size", "val_batch_size"):
         if getattr(s, k) is not None and getattr(s, k) < 1:
             found.append(f"{k}: must be >= 1, got {getattr(s, k)}")
     if s.device not in DEVICES and not s.device.startswith("cuda:"):
@@ -135,7 +136,11 @@ def check(s: Suite) -> list[str]:
             if not isinstance(opts, dict):
                 found.append(f"options.{m}: expected a table, got {opts!r}")
                 continue
-            found += parse_options(all_methods[m].options_type, opts, f"options.{m}")[1]
+            parsed, bad = parse_options(all_methods[m].options_type, opts, f"options.{m}")
+            found += bad
+            if parsed is not None and not bad:
+                found += [f"options.{m} ({t}): {p}" for t in s.tasks if t in all_tasks
+                          for p in all_methods[m].problems_for(parsed, all_tasks[t])]
     return found
 
 

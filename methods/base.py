@@ -145,6 +145,10 @@ class Method(ABC):
     # Hyperparameters an online method moves; black-box methods tune the whole space.
     tunes: ClassVar[tuple[str, ...]] = ()
 
+    def problems_for(self, options: Options, task: Any) -> list[str]:
+        """Problems of these options on this task (e.g. more layer groups than layers)."""
+        return []
+
     def search(self, space: SearchSpace, seed: int, budget: int, options: Options) -> Search:
         """Black-box: propose `budget` configurations. Online: one initialization per search."""
         from methods.random_search import RandomSearch

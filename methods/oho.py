@@ -26,6 +26,7 @@ from methods.online import (
     OnlineOptions,
     hyper_batch,
     initial_values,
+    groups_problems,
     layer_groups,
     make_hypers,
     meta_optimizer,
@@ -190,6 +191,9 @@ class OHOMethod(Method):
 
     def update_rule(self, options: ForwardOptions) -> UpdateRule:
         return ForwardHypergradient(options)
+
+    def problems_for(self, options, task) -> list[str]:
+        return groups_problems(options.groups, task)
 
 
 @dataclass(frozen=True)

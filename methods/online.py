@@ -38,6 +38,16 @@ def layer_groups(param_names: Sequence[str], n_groups: int) -> tuple[list[int], 
     return [index[layer_of(n)] for n in param_names], count
 
 
+def groups_problems(n_groups: int, task: Any) -> list[str]:
+    """The layer-group count checked against a task's model, before any work starts."""
+    names = [n for n, _ in task.make_model().named_parameters()]
+    try:
+        layer_groups(names, n_groups)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
 def bounded(kind: str, value: float, lr_min: float) -> float:
     """Project a hyperparameter into its valid range: lr >= lr_min, wd and noise >= 0,
     momentum in [0, MOMENTUM_MAX]."""

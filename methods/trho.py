@@ -24,6 +24,7 @@ from methods.online import (
     OnlineOptions,
     hyper_batch,
     initial_values,
+    groups_problems,
     layer_groups,
     make_hypers,
     meta_optimizer,
@@ -138,3 +139,6 @@ class TRHOMethod(Method):
 
     def update_rule(self, options: TRHOOptions) -> UpdateRule:
         return TruncatedReverse(options)
+
+    def problems_for(self, options, task) -> list[str]:
+        return groups_problems(options.groups, task)
