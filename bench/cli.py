@@ -16,6 +16,8 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--trials": ("trials", int, "black-box budget: trials per repetition"),
     "--epochs": ("epochs", int, "epochs per trial (default: the task's)"),
     "--batch-size": ("batch_size", int, "training batch size (default: the task's)"),
+    "--val-batch-size": ("val_batch_size", int,
+                         "validation batch size for hypergradients (default: batch size)"),
     "--seed": ("seed", int, "suite seed: data split, searches and model initializations"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
     "--max-concurrent": ("max_concurrent", int, "concurrent trials (0: as resources allow)"),
