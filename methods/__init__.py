@@ -9,11 +9,12 @@ from methods.base import Method, MethodKind
 from methods.hd import HDMethod
 from methods.oho import MartheMethod, OHOLayerwiseMethod, OHOMethod, RTHOMethod
 from methods.random_search import RandomMethod
+from methods.t1t2 import T1T2Method
 from methods.trho import TRHOMethod
 
 BUILTIN: dict[str, Method] = {m.name: m for m in (
     RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod(),
-    TRHOMethod())}
+    TRHOMethod(), T1T2Method())}
 
 
 def all_methods() -> dict[str, Method]:

@@ -2,8 +2,8 @@
 
 Inner dynamics, per parameter tensor i in group g (E, L, M: per-group lr, wd, momentum):
     d = grad + L w,   b' = M b + d   (b' = d without momentum),   w' = w - E b'.
-Forward mode keeps, for each tuned scalar k, the influence V_k = dw/dlambda_k (and P_k = db/dlambda_k
-with momentum), advanced every step with exact Hessian-vector products:
+Forward mode keeps, for each tuned scalar k, the influence V_k = dw/dlambda_k (and
+P_k = db/dlambda_k with momentum), advanced every step with exact Hessian-vector products:
     Q_k = (H + L) V_k + M P_k + C_k,   P_k' = Q_k,   V_k' = V_k - E Q_k - [k is lr_g] b'_g
 where C_k is w_g for wd_g, b_g for momentum_g, and 0 otherwise (restricted to group g). The
 hypergradient is <grad E_val(w'), V_k>. Reverse mode (`reverse_step`) is the adjoint of the same
@@ -102,7 +102,7 @@ def advance_influence(v: Tensors, p: Tensors | None, hv: Sequence[Tensor], chunk
         if p is not None:
             p[i][chunk] = q
         v[i][chunk] -= terms.lr[i] * q
-        for j, k in enumerate(ks):
+        for k in ks:
             if tuned[k] == ("lr", g):
                 v[i][k] -= terms.new_buffers[i]
 

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from bench.cli import main
+from methods import all_methods
 
 
 def run_cli(capsys, *argv):
@@ -24,7 +25,7 @@ def suite_file(tmp_path):
 
 @pytest.mark.parametrize("argv, expected", [
     (["--task", "mnist"], "unknown task 'mnist'; valid: digits, synthetic-ridge"),
-    (["--method", "tpe"], "unknown method 'tpe'; valid: hd, random"),
+    (["--method", "tpe"], "unknown method 'tpe'; valid: " + ", ".join(sorted(all_methods()))),
     (["--epochs", "0"], "epochs: must be >= 1, got 0"),
     (["--trials", "0"], "trials: must be >= 1, got 0"),
     (["--repetitions", "-1"], "repetitions: must be >= 1, got -1"),

@@ -1,0 +1,157 @@
+"""`t1t2`: greedy one-step hypergradients (Luketina et al. 2016, T1-T2).
+
+Inner dynamics, per parameter tensor of layer l (lr and momentum mu fixed):
+    d = grad C1(w; sigma) + wd_l w,   b' = mu b + d  (b' = d without momentum),   w' = w - lr b'
+where C1 is the training loss with N(0, sigma_l^2) noise added to the input of layer l. Only the
+last step counts: with w and b held fixed,
+    dw'/dwd_l = -lr w (on layer l),   dw'/dsigma_l = -lr d(grad C1)/dsigma_l,
+so with gv = grad E_val(w') on a fresh validation batch,
+    hg_wd_l = -lr <gv_l, w_l>,   hg_sigma_l = -lr d<gv, grad C1>/dsigma_l  (one extra backward).
+A hyperparameter step every `hyper_every` training steps (the authors: 10); wd, sigma >= 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from methods import hypergrad as hg
+from methods.base import Batch, Method, MethodKind, Params, StepContext, UpdateRule
+from methods.online import (
+    Hypers,
+    MetaOptimizer,
+    OnlineOptions,
+    dot_all,
+    hyper_batch,
+    initial_values,
+    layer_groups,
+    layer_of,
+    make_hypers,
+    meta_optimizer,
+    perturb,
+)
+
+
+@dataclass(frozen=True)
+class T1T2Options(OnlineOptions):
+    hyper_every: int = 10  # the authors' value: overhead ~30% instead of ~3x
+    meta_lr_wd: float = 1e-4  # the authors' step sizes, ~ the hyperparameter's magnitude
+    meta_lr_noise: float = 1e-1
+    noise_init: float = 0.0  # initial noise std on every layer's input
+    tune: tuple[str, ...] = ("wd", "noise")
+
+    TUNABLE = ("wd", "noise")
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        for name in ("meta_lr_noise", "noise_init"):
+            if not getattr(self, name) >= 0:
+                found.append(f"{name}: must be >= 0, got {getattr(self, name)}")
+        return found
+
+
+@dataclass
+class T1T2State:
+    hypers: Hypers
+    meta: MetaOptimizer
+    group_of: list[int]  # layer index of each parameter tensor
+    layers: list[str]  # layer name of each index, the key of its noise std
+    buffers: list[torch.Tensor] | None = None
+    hypergrads: list[float] | None = None
+    epoch: int = 0
+
+
+class GreedyOneStep(UpdateRule):
+    def __init__(self, options: T1T2Options):
+        self.options = options
+
+    def init(self, params: Params, hparams: Mapping[str, Any]) -> T1T2State:
+        o = self.options
+        group_of, n_layers = layer_groups(list(params), 0)
+        initial = {**initial_values(o, hparams), "noise": o.noise_init}
+        hypers = make_hypers(o, initial, n_layers)
+        layers = list(dict.fromkeys(layer_of(n) for n in params))
+        return T1T2State(hypers, meta_optimizer(o, hypers), group_of, layers,
+                         hypergrads=[math.nan] * len(hypers.tuned))
+
+    def _per_tensor(self, state: T1T2State):
+        h, group_of = state.hypers.values, state.group_of
+        momentum = hg.per_tensor(h["momentum"], group_of) if "momentum" in h else None
+        return hg.per_tensor(h["lr"], group_of), hg.per_tensor(h["wd"], group_of), momentum
+
+    def _noise(self, state: T1T2State, like: torch.Tensor, leaves: bool
+               ) -> dict[str, torch.Tensor]:
+        """Layer -> 0-d std; layers with std 0 are left out unless the noise is tuned."""
+        tuned = "noise" in self.options.tune
+        return {layer: torch.tensor(std, dtype=like.dtype, device=like.device,
+                                    requires_grad=leaves)
+                for layer, std in zip(state.layers, state.hypers.values["noise"], strict=True)
+                if std > 0 or tuned}
+
+    def step(self, state: T1T2State, params: Params, batch: Batch, ctx: StepContext
+             ) -> tuple[T1T2State, Params]:
+        o = self.options
+        perturb(state.hypers, o, ctx, first_step_of_epoch=ctx.epoch != state.epoch)
+        state.epoch = ctx.epoch
+        hyper = (ctx.step + 1) % o.hyper_every == 0
+        tune_noise = hyper and "noise" in o.tune  # differentiate the gradient w.r.t. sigma
+        weights = list(params.values())
+        noise = self._noise(state, weights[0], leaves=tune_noise)
+        loss = ctx.noisy_loss(params, batch, noise) if noise else ctx.loss(params, batch)
+        grads = torch.autograd.grad(loss, weights, create_graph=tune_noise)
+        terms = hg.inner_step(grads, weights, state.buffers, *self._per_tensor(state))
+        if hyper:
+            self._hyper_step(state, params, ctx, grads, terms, noise)
+        del grads
+        with torch.no_grad():  # after the hyper step: its backward needs w_t unchanged
+            for w, b, lr in zip(weights, terms.new_buffers, terms.lr, strict=True):
+                w.sub_(lr * b)
+        if terms.momentum is not None:
+            state.buffers = terms.new_buffers
+        return state, params
+
+    def _hyper_step(self, state: T1T2State, params: Params, ctx: StepContext, grads,
+                    terms: hg.StepTerms, noise: Mapping[str, torch.Tensor]) -> None:
+        o, h = self.options, state.hypers
+        # gv at w_{t+1}, taken out of place
+        ahead = [(w - lr * b).requires_grad_(True)
+                 for w, b, lr in zip(terms.weights, terms.new_buffers, terms.lr, strict=True)]
+        val = ctx.val_loss(dict(zip(params, ahead, strict=True)), hyper_batch(o, ctx))
+        gv = torch.autograd.grad(val, ahead)
+        scaled = [lr * g for g, lr in zip(gv, terms.lr, strict=True)]  # lr gv
+        per_kind = {}
+        if "wd" in o.tune:
+            wd = [torch.zeros((), dtype=gv[0].dtype, device=gv[0].device)] * h.n_groups
+            for g, s, w in zip(state.group_of, scaled, terms.weights, strict=True):
+                wd[g] = wd[g] - torch.vdot(s.reshape(-1), w.reshape(-1))
+            per_kind["wd"] = torch.stack(wd)
+        if "noise" in o.tune:
+            stds = [noise[layer] for layer in state.layers]
+            d = torch.autograd.grad(dot_all(scaled, grads), stds, materialize_grads=True)
+            per_kind["noise"] = -torch.stack(d)
+        state.hypergrads = torch.cat([per_kind[k] for k in o.tune]).tolist()
+        state.meta.step(h, state.hypergrads)
+
+    def hparams(self, state: T1T2State) -> dict[str, float]:
+        return state.hypers.as_dict()
+
+    def diagnostics(self, state: T1T2State) -> dict[str, float]:
+        names = state.hypers.tuned_names()
+        out = {f"hg_{n}": g for n, g in zip(names, state.hypergrads, strict=True)}
+        out["skipped_hypersteps"] = state.meta.skipped
+        return out
+
+
+class T1T2Method(Method):
+    name = "t1t2"
+    kind = MethodKind.ONLINE
+    description = "greedy one-step hypergradients on per-layer wd and input noise (Luketina et al.)"
+    options_type = T1T2Options
+    tunes = ("wd", "noise")
+
+    def update_rule(self, options: T1T2Options) -> UpdateRule:
+        return GreedyOneStep(options)
