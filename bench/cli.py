@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list tasks and methods")
     run = sub.add_parser("run", help="run a benchmark suite through Ray Tune",
                          description="Run a suite. Flags override the suite file. With no "
-                         "arguments: the quick benchmark (digits; random search vs hd).")
+                         "arguments: the quick benchmark (digits; random search vs hd and oho).")
     run.add_argument("--suite", help="suite TOML file (see suites/)")
     for flag, (key, typ, text) in RUN_FLAGS.items():
         repeat = key in LIST_FLAGS

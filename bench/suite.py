@@ -24,7 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 class Suite:
     name: str = "quick"
     tasks: tuple[str, ...] = ("digits",)
-    methods: tuple[str, ...] = ("random", "hd")
+    methods: tuple[str, ...] = ("random", "hd", "oho")
     repetitions: int = 3  # independent searches (black-box) or initializations (online)
     trials: int = 6  # black-box budget per repetition
     epochs: int | None = None  # None: the task's default
