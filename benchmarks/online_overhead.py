@@ -10,16 +10,19 @@ task's MLP on its real data (batch 32). Each online method's update rule is time
 a `StepContext` built as `bench.harness.train` builds it. Each pair gets fresh parameters and a
 warm-up, then `--rounds` interleaved rounds of `--steps` steps (alternating which goes first);
 ratio = median method ms/step / median SGD ms/step. Targets: oho (global) <= 4x, oho-layerwise
-<= 6x, t1t2 <= 1.5x. Methods not registered are skipped.
+<= 6x, t1t2 <= 1.5x. Methods not registered are skipped. "oho hvp_chunk=1" (one HVP per tuned
+scalar instead of one batched HVP) is timed too. On a busy machine with few cores, --threads 1
+gives much steadier figures than torch's default thread count.
 
 Memory: the peak over (init + 3 steps) of oho minus that of SGD, in copies of the parameters;
 target with K tuned scalars: <= K + 2. CUDA: torch.cuda.max_memory_allocated. CPU: the profiler
 (profile_memory=True) records each allocation and free by torch's CPU allocator together with
 the allocator's running total; peak = max of that total over the region minus its value at the
-start. So it counts every tensor storage made in the region (gradients, autograd graphs,
-influence vectors, temporaries), nothing live before it, nothing outside torch's allocator
-(e.g. oneDNN scratch). Kineto logs profiler start/stop to stderr, and torch warns once that blocks
-allocated before profiling were freed in it: both expected.
+start (read from the profiler's private event tree). It counts every tensor storage made in
+the region (gradients, autograd graphs, influence vectors, temporaries), nothing live before it
+(the parameters), nothing outside torch's allocator (e.g. oneDNN scratch). Kineto logs profiler
+start/stop to stderr, and torch may warn once that blocks allocated before profiling were freed
+in it: both expected.
 
 A measurement, not a test: it exits 0 either way.
 """

@@ -82,16 +82,17 @@ def fd_hvp(grad_at: Callable[[Tensors], Tensors], weights: Sequence[Tensor],
     return out
 
 
-def advance_influence(v: Tensors, p: Tensors | None, hv: Sequence[Tensor], chunk: slice,
+def advance_influence(v: Tensors, p: Tensors | None, hv: Tensors, chunk: slice,
                       terms: StepTerms, tuned: Sequence[tuple[str, int]],
                       group_of: Sequence[int]) -> None:
-    """V <- A V + B for the tuned scalars in `chunk`, in place; `hv` holds H V[chunk]."""
-    ks = range(*chunk.indices(len(tuned)))
+    """V <- A V + B for the tuned scalars in `chunk`, in place; `hv` holds H V[chunk] and is
+    overwritten (no temporaries: memory stays at the influence plus one HVP result)."""
+    ks = list(enumerate(range(*chunk.indices(len(tuned)))))
     for i, g in enumerate(group_of):
-        q = hv[i] + terms.wd[i] * v[i][chunk]
+        q = hv[i].add_(v[i][chunk], alpha=terms.wd[i])
         if p is not None:
-            q += terms.momentum[i] * p[i][chunk]
-        for j, k in enumerate(ks):
+            q.add_(p[i][chunk], alpha=terms.momentum[i])
+        for j, k in ks:
             kind, group = tuned[k]
             if group != g:
                 continue
@@ -101,8 +102,8 @@ def advance_influence(v: Tensors, p: Tensors | None, hv: Sequence[Tensor], chunk
                 q[j] += terms.buffers[i]
         if p is not None:
             p[i][chunk] = q
-        v[i][chunk] -= terms.lr[i] * q
-        for k in ks:
+        v[i][chunk].sub_(q, alpha=terms.lr[i])
+        for _, k in ks:
             if tuned[k] == ("lr", g):
                 v[i][k] -= terms.new_buffers[i]
 

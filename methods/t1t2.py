@@ -85,12 +85,12 @@ class GreedyOneStep(UpdateRule):
 
     def _noise(self, state: T1T2State, like: torch.Tensor, leaves: bool
                ) -> dict[str, torch.Tensor]:
-        """Layer -> 0-d std; layers with std 0 are left out unless the noise is tuned."""
-        tuned = "noise" in self.options.tune
+        """Layer -> 0-d std. Layers with std 0 are left out, except as leaves on a hyper step
+        (their derivative is needed there)."""
         return {layer: torch.tensor(std, dtype=like.dtype, device=like.device,
                                     requires_grad=leaves)
                 for layer, std in zip(state.layers, state.hypers.values["noise"], strict=True)
-                if std > 0 or tuned}
+                if std > 0 or leaves}
 
     def step(self, state: T1T2State, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[T1T2State, Params]:

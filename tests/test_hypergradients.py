@@ -49,7 +49,7 @@ def test_forward_hypergradient_matches_unrolled_autodiff(act, momentum, method, 
     compare(state, true_hypergradients(model, params, batches, val, hypers, group_of))
 
 
-@pytest.mark.parametrize("chunk", [1, 2])
+@pytest.mark.parametrize("chunk", [1, 2, 6])
 def test_chunked_hvps_give_the_same_hypergradient(chunk):
     model, params, batches, val = problem("relu", 4)
     state, _ = run_rule(rule_for("oho-layerwise", hvp_chunk=chunk), model, params, batches, val,
