@@ -27,7 +27,7 @@ class StepTerms:
 
     weights: Tensors  # w_t
     buffers: Tensors | None  # b_t (momentum buffers), None without momentum
-    new_buffers: Tensors  # b_{t+1} (= the direction without momentum)
+    new_buffers: Tensors | None  # b_{t+1} (= the direction without momentum); see set_direction
     lr: Sequence[float]  # per parameter tensor
     wd: Sequence[float]
     momentum: Sequence[float] | None
@@ -40,16 +40,30 @@ def per_tensor(values: Sequence[float], group_of: Sequence[int]) -> list[float]:
 def inner_step(grads: Sequence[Tensor], weights: Sequence[Tensor], buffers: Tensors | None,
                lr: Sequence[float], wd: Sequence[float], momentum: Sequence[float] | None
                ) -> StepTerms:
-    """The new momentum buffers (or directions) of SGD with weight decay, without moving w."""
-    w = [x.detach() for x in weights]
-    direction = [g.detach() + lam * x for g, x, lam in zip(grads, w, wd, strict=True)]
-    if momentum is None:
-        new = direction
-    elif buffers is None:  # torch's first step: b_1 = d_0
-        new = [d.clone() for d in direction]
+    """The terms of one step of SGD with weight decay, without moving w."""
+    terms = StepTerms([x.detach() for x in weights], buffers, None, lr, wd, momentum)
+    return set_direction(terms, grads)
+
+
+def set_direction(terms: StepTerms, grads: Sequence[Tensor], in_place: bool = False) -> StepTerms:
+    """Fill in b_{t+1}. With `in_place`, it is written over `grads` and the old buffers, so it
+    costs no memory (the caller must need neither afterwards)."""
+    pairs = zip(grads, terms.weights, terms.wd, strict=True)
+    if in_place:
+        direction = [g.detach().add_(w, alpha=lam) for g, w, lam in pairs]
     else:
-        new = [m * b + d for b, d, m in zip(buffers, direction, momentum, strict=True)]
-    return StepTerms(w, buffers, new, lr, wd, momentum)
+        direction = [g.detach() + lam * w for g, w, lam in pairs]
+    if terms.momentum is None:
+        terms.new_buffers = direction
+    elif terms.buffers is None:  # torch's first step: b_1 = d_0
+        terms.new_buffers = direction if in_place else [d.clone() for d in direction]
+    elif in_place:
+        terms.new_buffers = [b.mul_(m).add_(d) for b, d, m
+                             in zip(terms.buffers, direction, terms.momentum, strict=True)]
+    else:
+        terms.new_buffers = [m * b + d for b, d, m
+                             in zip(terms.buffers, direction, terms.momentum, strict=True)]
+    return terms
 
 
 def hvp(grads: Sequence[Tensor], weights: Sequence[Tensor], vectors: Sequence[Tensor]) -> Tensors:
@@ -85,8 +99,9 @@ def fd_hvp(grad_at: Callable[[Tensors], Tensors], weights: Sequence[Tensor],
 def advance_influence(v: Tensors, p: Tensors | None, hv: Tensors, chunk: slice,
                       terms: StepTerms, tuned: Sequence[tuple[str, int]],
                       group_of: Sequence[int]) -> None:
-    """V <- A V + B for the tuned scalars in `chunk`, in place; `hv` holds H V[chunk] and is
-    overwritten (no temporaries: memory stays at the influence plus one HVP result)."""
+    """V <- A V + B for the tuned scalars in `chunk`, in place, except the learning rates'
+    -b_{t+1} term (`add_direction_term`, once b_{t+1} is known). `hv` holds H V[chunk] and is
+    overwritten: memory stays at the influence plus one HVP result."""
     ks = list(enumerate(range(*chunk.indices(len(tuned)))))
     for i, g in enumerate(group_of):
         q = hv[i].add_(v[i][chunk], alpha=terms.wd[i])
@@ -103,9 +118,16 @@ def advance_influence(v: Tensors, p: Tensors | None, hv: Tensors, chunk: slice,
         if p is not None:
             p[i][chunk] = q
         v[i][chunk].sub_(q, alpha=terms.lr[i])
-        for _, k in ks:
-            if tuned[k] == ("lr", g):
-                v[i][k] -= terms.new_buffers[i]
+
+
+def add_direction_term(v: Tensors, new_buffers: Sequence[Tensor],
+                       tuned: Sequence[tuple[str, int]], group_of: Sequence[int]) -> None:
+    """V_k -= b_{t+1} (restricted to group g) for every tuned learning rate k = lr_g."""
+    for k, (kind, group) in enumerate(tuned):
+        if kind == "lr":
+            for i, g in enumerate(group_of):
+                if g == group:
+                    v[i][k] -= new_buffers[i]
 
 
 def hypergradients(v: Sequence[Tensor], val_grads: Sequence[Tensor]) -> Tensor:

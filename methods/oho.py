@@ -102,7 +102,8 @@ class ForwardHypergradient(UpdateRule):
         weights = list(params.values())
         exact = o.hvp == "exact"
         grads = torch.autograd.grad(ctx.loss(params, batch), weights, create_graph=exact)
-        terms = hg.inner_step(grads, weights, state.buffers, *self._per_tensor(state))
+        terms = hg.StepTerms([w.detach() for w in weights], state.buffers, None,
+                             *self._per_tensor(state))
         if state.discount != 1.0:
             for x in state.v + (state.p or []):
                 x.mul_(state.discount)
@@ -122,7 +123,10 @@ class ForwardHypergradient(UpdateRule):
                 hv = hg.fd_hvp(lambda ws: grad_at([w.requires_grad_() for w in ws]), weights,
                                vs, o.fd_radius)
             hg.advance_influence(state.v, state.p, hv, chunk, terms, h.tuned, state.group_of)
-        del grads
+        values = [g.detach() for g in grads]
+        del grads  # frees the graph; the direction is then written over the gradients
+        hg.set_direction(terms, values, in_place=True)
+        hg.add_direction_term(state.v, terms.new_buffers, h.tuned, state.group_of)
 
         with torch.no_grad():
             for w, b, lr in zip(weights, terms.new_buffers, terms.lr, strict=True):
