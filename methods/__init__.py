@@ -8,13 +8,14 @@ from bench import registry
 from methods.base import Method, MethodKind
 from methods.hd import HDMethod
 from methods.oho import MartheMethod, OHOLayerwiseMethod, OHOMethod, RTHOMethod
+from methods.optuna_search import OptunaGPMethod, OptunaTPEMethod
 from methods.random_search import RandomMethod
 from methods.t1t2 import T1T2Method
 from methods.trho import TRHOMethod
 
 BUILTIN: dict[str, Method] = {m.name: m for m in (
     RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod(),
-    TRHOMethod(), T1T2Method())}
+    TRHOMethod(), T1T2Method(), OptunaTPEMethod(), OptunaGPMethod())}
 
 
 def all_methods() -> dict[str, Method]:

@@ -1,0 +1,118 @@
+"""Bayesian optimization with Optuna's samplers (TPE, GP), driven by ask/tell.
+
+The same thin Search wraps any Optuna sampler; the runner turns it into a Ray Tune Searcher like
+every other search (bench/ray_adapter.py), so save/restore and seeding work the same way for
+all methods. Diverged and errored trials are told to Optuna as TrialState.FAIL: the samplers
+leave them out of their models and the search goes on. The whole study (sampler RNG included)
+is the saved state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bench.space import Categorical, IntUniform, LogUniform, SearchSpace, Uniform
+from methods.base import Method, MethodKind, Options, Search, TrialOutcome, TrialStatus
+
+
+@dataclass(frozen=True)
+class OptunaOptions(Options):
+    # Random proposals before the model takes over. Optuna's default, 10, would make a
+    # 10-trial benchmark budget pure random search.
+    n_startup_trials: int = 5
+
+    def problems(self) -> list[str]:
+        if self.n_startup_trials < 1:
+            return [f"n_startup_trials: must be >= 1, got {self.n_startup_trials}"]
+        return []
+
+
+def distributions(space: SearchSpace) -> dict[str, Any]:
+    """The typed space as Optuna distributions."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out = {}
+    for name, d in space.items():
+        if isinstance(d, LogUniform):
+            out[name] = FloatDistribution(d.low, d.high, log=True)
+        elif isinstance(d, Uniform):
+            out[name] = FloatDistribution(d.low, d.high)
+        elif isinstance(d, IntUniform):
+            out[name] = IntDistribution(d.low, d.high)
+        elif isinstance(d, Categorical):
+            out[name] = CategoricalDistribution(list(d.choices))
+        else:
+            raise TypeError(f"{name}: no Optuna distribution for {d!r}")
+    return out
+
+
+class OptunaSearch(Search):
+    def __init__(self, space: SearchSpace, budget: int, make_sampler: Callable[[], Any]):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        self.distributions = distributions(space)
+        self.budget = budget
+        self.study = optuna.create_study(direction="minimize", sampler=make_sampler())
+        self.pending: dict[tuple, int] = {}  # proposed config -> Optuna trial number
+
+    @staticmethod
+    def _key(config: Mapping[str, Any]) -> tuple:
+        return tuple(sorted(config.items()))
+
+    def suggest(self) -> dict[str, Any] | None:
+        if len(self.study.trials) >= self.budget:
+            return None
+        trial = self.study.ask(self.distributions)
+        config = dict(trial.params)
+        self.pending[self._key(config)] = trial.number
+        return config
+
+    def observe(self, config: Mapping[str, Any], outcome: TrialOutcome) -> None:
+        from optuna.trial import TrialState
+
+        number = self.pending.pop(self._key(config))
+        if outcome.status is TrialStatus.COMPLETED:
+            self.study.tell(number, outcome.val_loss)
+        else:
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"study": self.study, "pending": dict(self.pending)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.study, self.pending = state["study"], dict(state["pending"])
+
+
+class OptunaTPEMethod(Method):
+    name = "optuna-tpe"
+    kind = MethodKind.BLACK_BOX
+    description = "Optuna's tree-structured Parzen estimator (TPESampler)"
+    options_type = OptunaOptions
+
+    def search(self, space: SearchSpace, seed: int, budget: int, options: OptunaOptions
+               ) -> Search:
+        from optuna.samplers import TPESampler
+
+        return OptunaSearch(space, budget, lambda: TPESampler(
+            seed=seed, n_startup_trials=options.n_startup_trials))
+
+
+class OptunaGPMethod(Method):
+    name = "optuna-gp"
+    kind = MethodKind.BLACK_BOX
+    description = "Optuna's Gaussian-process sampler (GPSampler, log expected improvement)"
+    options_type = OptunaOptions
+
+    def search(self, space: SearchSpace, seed: int, budget: int, options: OptunaOptions
+               ) -> Search:
+        from optuna.samplers import GPSampler
+
+        return OptunaSearch(space, budget, lambda: GPSampler(
+            seed=seed, n_startup_trials=options.n_startup_trials))
