@@ -10,12 +10,14 @@ from methods.hd import HDMethod
 from methods.oho import MartheMethod, OHOLayerwiseMethod, OHOMethod, RTHOMethod
 from methods.optuna_search import OptunaGPMethod, OptunaTPEMethod
 from methods.random_search import RandomMethod
+from methods.skopt_search import SkoptGPMethod
 from methods.t1t2 import T1T2Method
 from methods.trho import TRHOMethod
 
 BUILTIN: dict[str, Method] = {m.name: m for m in (
     RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod(),
-    TRHOMethod(), T1T2Method(), OptunaTPEMethod(), OptunaGPMethod())}
+    TRHOMethod(), T1T2Method(), OptunaTPEMethod(), OptunaGPMethod(),
+    SkoptGPMethod())}
 
 
 def all_methods() -> dict[str, Method]:

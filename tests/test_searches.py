@@ -43,3 +43,7 @@ def test_bo_on_ridge_ends_closer_to_the_optimal_weight_decay_than_it_starts(name
     best_wd = min(tried)[1]
     distance = lambda wd: abs(math.log(wd / optimum))  # noqa: E731
     assert len(tried) == 12 and distance(best_wd) < distance(tried[0][1]), tried
+
+
+class TestSkoptGP(SearchConformance):
+    method = "skopt-gp"
