@@ -90,9 +90,11 @@ class RecordCollector(Callback):
 
     def _finish(self, trial, error: str | None) -> None:
         last = self.last.get(trial.trial_id, {})
-        status = (TrialStatus.ERRORED if error else
-                  TrialStatus.DIVERGED if last.get("diverged") else TrialStatus.COMPLETED)
         config = trial.config
+        status = (TrialStatus.ERRORED if error else
+                  TrialStatus.DIVERGED if last.get("diverged") else
+                  TrialStatus.STOPPED if last.get("epoch", 0) < config.get("epochs", 0) else
+                  TrialStatus.COMPLETED)
         self.trials[trial.trial_id] = {
             "trial": config.get("trial"), "trial_id": trial.trial_id, "status": status.value,
             "seed": config.get("seed"), "hparams": config.get("hparams"),
@@ -107,6 +109,9 @@ class RecordCollector(Callback):
             what = f"ERRORED: {self.trials[trial.trial_id]['error']}"
         elif status is TrialStatus.DIVERGED:
             what = f"diverged at epoch {last.get('epoch')}"
+        elif status is TrialStatus.STOPPED:
+            what = (f"stopped early at epoch {last.get('epoch')}: "
+                    f"val {last.get('val_loss', math.nan):.4f}")
         else:
             what = (f"val {last.get('val_loss', math.nan):.4f}  "
                     f"test {last.get('test_loss', math.nan):.4f}  "

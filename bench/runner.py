@@ -92,6 +92,7 @@ def run(suite: Suite, progress: Callable[[str], None] = print) -> Path:
 def run_experiment(suite: Suite, task: str, method_name: str, repetition: int, run_dir: Path,
                    progress: Callable[[str], None]) -> tuple[dict, list[dict]]:
     from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
 
     from bench.ray_adapter import RecordCollector, SearchAdapter
     from bench.trial import ray_trial
@@ -118,10 +119,15 @@ def run_experiment(suite: Suite, task: str, method_name: str, repetition: int, r
     collector = RecordCollector(progress, label, budget)
     resources = {"cpu": suite.cpus_per_trial, "gpu": suite.gpus_per_trial}
     name = f"{task}__{method_name}__rep{repetition}"
+    stopping = method.early_stopping(options)
+    scheduler = None if stopping is None else ASHAScheduler(
+        time_attr="training_iteration", metric="val_loss", mode="min",
+        max_t=suite.epochs_for(task), grace_period=stopping.grace_period,
+        reduction_factor=stopping.reduction_factor)
     tuner = tune.Tuner(
         tune.with_resources(ray_trial, resources),
         tune_config=tune.TuneConfig(search_alg=SearchAdapter(search, make_config),
-                                    num_samples=budget, reuse_actors=True,
+                                    scheduler=scheduler, num_samples=budget, reuse_actors=True,
                                     max_concurrent_trials=suite.max_concurrent or None),
         run_config=tune.RunConfig(name=name, storage_path=str(run_dir / "ray"), verbose=0,
                                   callbacks=[collector]),

@@ -5,6 +5,7 @@ zero-argument callable returning one)."""
 from __future__ import annotations
 
 from bench import registry
+from methods.asha import ASHAMethod
 from methods.base import Method, MethodKind
 from methods.hd import HDMethod
 from methods.oho import MartheMethod, OHOLayerwiseMethod, OHOMethod, RTHOMethod
@@ -17,7 +18,7 @@ from methods.trho import TRHOMethod
 BUILTIN: dict[str, Method] = {m.name: m for m in (
     RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod(),
     TRHOMethod(), T1T2Method(), OptunaTPEMethod(), OptunaGPMethod(),
-    SkoptGPMethod())}
+    SkoptGPMethod(), ASHAMethod())}
 
 
 def all_methods() -> dict[str, Method]:

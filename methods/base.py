@@ -34,6 +34,7 @@ class TrialStatus(enum.Enum):
     COMPLETED = "completed"
     DIVERGED = "diverged"  # a loss became NaN or inf: a result, not a crash
     ERRORED = "errored"  # the trial raised
+    STOPPED = "stopped"  # stopped early by a scheduler (ASHA): a result, its time counted
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,16 @@ def parse_options(cls: type[Options], given: Mapping[str, Any], where: str
     return opts, [f"{where}.{p}" for p in opts.problems()]
 
 
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Asynchronous successive halving (ASHA) over epochs: at rungs grace_period * rf^k epochs,
+    only the best 1/rf of the trials that reached the rung go on. The runner maps it to Ray
+    Tune's ASHAScheduler."""
+
+    grace_period: int = 1
+    reduction_factor: int = 3
+
+
 class Method(ABC):
     """A named HPO method. Subclasses set the class attributes and implement what their kind
     needs: black-box methods `search`, online methods `update_rule`."""
@@ -148,6 +159,10 @@ class Method(ABC):
     def problems_for(self, options: Options, task: Any) -> list[str]:
         """Problems of these options on this task (e.g. more layer groups than layers)."""
         return []
+
+    def early_stopping(self, options: Options) -> EarlyStopping | None:
+        """Black-box: stop unpromising trials early (None: every trial runs to the end)."""
+        return None
 
     def search(self, space: SearchSpace, seed: int, budget: int, options: Options) -> Search:
         """Black-box: propose `budget` configurations. Online: one initialization per search."""

@@ -16,7 +16,7 @@ from tests import plugin_dist
 SUITE = """
 name = "e2e"
 tasks = ["digits"]
-methods = ["random", "hd", "halving"]
+methods = ["random", "optuna-tpe", "asha", "hd", "halving"]
 repetitions = 2
 trials = 2
 epochs = 3
@@ -24,6 +24,9 @@ max_concurrent = 2
 
 [options.hd]
 beta = 0.01
+
+[options.asha]
+reduction_factor = 2
 """
 
 
@@ -46,12 +49,23 @@ def run_dir(tmp_path_factory):
 def test_one_row_per_epoch_per_trial_with_finite_losses(run_dir):
     df = pd.read_parquet(run_dir / "records.parquet")
     trials = df.groupby(["method", "repetition", "trial"])
-    assert trials.ngroups == 2 * 2 + 2 + 2  # random: 2 reps x 2 trials; online: 1 per rep
-    assert (trials["epoch"].apply(list) == pd.Series([[1, 2, 3]] * trials.ngroups,
-                                                     index=trials.size().index)).all()
+    assert trials.ngroups == 3 * 2 * 2 + 2 + 2  # black-box: 2 reps x 2 trials; online: 1 per rep
+    full = df[df.method != "asha"].groupby(["method", "repetition", "trial"])
+    assert (full["epoch"].apply(list) == pd.Series([[1, 2, 3]] * full.ngroups,
+                                                   index=full.size().index)).all()
     assert not df.duplicated(["method", "repetition", "trial", "epoch"]).any()
     assert df[["train_loss", "val_loss", "test_loss"]].map(math.isfinite).all().all()
-    assert set(df["status"]) == {"completed"} and df["trial_id"].notna().all()
+    assert set(df[df.method != "asha"]["status"]) == {"completed"}
+    assert df["trial_id"].notna().all()
+
+
+def test_asha_stops_trials_early_and_says_so(run_dir):
+    df = pd.read_parquet(run_dir / "records.parquet")
+    asha = df[df.method == "asha"].groupby(["repetition", "trial"]).agg(
+        epochs=("epoch", "max"), status=("status", "first"))
+    assert (asha["epochs"] <= 3).all() and (asha["epochs"] == 3).any()
+    assert ((asha["status"] == "stopped") == (asha["epochs"] < 3)).all()
+    assert set(asha["status"]) <= {"completed", "stopped"}
 
 
 def test_hyperparameters_recorded_and_moving_for_online_methods(run_dir):
@@ -76,12 +90,12 @@ def test_online_methods_share_initializations(run_dir):
 def test_run_json_and_time_to_target(run_dir):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["finished"] and info["environment"]["packages"]["ray"]
-    assert len(info["experiments"]) == 3 * 2
+    assert len(info["experiments"]) == 5 * 2
     assert all(e["scheduling_overhead_per_trial"] >= 0 for e in info["experiments"])
     assert (run_dir / "ray").is_dir() and (run_dir / "summary.csv").is_file()
     df = pd.read_parquet(run_dir / "records.parquet")
     s = report.summary(df)
-    assert set(s["method"]) == {"random", "hd", "halving"}
+    assert set(s["method"]) == {"random", "optuna-tpe", "asha", "hd", "halving"}
     assert any(math.isfinite(v) for v in s["ttt_median_s"])
 
 
