@@ -52,11 +52,8 @@ class Trainee:
         self.buffers = dict(model.named_buffers())
         self._training: bool | None = None
         self._noise: Mapping[str, Tensor] = {}
-        self._noise_gen: torch.Generator | None = None
+        self._noise_gen: torch.Generator | None = None  # also marks the hooks as installed
         self._noise_seed = noise_seed
-        for name, module in model.named_modules():
-            if any(True for _ in module.parameters(recurse=False)):
-                module.register_forward_pre_hook(self._noise_hook(name))
 
     def _noise_hook(self, layer: str):
         def add_noise(module, args):
@@ -64,8 +61,6 @@ class Trainee:
             if std is None:
                 return None
             x = args[0]
-            if self._noise_gen is None:
-                self._noise_gen = torch.Generator(x.device).manual_seed(self._noise_seed)
             e = torch.randn(x.shape, generator=self._noise_gen, device=x.device, dtype=x.dtype)
             return (x + std * e, *args[1:])
         return add_noise
@@ -84,7 +79,14 @@ class Trainee:
         return self.task.loss(self.outputs(params, batch[0], True), batch[1])
 
     def noisy_loss(self, params: Params, batch: Batch, noise: Mapping[str, Tensor]) -> Tensor:
-        """Training loss with N(0, noise[layer]^2) added to the input of each named layer."""
+        """Training loss with N(0, noise[layer]^2) added to the input of each named layer.
+        The hooks that add it are installed on first use, so other rules never run them."""
+        if self._noise_gen is None:
+            device = next(self.model.parameters()).device
+            self._noise_gen = torch.Generator(device).manual_seed(self._noise_seed)
+            for name, module in self.model.named_modules():
+                if any(True for _ in module.parameters(recurse=False)):
+                    module.register_forward_pre_hook(self._noise_hook(name))
         self._noise = noise
         try:
             return self.loss(params, batch)

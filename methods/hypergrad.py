@@ -33,10 +33,6 @@ class StepTerms:
     momentum: Sequence[float] | None
 
 
-def per_tensor(values: Sequence[float], group_of: Sequence[int]) -> list[float]:
-    return [values[g] for g in group_of]
-
-
 def inner_step(grads: Sequence[Tensor], weights: Sequence[Tensor], buffers: Tensors | None,
                lr: Sequence[float], wd: Sequence[float], momentum: Sequence[float] | None
                ) -> StepTerms:

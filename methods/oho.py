@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,16 +20,11 @@ import torch
 from methods import hypergrad as hg
 from methods.base import Batch, Method, MethodKind, Params, StepContext, UpdateRule
 from methods.online import (
-    Hypers,
-    MetaOptimizer,
     OnlineOptions,
+    OnlineRule,
+    OnlineState,
     groups_problems,
     hyper_batch,
-    initial_values,
-    layer_groups,
-    make_hypers,
-    meta_optimizer,
-    perturb,
 )
 
 HVP_MODES = ("exact", "fd")
@@ -65,45 +59,34 @@ class ForwardOptions(OnlineOptions):
         return found
 
 
-@dataclass
-class ForwardState:
-    hypers: Hypers
-    meta: MetaOptimizer
-    group_of: list[int]
+@dataclass(kw_only=True)
+class ForwardState(OnlineState):
     v: list[torch.Tensor]  # dw/dlambda_k, shape (K, *param.shape) per parameter tensor
     p: list[torch.Tensor] | None  # db/dlambda_k (momentum buffers), same shapes
-    buffers: list[torch.Tensor] | None = None
-    hypergrads: list[float] | None = None
     discount: float = 1.0
     discount_sum: float = 0.0
     resets: int = 0
-    epoch: int = 0
 
 
-class ForwardHypergradient(UpdateRule):
-    def __init__(self, options: ForwardOptions):
-        self.options = options
+class ForwardHypergradient(OnlineRule):
+    options: ForwardOptions
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> ForwardState:
-        o = self.options
-        group_of, n_groups = layer_groups(list(params), o.groups)
-        hypers = make_hypers(o, initial_values(o, hparams), n_groups)
-        k = len(hypers.tuned)
+        common = self._common(params, hparams, self.options.groups)
+        k = len(common["hypers"].tuned)
         v = [torch.zeros(k, *w.shape, dtype=w.dtype, device=w.device) for w in params.values()]
-        p = [torch.zeros_like(x) for x in v] if "momentum" in hypers.values else None
-        return ForwardState(hypers, meta_optimizer(o, hypers), group_of, v, p,
-                            hypergrads=[math.nan] * k, discount=o.discount)
+        p = [torch.zeros_like(x) for x in v] if "momentum" in common["hypers"].values else None
+        return ForwardState(**common, v=v, p=p, discount=self.options.discount)
 
     def step(self, state: ForwardState, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[ForwardState, Params]:
         o, h = self.options, state.hypers
-        perturb(h, o, ctx, first_step_of_epoch=ctx.epoch != state.epoch)
-        state.epoch = ctx.epoch
+        self._begin_step(state, ctx)
         weights = list(params.values())
         exact = o.hvp == "exact"
         grads = torch.autograd.grad(ctx.loss(params, batch), weights, create_graph=exact)
         terms = hg.StepTerms([w.detach() for w in weights], state.buffers, None,
-                             *self._per_tensor(state))
+                             *self._coefficients(state))
         if state.discount != 1.0:
             for x in state.v + (state.p or []):
                 x.mul_(state.discount)
@@ -128,22 +111,13 @@ class ForwardHypergradient(UpdateRule):
         hg.set_direction(terms, values, in_place=True)
         hg.add_direction_term(state.v, terms.new_buffers, h.tuned, state.group_of)
 
-        with torch.no_grad():
-            for w, b, lr in zip(weights, terms.new_buffers, terms.lr, strict=True):
-                w.sub_(lr * b)
-        if terms.momentum is not None:
-            state.buffers = terms.new_buffers
+        self._apply(state, weights, terms)
 
         if (ctx.step + 1) % o.hyper_every == 0:
             self._hyper_step(state, params, ctx, terms)
         if o.reset_every and (ctx.step + 1) % o.reset_every == 0:
             self._reset(state)
         return state, params
-
-    def _per_tensor(self, state: ForwardState):
-        h, group_of = state.hypers.values, state.group_of
-        momentum = hg.per_tensor(h["momentum"], group_of) if "momentum" in h else None
-        return hg.per_tensor(h["lr"], group_of), hg.per_tensor(h["wd"], group_of), momentum
 
     def _hyper_step(self, state: ForwardState, params: Params, ctx: StepContext,
                     terms: hg.StepTerms) -> None:
@@ -174,15 +148,12 @@ class ForwardHypergradient(UpdateRule):
             x.zero_()
         state.resets += 1
 
-    def hparams(self, state: ForwardState) -> dict[str, float]:
-        return state.hypers.as_dict()
-
     def diagnostics(self, state: ForwardState) -> dict[str, float]:
-        names = state.hypers.tuned_names()
+        out = super().diagnostics(state)
         norms = hg.influence_norms(state.v).tolist()
-        out = {f"hg_{n}": g for n, g in zip(names, state.hypergrads, strict=True)}
-        out.update({f"influence_{n}": x for n, x in zip(names, norms, strict=True)})
-        out.update(skipped_hypersteps=state.meta.skipped, influence_resets=state.resets)
+        out.update({f"influence_{n}": x
+                    for n, x in zip(state.hypers.tuned_names(), norms, strict=True)})
+        out["influence_resets"] = state.resets
         if self.options.discount != 1.0 or self.options.adapt_discount:
             out["discount"] = state.discount
         return out

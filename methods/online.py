@@ -14,11 +14,16 @@ from typing import Any
 
 import torch
 
-from methods.base import Batch, Options, StepContext
+from methods.base import Batch, Options, Params, StepContext, UpdateRule
 
 META_OPTIMIZERS = ("sgd", "adam")
 VALIDATE_ON = ("val", "train")
 MOMENTUM_MAX = 0.99
+
+
+def per_tensor(values: Sequence[float], group_of: Sequence[int]) -> list[float]:
+    """A per-group hyperparameter spread over parameter tensors."""
+    return [values[g] for g in group_of]
 
 
 def layer_of(param_name: str) -> str:
@@ -146,44 +151,31 @@ def initial_values(options: OnlineOptions, hparams: Mapping[str, Any]) -> dict[s
     return out
 
 
-@dataclass
 class MetaOptimizer:
-    """SGD or Adam over the tuned scalars, then projection into the bounds. A non-finite
-    hypergradient skips the step and is counted."""
+    """torch.optim's SGD or Adam over the tuned scalars (one parameter group each, for its own
+    step size), then projection into the bounds. A non-finite hypergradient skips the step and
+    is counted."""
 
-    kind: str
-    step_sizes: list[float]
-    clip: float
-    lr_min: float
-    skipped: int = 0
-    t: int = 0
-    m: list[float] = field(default_factory=list)
-    v: list[float] = field(default_factory=list)
+    def __init__(self, kind: str, step_sizes: Sequence[float], clip: float, lr_min: float):
+        self.values = [torch.zeros((), dtype=torch.float64) for _ in step_sizes]
+        algorithm = torch.optim.SGD if kind == "sgd" else torch.optim.Adam
+        self.optimizer = algorithm([{"params": [v], "lr": size}
+                                    for v, size in zip(self.values, step_sizes, strict=True)])
+        self.clip, self.lr_min, self.skipped = clip, lr_min, 0
 
     def step(self, hypers: Hypers, hypergrads: Sequence[float]) -> bool:
         """Move `hypers` against `hypergrads`; False (and counted) if any is non-finite."""
         if not all(math.isfinite(h) for h in hypergrads):
             self.skipped += 1
             return False
-        if self.clip:
-            hypergrads = [min(max(h, -self.clip), self.clip) for h in hypergrads]
-        steps = self._directions(hypergrads)
-        for (kind, group), size, d in zip(hypers.tuned, self.step_sizes, steps, strict=True):
-            value = hypers.values[kind][group] - size * d
-            hypers.values[kind][group] = bounded(kind, value, self.lr_min)
+        for (kind, group), v, h in zip(hypers.tuned, self.values, hypergrads, strict=True):
+            v.fill_(hypers.values[kind][group])  # perturbations may have moved it
+            v.grad = torch.tensor(min(max(h, -self.clip), self.clip) if self.clip else h,
+                                  dtype=torch.float64)
+        self.optimizer.step()
+        for (kind, group), v in zip(hypers.tuned, self.values, strict=True):
+            hypers.values[kind][group] = bounded(kind, float(v), self.lr_min)
         return True
-
-    def _directions(self, hg: Sequence[float]) -> list[float]:
-        if self.kind == "sgd":
-            return list(hg)
-        beta1, beta2, eps = 0.9, 0.999, 1e-8
-        if not self.m:
-            self.m, self.v = [0.0] * len(hg), [0.0] * len(hg)
-        self.t += 1
-        self.m = [beta1 * m + (1 - beta1) * h for m, h in zip(self.m, hg, strict=True)]
-        self.v = [beta2 * v + (1 - beta2) * h * h for v, h in zip(self.v, hg, strict=True)]
-        c1, c2 = 1 - beta1 ** self.t, 1 - beta2 ** self.t
-        return [(m / c1) / (math.sqrt(v / c2) + eps) for m, v in zip(self.m, self.v, strict=True)]
 
 
 def meta_optimizer(options: OnlineOptions, hypers: Hypers) -> MetaOptimizer:
@@ -191,10 +183,9 @@ def meta_optimizer(options: OnlineOptions, hypers: Hypers) -> MetaOptimizer:
     return MetaOptimizer(options.meta_optimizer, sizes, options.clip, options.lr_min)
 
 
-def perturb(hypers: Hypers, options: OnlineOptions, ctx: StepContext, first_step_of_epoch: bool
-            ) -> None:
-    """The OHO paper's perturbation experiment: overwrite hyperparameters at given epochs."""
-    if not first_step_of_epoch or ctx.epoch not in options.perturb_epochs:
+def perturb(hypers: Hypers, options: OnlineOptions, epoch: int) -> None:
+    """The OHO paper's perturbation experiment: overwrite hyperparameters as `epoch` starts."""
+    if epoch not in options.perturb_epochs:
         return
     if options.perturb_lr and "lr" in hypers.values:
         hypers.values["lr"] = [options.perturb_lr] * hypers.n_groups
@@ -210,3 +201,62 @@ def hyper_batch(options: OnlineOptions, ctx: StepContext) -> Batch:
 def dot_all(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
     """Sum over tensors of <a_i, b_i>, as a 0-d tensor (no host sync)."""
     return sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True))
+
+
+@dataclass(kw_only=True)
+class OnlineState:
+    """What every online rule keeps; rules subclass it for their own extras."""
+
+    hypers: Hypers
+    meta: MetaOptimizer
+    group_of: list[int]  # group index of each parameter tensor
+    buffers: list[torch.Tensor] | None = None  # momentum buffers
+    hypergrads: list[float] = field(default_factory=list)  # latest, one per tuned scalar
+    epoch: int = 0
+
+
+class OnlineRule(UpdateRule):
+    """Base of the hypergradient rules: options, hyperparameters per group of layers, the
+    perturbation schedule, the parameter step and the records they share."""
+
+    def __init__(self, options: OnlineOptions):
+        self.options = options
+
+    def _common(self, params: Params, hparams: Mapping[str, Any], groups: int,
+                extra: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """The OnlineState fields, for a subclass state's constructor."""
+        group_of, n_groups = layer_groups(list(params), groups)
+        hypers = make_hypers(self.options, {**initial_values(self.options, hparams),
+                                            **(extra or {})}, n_groups)
+        return {"hypers": hypers, "meta": meta_optimizer(self.options, hypers),
+                "group_of": group_of, "hypergrads": [math.nan] * len(hypers.tuned)}
+
+    def _begin_step(self, state: OnlineState, ctx: StepContext) -> None:
+        if ctx.epoch != state.epoch:
+            perturb(state.hypers, self.options, ctx.epoch)
+            state.epoch = ctx.epoch
+
+    @staticmethod
+    def _coefficients(state: OnlineState):
+        """lr, wd and momentum (None without) of each parameter tensor."""
+        h, group_of = state.hypers.values, state.group_of
+        momentum = per_tensor(h["momentum"], group_of) if "momentum" in h else None
+        return per_tensor(h["lr"], group_of), per_tensor(h["wd"], group_of), momentum
+
+    @staticmethod
+    def _apply(state: OnlineState, weights: Sequence[torch.Tensor], terms) -> None:
+        """w <- w - lr b_{t+1} in place; keep the buffers when there is momentum."""
+        with torch.no_grad():
+            for w, b, lr in zip(weights, terms.new_buffers, terms.lr, strict=True):
+                w.sub_(lr * b)
+        if terms.momentum is not None:
+            state.buffers = terms.new_buffers
+
+    def hparams(self, state: OnlineState) -> dict[str, float]:
+        return state.hypers.as_dict()
+
+    def diagnostics(self, state: OnlineState) -> dict[str, float]:
+        names = state.hypers.tuned_names()
+        out = {f"hg_{n}": g for n, g in zip(names, state.hypergrads, strict=True)}
+        out["skipped_hypersteps"] = state.meta.skipped
+        return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.space import Categorical, IntUniform, LogUniform, SearchSpace, Uniform
 from methods.base import Method, MethodKind, Options, Search, TrialOutcome, TrialStatus
@@ -90,29 +90,29 @@ class OptunaSearch(Search):
         self.study, self.pending = state["study"], dict(state["pending"])
 
 
-class OptunaTPEMethod(Method):
+class OptunaMethod(Method):
+    """A black-box method backed by the Optuna sampler class named `sampler`."""
+
+    kind = MethodKind.BLACK_BOX
+    options_type = OptunaOptions
+    sampler: ClassVar[str]
+
+    def search(self, space: SearchSpace, seed: int, budget: int, options: OptunaOptions
+               ) -> Search:
+        import optuna.samplers
+
+        sampler = getattr(optuna.samplers, self.sampler)
+        return OptunaSearch(space, budget, lambda: sampler(
+            seed=seed, n_startup_trials=options.n_startup_trials))
+
+
+class OptunaTPEMethod(OptunaMethod):
     name = "optuna-tpe"
-    kind = MethodKind.BLACK_BOX
     description = "Optuna's tree-structured Parzen estimator (TPESampler)"
-    options_type = OptunaOptions
-
-    def search(self, space: SearchSpace, seed: int, budget: int, options: OptunaOptions
-               ) -> Search:
-        from optuna.samplers import TPESampler
-
-        return OptunaSearch(space, budget, lambda: TPESampler(
-            seed=seed, n_startup_trials=options.n_startup_trials))
+    sampler = "TPESampler"
 
 
-class OptunaGPMethod(Method):
+class OptunaGPMethod(OptunaMethod):
     name = "optuna-gp"
-    kind = MethodKind.BLACK_BOX
     description = "Optuna's Gaussian-process sampler (GPSampler, log expected improvement)"
-    options_type = OptunaOptions
-
-    def search(self, space: SearchSpace, seed: int, budget: int, options: OptunaOptions
-               ) -> Search:
-        from optuna.samplers import GPSampler
-
-        return OptunaSearch(space, budget, lambda: GPSampler(
-            seed=seed, n_startup_trials=options.n_startup_trials))
+    sampler = "GPSampler"

@@ -12,7 +12,6 @@ A hyperparameter step every `hyper_every` training steps (the authors: 10); wd, 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,17 +21,12 @@ import torch
 from methods import hypergrad as hg
 from methods.base import Batch, Method, MethodKind, Params, StepContext, UpdateRule
 from methods.online import (
-    Hypers,
-    MetaOptimizer,
     OnlineOptions,
+    OnlineRule,
+    OnlineState,
     dot_all,
     hyper_batch,
-    initial_values,
-    layer_groups,
     layer_of,
-    make_hypers,
-    meta_optimizer,
-    perturb,
 )
 
 
@@ -54,34 +48,17 @@ class T1T2Options(OnlineOptions):
         return found
 
 
-@dataclass
-class T1T2State:
-    hypers: Hypers
-    meta: MetaOptimizer
-    group_of: list[int]  # layer index of each parameter tensor
-    layers: list[str]  # layer name of each index, the key of its noise std
-    buffers: list[torch.Tensor] | None = None
-    hypergrads: list[float] | None = None
-    epoch: int = 0
+@dataclass(kw_only=True)
+class T1T2State(OnlineState):
+    layers: list[str]  # layer name of each group (one group per layer): the noise std's key
 
 
-class GreedyOneStep(UpdateRule):
-    def __init__(self, options: T1T2Options):
-        self.options = options
+class GreedyOneStep(OnlineRule):
+    options: T1T2Options
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> T1T2State:
-        o = self.options
-        group_of, n_layers = layer_groups(list(params), 0)
-        initial = {**initial_values(o, hparams), "noise": o.noise_init}
-        hypers = make_hypers(o, initial, n_layers)
-        layers = list(dict.fromkeys(layer_of(n) for n in params))
-        return T1T2State(hypers, meta_optimizer(o, hypers), group_of, layers,
-                         hypergrads=[math.nan] * len(hypers.tuned))
-
-    def _per_tensor(self, state: T1T2State):
-        h, group_of = state.hypers.values, state.group_of
-        momentum = hg.per_tensor(h["momentum"], group_of) if "momentum" in h else None
-        return hg.per_tensor(h["lr"], group_of), hg.per_tensor(h["wd"], group_of), momentum
+        common = self._common(params, hparams, 0, extra={"noise": self.options.noise_init})
+        return T1T2State(**common, layers=list(dict.fromkeys(layer_of(n) for n in params)))
 
     def _noise(self, state: T1T2State, like: torch.Tensor, leaves: bool
                ) -> dict[str, torch.Tensor]:
@@ -95,23 +72,18 @@ class GreedyOneStep(UpdateRule):
     def step(self, state: T1T2State, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[T1T2State, Params]:
         o = self.options
-        perturb(state.hypers, o, ctx, first_step_of_epoch=ctx.epoch != state.epoch)
-        state.epoch = ctx.epoch
+        self._begin_step(state, ctx)
         hyper = (ctx.step + 1) % o.hyper_every == 0
         tune_noise = hyper and "noise" in o.tune  # differentiate the gradient w.r.t. sigma
         weights = list(params.values())
         noise = self._noise(state, weights[0], leaves=tune_noise)
         loss = ctx.noisy_loss(params, batch, noise) if noise else ctx.loss(params, batch)
         grads = torch.autograd.grad(loss, weights, create_graph=tune_noise)
-        terms = hg.inner_step(grads, weights, state.buffers, *self._per_tensor(state))
+        terms = hg.inner_step(grads, weights, state.buffers, *self._coefficients(state))
         if hyper:
             self._hyper_step(state, params, ctx, grads, terms, noise)
         del grads
-        with torch.no_grad():  # after the hyper step: its backward needs w_t unchanged
-            for w, b, lr in zip(weights, terms.new_buffers, terms.lr, strict=True):
-                w.sub_(lr * b)
-        if terms.momentum is not None:
-            state.buffers = terms.new_buffers
+        self._apply(state, weights, terms)  # after the hyper step: it needs w_t unchanged
         return state, params
 
     def _hyper_step(self, state: T1T2State, params: Params, ctx: StepContext, grads,
@@ -135,15 +107,6 @@ class GreedyOneStep(UpdateRule):
             per_kind["noise"] = -torch.stack(d)
         state.hypergrads = torch.cat([per_kind[k] for k in o.tune]).tolist()
         state.meta.step(h, state.hypergrads)
-
-    def hparams(self, state: T1T2State) -> dict[str, float]:
-        return state.hypers.as_dict()
-
-    def diagnostics(self, state: T1T2State) -> dict[str, float]:
-        names = state.hypers.tuned_names()
-        out = {f"hg_{n}": g for n, g in zip(names, state.hypergrads, strict=True)}
-        out["skipped_hypersteps"] = state.meta.skipped
-        return out
 
 
 class T1T2Method(Method):

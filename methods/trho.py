@@ -9,7 +9,6 @@ Memory: `window` copies of the optimizer state.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,16 +18,11 @@ import torch
 from methods import hypergrad as hg
 from methods.base import Batch, Method, MethodKind, Params, StepContext, UpdateRule
 from methods.online import (
-    Hypers,
-    MetaOptimizer,
     OnlineOptions,
+    OnlineRule,
+    OnlineState,
     groups_problems,
     hyper_batch,
-    initial_values,
-    layer_groups,
-    make_hypers,
-    meta_optimizer,
-    perturb,
 )
 
 
@@ -51,50 +45,28 @@ class TRHOOptions(OnlineOptions):
         return found
 
 
-@dataclass
-class TRHOState:
-    hypers: Hypers
-    meta: MetaOptimizer
-    group_of: list[int]
-    buffers: list[torch.Tensor] | None = None
+@dataclass(kw_only=True)
+class TRHOState(OnlineState):
     # (weights, buffers, batch) before each step of the current window
     window: list[tuple[list[torch.Tensor], list[torch.Tensor] | None, Batch]] = field(
         default_factory=list)
-    hypergrads: list[float] | None = None
-    epoch: int = 0
 
 
-class TruncatedReverse(UpdateRule):
-    def __init__(self, options: TRHOOptions):
-        self.options = options
+class TruncatedReverse(OnlineRule):
+    options: TRHOOptions
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> TRHOState:
-        o = self.options
-        group_of, n_groups = layer_groups(list(params), o.groups)
-        hypers = make_hypers(o, initial_values(o, hparams), n_groups)
-        return TRHOState(hypers, meta_optimizer(o, hypers), group_of,
-                         hypergrads=[math.nan] * len(hypers.tuned))
-
-    def _per_tensor(self, state: TRHOState):
-        h, group_of = state.hypers.values, state.group_of
-        momentum = hg.per_tensor(h["momentum"], group_of) if "momentum" in h else None
-        return hg.per_tensor(h["lr"], group_of), hg.per_tensor(h["wd"], group_of), momentum
+        return TRHOState(**self._common(params, hparams, self.options.groups))
 
     def step(self, state: TRHOState, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[TRHOState, Params]:
-        o = self.options
-        perturb(state.hypers, o, ctx, first_step_of_epoch=ctx.epoch != state.epoch)
-        state.epoch = ctx.epoch
+        self._begin_step(state, ctx)
         weights = list(params.values())
         state.window.append(([w.detach().clone() for w in weights], state.buffers, batch))
         grads = torch.autograd.grad(ctx.loss(params, batch), weights)
-        terms = hg.inner_step(grads, weights, state.buffers, *self._per_tensor(state))
-        with torch.no_grad():
-            for w, b, lr in zip(weights, terms.new_buffers, terms.lr, strict=True):
-                w.sub_(lr * b)
-        if terms.momentum is not None:
-            state.buffers = terms.new_buffers
-        if len(state.window) == o.window:
+        terms = hg.inner_step(grads, weights, state.buffers, *self._coefficients(state))
+        self._apply(state, weights, terms)
+        if len(state.window) == self.options.window:
             self._hyper_step(state, params, ctx)
         return state, params
 
@@ -104,12 +76,12 @@ class TruncatedReverse(UpdateRule):
             ctx.val_loss(params, hyper_batch(self.options, ctx)), weights))
         alpha_b = None if state.buffers is None else [torch.zeros_like(a) for a in alpha_w]
         hypergrads = [0.0] * len(state.hypers.tuned)
-        per_tensor = self._per_tensor(state)
+        coefficients = self._coefficients(state)
         for w_then, b_then, batch in reversed(state.window):
             leaves = [w.requires_grad_(True) for w in w_then]
             grads = torch.autograd.grad(ctx.loss(dict(zip(names, leaves, strict=True)), batch),
                                         leaves, create_graph=True)
-            terms = hg.inner_step(grads, leaves, b_then, *per_tensor)
+            terms = hg.inner_step(grads, leaves, b_then, *coefficients)
 
             def hvp(c, grads=grads, leaves=leaves):
                 return [h[0] for h in hg.hvp(grads, leaves, [x.unsqueeze(0) for x in c])]
@@ -119,15 +91,6 @@ class TruncatedReverse(UpdateRule):
         state.window.clear()
         state.hypergrads = hypergrads
         state.meta.step(state.hypers, hypergrads)
-
-    def hparams(self, state: TRHOState) -> dict[str, float]:
-        return state.hypers.as_dict()
-
-    def diagnostics(self, state: TRHOState) -> dict[str, float]:
-        names = state.hypers.tuned_names()
-        out = {f"hg_{n}": g for n, g in zip(names, state.hypergrads, strict=True)}
-        out["skipped_hypersteps"] = state.meta.skipped
-        return out
 
 
 class TRHOMethod(Method):
