@@ -151,31 +151,48 @@ def initial_values(options: OnlineOptions, hparams: Mapping[str, Any]) -> dict[s
     return out
 
 
+@dataclass
 class MetaOptimizer:
-    """torch.optim's SGD or Adam over the tuned scalars (one parameter group each, for its own
-    step size), then projection into the bounds. A non-finite hypergradient skips the step and
-    is counted."""
+    """SGD or Adam over the tuned scalars, then projection into the bounds. A non-finite
+    hypergradient skips the step and is counted. Plain float arithmetic on purpose: it runs
+    every training step, and torch.optim over K scalar tensors measured ~50x slower (95 us a
+    step for SGD, 380 us for Adam, against a 3 ms oho step on digits)."""
 
-    def __init__(self, kind: str, step_sizes: Sequence[float], clip: float, lr_min: float):
-        self.values = [torch.zeros((), dtype=torch.float64) for _ in step_sizes]
-        algorithm = torch.optim.SGD if kind == "sgd" else torch.optim.Adam
-        self.optimizer = algorithm([{"params": [v], "lr": size}
-                                    for v, size in zip(self.values, step_sizes, strict=True)])
-        self.clip, self.lr_min, self.skipped = clip, lr_min, 0
+    kind: str
+    step_sizes: list[float]
+    clip: float
+    lr_min: float
+    skipped: int = 0
+    t: int = 0
+    m: list[float] = field(default_factory=list)
+    v: list[float] = field(default_factory=list)
 
     def step(self, hypers: Hypers, hypergrads: Sequence[float]) -> bool:
         """Move `hypers` against `hypergrads`; False (and counted) if any is non-finite."""
         if not all(math.isfinite(h) for h in hypergrads):
             self.skipped += 1
             return False
-        for (kind, group), v, h in zip(hypers.tuned, self.values, hypergrads, strict=True):
-            v.fill_(hypers.values[kind][group])  # perturbations may have moved it
-            v.grad = torch.tensor(min(max(h, -self.clip), self.clip) if self.clip else h,
-                                  dtype=torch.float64)
-        self.optimizer.step()
-        for (kind, group), v in zip(hypers.tuned, self.values, strict=True):
-            hypers.values[kind][group] = bounded(kind, float(v), self.lr_min)
+        if self.clip:
+            hypergrads = [min(max(h, -self.clip), self.clip) for h in hypergrads]
+        steps = self._directions(hypergrads)
+        for (kind, group), size, d in zip(hypers.tuned, self.step_sizes, steps, strict=True):
+            value = hypers.values[kind][group] - size * d
+            hypers.values[kind][group] = bounded(kind, value, self.lr_min)
         return True
+
+    def _directions(self, hg: Sequence[float]) -> list[float]:
+        """SGD: the hypergradient. Adam (Kingma & Ba, torch's defaults): m_hat / (sqrt(v_hat)
+        + eps)."""
+        if self.kind == "sgd":
+            return list(hg)
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        if not self.m:
+            self.m, self.v = [0.0] * len(hg), [0.0] * len(hg)
+        self.t += 1
+        self.m = [beta1 * m + (1 - beta1) * h for m, h in zip(self.m, hg, strict=True)]
+        self.v = [beta2 * v + (1 - beta2) * h * h for v, h in zip(self.v, hg, strict=True)]
+        c1, c2 = 1 - beta1 ** self.t, 1 - beta2 ** self.t
+        return [(m / c1) / (math.sqrt(v / c2) + eps) for m, v in zip(self.m, self.v, strict=True)]
 
 
 def meta_optimizer(options: OnlineOptions, hypers: Hypers) -> MetaOptimizer:
