@@ -12,8 +12,13 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--name": ("name", str, "run name, used in the run directory's name"),
     "--task": ("tasks", str, "task to run (repeatable); see `ohobench list`"),
     "--method": ("methods", str, "method to run (repeatable); see `ohobench list`"),
+    "--optimizer": ("optimizers", str, "optimizer family black-box trials train with "
+                    "(repeatable): fixed, adam, step, exp, cosine"),
     "--repetitions": ("repetitions", int, "independent searches / initializations per method"),
     "--trials": ("trials", int, "black-box budget: trials per repetition"),
+    "--budget-seconds": ("budget_seconds", float, "black-box budget: wall-clock seconds per "
+                         "repetition (running trials are stopped; their time counts)"),
+    "--max-failures": ("max_failures", int, "retries of a trial that raises (default 0)"),
     "--epochs": ("epochs", int, "epochs per trial (default: the task's)"),
     "--batch-size": ("batch_size", int, "training batch size (default: the task's)"),
     "--val-batch-size": ("val_batch_size", int,
@@ -27,7 +32,7 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--out": ("out", str, "directory that holds run directories"),
     "--address": ("address", str, "existing Ray cluster, HOST:PORT or auto"),
 }
-LIST_FLAGS = ("tasks", "methods")
+LIST_FLAGS = ("tasks", "methods", "optimizers")
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,11 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list() -> None:
     import methods
     from bench import space, tasks
+    from methods import optimizers
 
     print("tasks:")
     for name, task in sorted(tasks.all_tasks().items()):
         ranges = ", ".join(f"{k} {space.describe(d)}" for k, d in task.space.items())
         print(f"  {name:18s} {task.description}\n  {'':18s} space: {ranges}")
+    print("optimizer families (black-box trials train with them; `optimizers` in a suite; "
+          "ranges shown for 20 epochs):")
+    for name, family in optimizers.FAMILIES.items():
+        extra = ", ".join(f"{k} {space.describe(d)}" for k, d in family.extra(20).items())
+        lr = f"; lr {space.describe(family.lr)}" if family.lr else ""
+        print(f"  {name:18s} {family.description}{lr}{'; ' + extra if extra else ''}")
     print("methods:")
     for name, m in sorted(methods.all_methods().items()):
         tuned = ", ".join(m.tunes) if m.tunes else "the task's space"
@@ -87,6 +99,10 @@ def print_report(run_dir: Path, target: float | None) -> None:
     from bench import report, results
 
     df, info = results.load(run_dir)
+    if df.empty:
+        print("\nno trial finished an epoch, so there is nothing to compare (a time budget "
+              "shorter than Ray's start-up and one epoch?)")
+        return
     target = target or info["suite"].get("target")
     table = report.summary(df, target, report.overhead_by_method(info))
     results.write_csv(table, Path(run_dir) / "summary.csv")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -68,25 +69,53 @@ def last_line(text: str | None) -> str:
     return lines[-1] if lines else ""
 
 
+def error_line(trial) -> str:
+    """The last line of the trial's latest error (Ray keeps the traces in a file)."""
+    try:
+        local = trial.error_file  # written before Ray calls back; storage may lag behind
+        text = Path(local).read_text() if local and Path(local).is_file() else trial.get_error()
+        return last_line(text) or "error"
+    except Exception:  # the error file is gone or unreadable: still record the failure
+        return "error (no trace kept)"
+
+
 class RecordCollector(Callback):
-    """Keeps every reported record with the trial's Ray id and node, and one summary per trial."""
+    """Keeps every reported record with the trial's Ray id and node, and one summary per trial.
+    A trial that raised and is retried (`max_failures`) starts over: the records of its failed
+    attempt are dropped, and its attempts are counted."""
 
     def __init__(self, progress: Callable[[str], None], label: str, budget: int):
         self.progress, self.label, self.budget = progress, label, budget
         self.records: list[dict] = []
         self.trials: dict[str, dict] = {}
         self.last: dict[str, dict] = {}
+        self.failures: dict[str, list[str]] = {}  # trial id -> errors of retried attempts
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = dict(result["record"], trial_id=trial.trial_id, node=result.get("node_ip"))
         self.records.append(record)
         self.last[trial.trial_id] = record
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        error = error_line(trial)
+        self.failures.setdefault(trial.trial_id, []).append(error)
+        self.records = [r for r in self.records if r["trial_id"] != trial.trial_id]
+        self.last.pop(trial.trial_id, None)
+        self.progress(f"  [{self.label}] trial {trial.config.get('trial')} raised ({error}); "
+                      f"retrying, attempt {len(self.failures[trial.trial_id]) + 1}")
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, None)
 
+    def on_experiment_end(self, trials, **info):
+        """Trials still running when the experiment ends (a time budget) are recorded as
+        stopped, with what they reported so far."""
+        for trial in trials:
+            if trial.trial_id not in self.trials and trial.trial_id in self.last:
+                self._finish(trial, None)
+
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, trial.error_msg or "error")
+        self._finish(trial, error_line(trial))
 
     def _finish(self, trial, error: str | None) -> None:
         last = self.last.get(trial.trial_id, {})
@@ -99,6 +128,8 @@ class RecordCollector(Callback):
             "trial": config.get("trial"), "trial_id": trial.trial_id, "status": status.value,
             "seed": config.get("seed"), "hparams": config.get("hparams"),
             "epochs": last.get("epoch", 0), "error": last_line(error),
+            "attempts": 1 + len(self.failures.get(trial.trial_id, [])),
+            "failed_attempts": self.failures.get(trial.trial_id, []),
             "start": last.get("trial_start"), "end": last.get("timestamp"),
         }
         for r in self.records:

@@ -2,8 +2,12 @@
 
 A method's choice at any moment is the trial with the lowest validation loss among what it has
 trained so far (each trial at its latest epoch); the test loss of that choice is what counts.
-Time-to-target is the training seconds the method spent, its trials cumulated in the order it
-started them, until that choice's test loss first reaches the target.
+Time-to-target, until that choice's test loss first reaches the target, is measured three ways:
+- sequential compute: training seconds, the method's trials cumulated in the order it started
+  them (early-stopped trials count the time they used);
+- wall-clock: seconds since the experiment started, Ray scheduling and evaluation included,
+  with trials running at once as they did;
+- trials: how many trials it had started by then.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import math
 import numpy as np
 import pandas as pd
 
-REP = ["task", "method", "repetition"]
+GROUP = ["task", "method", "optimizer"]  # one entry of the report
+REP = [*GROUP, "repetition"]
 
 
-def incumbent_trace(rep: pd.DataFrame) -> pd.DataFrame:
-    """One repetition's rows in compute order, with the test loss of its current choice."""
-    rep = rep.sort_values("search_seconds", kind="stable")
+def incumbent_trace(rep: pd.DataFrame, order: str = "search_seconds") -> pd.DataFrame:
+    """One repetition's rows in `order` (compute: search_seconds; wall-clock: timestamp), with
+    the test loss of its current choice."""
+    rep = rep.sort_values(order, kind="stable")
     latest: dict[int, tuple[float, float]] = {}
     started: set[int] = set()
     chosen_test, chosen_trial, n_started = [], [], []
@@ -58,18 +64,26 @@ def default_targets(reps: pd.DataFrame) -> dict[str, float]:
 
 
 def time_to_target(df: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
-    """Per repetition: seconds and trials until the choice reaches the task's target
-    (inf where it never does)."""
+    """Per repetition: compute seconds, wall-clock seconds and trials until the choice reaches
+    the task's target (inf where it never does; wall-clock NaN where the table has no clock)."""
     out = []
     for key, rep in df.groupby(REP, sort=False):
-        trace = incumbent_trace(rep)
-        hit = trace[trace["chosen_test_loss"] <= targets[key[0]]]
-        first = hit.iloc[0] if len(hit) else None
-        out.append({**dict(zip(REP, key, strict=True)),
-                    "target": targets[key[0]],
+        target = targets[key[0]]
+        first = _first_hit(incumbent_trace(rep), target)
+        wall = math.nan
+        if {"timestamp", "experiment_start"} <= set(rep) and rep["experiment_start"].notna().all():
+            hit = _first_hit(incumbent_trace(rep, "timestamp"), target)
+            wall = math.inf if hit is None else hit["timestamp"] - hit["experiment_start"]
+        out.append({**dict(zip(REP, key, strict=True)), "target": target,
                     "seconds_to_target": math.inf if first is None else first["search_seconds"],
+                    "wall_seconds_to_target": wall,
                     "trials_to_target": math.inf if first is None else first["trials_started"]})
     return pd.DataFrame(out)
+
+
+def _first_hit(trace: pd.DataFrame, target: float) -> pd.Series | None:
+    hit = trace[trace["chosen_test_loss"] <= target]
+    return hit.iloc[0] if len(hit) else None
 
 
 def summary(df: pd.DataFrame, target: float | None = None,
@@ -81,28 +95,30 @@ def summary(df: pd.DataFrame, target: float | None = None,
     ttt = time_to_target(df, targets)
     reps = reps.merge(ttt, on=REP)
     rows = []
-    for (task, method), g in reps.groupby(["task", "method"], sort=False):
+    for (task, method, optimizer), g in reps.groupby(GROUP, sort=False):
         loss = g["final_test_loss"].to_numpy(dtype=float)
         reached = np.isfinite(g["seconds_to_target"].to_numpy(dtype=float))
         rows.append({
-            "task": task, "method": method, "reps": len(g),
+            "task": task, "method": method, "optimizer": optimizer, "reps": len(g),
             "test_median": np.nanmedian(loss) if np.isfinite(loss).any() else math.nan,
             "test_iqr": _iqr(loss), "test_min": np.nanmin(loss) if np.isfinite(loss).any()
             else math.nan, "test_max": np.nanmax(loss) if np.isfinite(loss).any() else math.nan,
             "target": targets[task],
             "reached": f"{int(reached.sum())}/{len(g)}",
             "ttt_median_s": float(np.median(g["seconds_to_target"])),
+            "wall_ttt_median_s": float(np.median(g["wall_seconds_to_target"])),
             "trials_to_target": float(np.median(g["trials_to_target"])),
             "trials": int(g["trials"].sum()), "diverged": int(g["diverged_trials"].sum()),
-            "ray_overhead_s_per_trial": (overhead or {}).get((task, method), math.nan),
+            "ray_overhead_s_per_trial": (overhead or {}).get((task, method, optimizer),
+                                                             math.nan),
         })
     return pd.DataFrame(rows)
 
 
-def overhead_by_method(run_info: dict) -> dict[tuple[str, str], float]:
-    per: dict[tuple[str, str], list[float]] = {}
+def overhead_by_method(run_info: dict) -> dict[tuple[str, str, str], float]:
+    per: dict[tuple[str, str, str], list[float]] = {}
     for exp in run_info.get("experiments", []):
-        per.setdefault((exp["task"], exp["method"]), []).append(
+        per.setdefault((exp["task"], exp["method"], exp.get("optimizer", "-")), []).append(
             exp["scheduling_overhead_per_trial"])
     return {k: float(np.nanmean(v)) for k, v in per.items()}
 
@@ -114,8 +130,9 @@ def _iqr(x: np.ndarray) -> float:
 
 def format_summary(s: pd.DataFrame) -> str:
     shown = s.copy()
-    shown["ttt_median_s"] = [("not reached" if math.isinf(v) else f"{v:.2f}")
-                             for v in shown["ttt_median_s"]]
+    for col in ("ttt_median_s", "wall_ttt_median_s"):
+        shown[col] = [("not reached" if math.isinf(v) else "-" if math.isnan(v) else f"{v:.2f}")
+                      for v in shown[col]]
     shown["trials_to_target"] = [("-" if math.isinf(v) else f"{v:g}")
                                  for v in shown["trials_to_target"]]
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 
 TABLE, RUN_JSON = "records.parquet", "run.json"
-KEY = ["task", "method", "repetition", "trial", "epoch"]
+KEY = ["task", "method", "optimizer", "repetition", "trial", "epoch"]
 COLUMNS = KEY + [
     "seed", "trial_id", "status", "node", "device", "step",
-    "trial_start", "timestamp",  # unix seconds
+    "experiment_start", "trial_start", "timestamp",  # unix seconds
     "train_seconds", "train_seconds_cum", "search_seconds", "eval_seconds",
     "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
 ]  # then hp_<name> (hyperparameter values) and method diagnostics such as hg_lr
@@ -34,9 +34,11 @@ def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows))
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
-    df = df.sort_values(["task", "method", "repetition", "trial_start", "trial", "epoch"],
-                        kind="stable").reset_index(drop=True)
-    trial = ["task", "method", "repetition", "trial"]
+    if "optimizer" not in df:  # tables written before optimizer families existed
+        df["optimizer"] = "-"
+    df = df.sort_values(["task", "method", "optimizer", "repetition", "trial_start", "trial",
+                         "epoch"], kind="stable").reset_index(drop=True)
+    trial = ["task", "method", "optimizer", "repetition", "trial"]
     totals = df.groupby(trial, sort=False)["train_seconds_cum"].max()  # in start order
     spent_before = totals.groupby(level=trial[:-1], sort=False).cumsum() - totals
     df["search_seconds"] = df["train_seconds_cum"] + df.join(
@@ -58,7 +60,10 @@ def write_json(obj: Any, path: Path) -> Path:
 
 def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     run_dir = Path(run_dir)
-    return pd.read_parquet(run_dir / TABLE), json.loads((run_dir / RUN_JSON).read_text())
+    df = pd.read_parquet(run_dir / TABLE)
+    if "optimizer" not in df:  # written before optimizer families existed
+        df.insert(2, "optimizer", "-")
+    return df, json.loads((run_dir / RUN_JSON).read_text())
 
 
 def _atomic(path: Path, write) -> Path:

@@ -22,7 +22,12 @@ import numpy as np
 import methods as method_registry
 from bench import results
 from bench.suite import Suite, check_address
+from bench.trial import ONLINE
 from methods.base import MethodKind, parse_options
+
+# Trials a model-based search runs at once when the suite sets no limit (max_concurrent = 0):
+# each proposal then sees all results but those of at most 3 running trials.
+MODEL_BASED_CONCURRENT = 4
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -73,14 +78,12 @@ def run(suite: Suite, progress: Callable[[str], None] = print) -> Path:
     started_ray = start_ray(suite)
     rows: list[dict] = []
     try:
-        for task in suite.tasks:
-            for method in suite.methods:
-                for rep in range(suite.repetitions):
-                    exp, records = run_experiment(suite, task, method, rep, run_dir, progress)
-                    rows += records
-                    info["experiments"].append(exp)
-                    results.write_table(results.table(rows), run_dir)
-                    results.write_json(info, run_dir / results.RUN_JSON)
+        for task, method, optimizer, rep in experiments(suite):
+            exp, records = run_experiment(suite, task, method, optimizer, rep, run_dir, progress)
+            rows += records
+            info["experiments"].append(exp)
+            results.write_table(results.table(rows), run_dir)
+            results.write_json(info, run_dir / results.RUN_JSON)
         info["finished"] = time.time()
         results.write_json(info, run_dir / results.RUN_JSON)
     finally:
@@ -89,10 +92,19 @@ def run(suite: Suite, progress: Callable[[str], None] = print) -> Path:
     return run_dir
 
 
-def run_experiment(suite: Suite, task: str, method_name: str, repetition: int, run_dir: Path,
-                   progress: Callable[[str], None]) -> tuple[dict, list[dict]]:
+def experiments(suite: Suite) -> list[tuple[str, str, str | None, int]]:
+    """(task, method, optimizer family, repetition) in run order; online methods have no
+    family (None): they train with their own rule."""
+    return [(task, method, optimizer, rep) for task in suite.tasks for method in suite.methods
+            for optimizer in suite.families_for(method) for rep in range(suite.repetitions)]
+
+
+def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | None,
+                   repetition: int, run_dir: Path, progress: Callable[[str], None]
+                   ) -> tuple[dict, list[dict]]:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
 
     from bench.ray_adapter import RecordCollector, SearchAdapter
     from bench.trial import ray_trial
@@ -102,12 +114,14 @@ def run_experiment(suite: Suite, task: str, method_name: str, repetition: int, r
                                method_name)
     is_online = method.kind is MethodKind.ONLINE
     budget = 1 if is_online else suite.trials
-    # Online methods share initializations per repetition; searches are independent per method.
-    search_seed = derive_seed(suite.seed, task, "init" if is_online else method_name, repetition)
-    search = method.search(suite.space_for(task), search_seed, budget, options)
+    # Online methods share initializations per repetition; each search is independent.
+    search_seed = (derive_seed(suite.seed, task, "init", repetition) if is_online else
+                   derive_seed(suite.seed, task, method_name, optimizer, repetition))
+    search = method.search(suite.space_for(task, optimizer), search_seed, budget, options)
+    family = {} if is_online else {"optimizer": optimizer}
 
     def make_config(index: int, hparams: dict) -> dict:
-        return {"task": task, "method": method_name, "hparams": hparams,
+        return {"task": task, "method": method_name, **family, "hparams": hparams,
                 "seed": derive_seed(suite.seed, task, "model", repetition, index),
                 "epochs": suite.epochs_for(task), "data_seed": suite.seed,
                 "device": suite.device, "batch_size": suite.batch_size,
@@ -115,28 +129,39 @@ def run_experiment(suite: Suite, task: str, method_name: str, repetition: int, r
                 "options": suite.options.get(method_name, {}), "repetition": repetition,
                 "trial": index}
 
-    label = f"{task} · {method_name} · rep {repetition + 1}/{suite.repetitions}"
+    what = method_name if is_online else f"{method_name} · {optimizer}"
+    label = f"{task} · {what} · rep {repetition + 1}/{suite.repetitions}"
     collector = RecordCollector(progress, label, budget)
     resources = {"cpu": suite.cpus_per_trial, "gpu": suite.gpus_per_trial}
-    name = f"{task}__{method_name}__rep{repetition}"
+    name = "__".join([task, method_name, *family.values(), f"rep{repetition}"])
     stopping = method.early_stopping(options)
     scheduler = None if stopping is None else ASHAScheduler(
         time_attr="training_iteration", metric="val_loss", mode="min",
         max_t=suite.epochs_for(task), grace_period=stopping.grace_period,
         reduction_factor=stopping.reduction_factor)
+    searcher = SearchAdapter(search, make_config)
+    concurrent = suite.max_concurrent or None
+    if method.model_based:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=concurrent or MODEL_BASED_CONCURRENT)
+        concurrent = None  # the limiter already holds it
     tuner = tune.Tuner(
         tune.with_resources(ray_trial, resources),
-        tune_config=tune.TuneConfig(search_alg=SearchAdapter(search, make_config),
-                                    scheduler=scheduler, num_samples=budget, reuse_actors=True,
-                                    max_concurrent_trials=suite.max_concurrent or None),
-        run_config=tune.RunConfig(name=name, storage_path=str(run_dir / "ray"), verbose=0,
-                                  callbacks=[collector]),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=budget, reuse_actors=True,
+            max_concurrent_trials=concurrent,
+            time_budget_s=None if is_online else suite.budget_seconds),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(run_dir / "ray"), verbose=0, callbacks=[collector],
+            failure_config=tune.FailureConfig(max_failures=suite.max_failures)),
     )
     start = time.time()
     tuner.fit()
     end = time.time()
+    for record in collector.records:
+        record["experiment_start"] = start
     trials = sorted(collector.trials.values(), key=lambda t: t["trial"])
-    return {"task": task, "method": method_name, "repetition": repetition, "name": name,
+    return {"task": task, "method": method_name, "optimizer": optimizer or ONLINE,
+            "repetition": repetition, "name": name,
             "start": start, "end": end, "wall_seconds": end - start,
             "scheduling_overhead_per_trial": overhead_per_trial(start, end, trials),
             "trials": trials}, collector.records

@@ -76,8 +76,16 @@ class Categorical:
 Distribution = LogUniform | Uniform | IntUniform | Categorical
 SearchSpace = Mapping[str, Distribution]
 
-# Hyperparameters that must stay positive wherever they are sampled from.
-POSITIVE = {"lr": "learning rate"}
+# Where known hyperparameters may be sampled from, as a valid interval written out.
+VALID = {
+    "lr": (lambda v: v > 0, "learning rate must be positive"),
+    "wd": (lambda v: v >= 0, "weight decay must be >= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "momentum must lie in [0, 1)"),
+    "beta1": (lambda v: 0 <= v < 1, "Adam's beta1 must lie in [0, 1)"),
+    "step_gamma": (lambda v: 0 < v <= 1, "decay factor must lie in (0, 1]"),
+    "exp_gamma": (lambda v: 0 < v <= 1, "decay factor must lie in (0, 1]"),
+    "step_size": (lambda v: v >= 1, "step size must be >= 1 epoch"),
+}
 
 
 def problems(space: SearchSpace) -> list[str]:
@@ -85,8 +93,11 @@ def problems(space: SearchSpace) -> list[str]:
     found = []
     for name, dist in space.items():
         found += dist.problems(name)
-        if name in POSITIVE and not isinstance(dist, Categorical) and dist.low <= 0:
-            found.append(f"{name}: {POSITIVE[name]} must be positive, got low = {dist.low}")
+        if name not in VALID or isinstance(dist, Categorical):
+            continue
+        ok, rule = VALID[name]
+        if not all(_finite(v) and ok(v) for v in (dist.low, dist.high)):
+            found.append(f"{name}: {rule}, got range [{dist.low}, {dist.high}]")
     return found
 
 

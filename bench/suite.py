@@ -15,7 +15,8 @@ import methods as method_registry
 from bench import registry, space
 from bench import tasks as task_registry
 from bench.errors import ConfigError, raise_if
-from methods.base import parse_options
+from methods import optimizers
+from methods.base import MethodKind, parse_options
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -25,8 +26,11 @@ class Suite:
     name: str = "quick"
     tasks: tuple[str, ...] = ("digits",)
     methods: tuple[str, ...] = ("random", "hd", "oho")
+    optimizers: tuple[str, ...] = ("fixed",)  # families black-box trials train with
     repetitions: int = 3  # independent searches (black-box) or initializations (online)
     trials: int = 6  # black-box budget per repetition
+    budget_seconds: float | None = None  # black-box: wall-clock limit per repetition
+    max_failures: int = 0  # retries of a trial that raises
     epochs: int | None = None  # None: the task's default
     batch_size: int | None = None  # None: the task's default
     val_batch_size: int | None = None  # hypergradient validation batches; None: batch_size
@@ -38,15 +42,23 @@ class Suite:
     target: float | None = None  # test-loss target; None: median final test loss
     out: str = "results"
     address: str | None = None  # an existing Ray cluster; None starts a local one
-    space: dict[str, Any] = field(default_factory=dict)  # range overrides, e.g. lr = [1e-4, 1]
+    # Range overrides, e.g. lr = [1e-4, 1]; a sub-table per family, e.g. [space.adam].
+    space: dict[str, Any] = field(default_factory=dict)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method options
 
     def epochs_for(self, task: str) -> int:
         return self.epochs or task_registry.get(task).epochs
 
-    def space_for(self, task: str) -> dict:
-        declared = task_registry.get(task).space
-        return space.override(declared, {k: v for k, v in self.space.items() if k in declared})[0]
+    def space_for(self, task: str, optimizer: str | None = None) -> dict:
+        """The search space of (task, optimizer family), with this suite's overrides; with no
+        family, the task's own space (online methods draw initializations from it)."""
+        return family_space(self, task_registry.get(task), optimizer)[0]
+
+    def families_for(self, method: str) -> tuple[str | None, ...]:
+        """Black-box methods run once per optimizer family; online methods train with their
+        own rule (None)."""
+        return (None,) if method_registry.get(method).kind is MethodKind.ONLINE \
+            else self.optimizers
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
@@ -56,6 +68,23 @@ class Suite:
 FIELDS = {f.name: f for f in fields(Suite)}
 TYPES = {"int": int, "float": float, "str": str, "tuple[str, ...]": tuple, "dict[str, Any]": dict,
          "dict[str, dict[str, Any]]": dict}
+LISTS = ("tasks", "methods", "optimizers")
+
+
+def family_space(s: Suite, task, optimizer: str | None) -> tuple[dict, list[str]]:
+    """The space of (task, optimizer family) as the family declares it (None: the task's own,
+    which online initializations are drawn from), then the suite's flat overrides, then its
+    [space.FAMILY] table; with the problems found."""
+    if optimizer is None:
+        declared = dict(task.space)
+    else:
+        declared = optimizers.space(optimizers.get(optimizer), task.space,
+                                    s.epochs_for(task.name), momentum="momentum" in s.space)
+    flat = {k: v for k, v in s.space.items() if not isinstance(v, dict) and k in declared}
+    out, found = space.override(declared, flat)
+    table = s.space.get(optimizer, {}) if optimizer else {}
+    out, bad = space.override(out, table if isinstance(table, dict) else {})
+    return out, found + [f"space.{optimizer}: {p.removeprefix('space: ')}" for p in bad]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -73,7 +102,7 @@ def build(values: dict[str, Any], where: str = "suite") -> Suite:
     problems = [f"{where}: unknown key {k!r}; valid: {', '.join(FIELDS)}"
                 for k in values if k not in FIELDS]
     known = {k: v for k, v in values.items() if k in FIELDS}
-    for k in ("tasks", "methods"):
+    for k in LISTS:
         if isinstance(known.get(k), str):
             known[k] = [known[k]]
         if isinstance(known.get(k), list):
@@ -93,7 +122,8 @@ def build(values: dict[str, Any], where: str = "suite") -> Suite:
 def check(s: Suite) -> list[str]:
     all_tasks, all_methods = task_registry.all_tasks(), method_registry.all_methods()
     found = []
-    for what, names, reg in (("task", s.tasks, all_tasks), ("method", s.methods, all_methods)):
+    for what, names, reg in (("task", s.tasks, all_tasks), ("method", s.methods, all_methods),
+                             ("optimizer", s.optimizers, optimizers.FAMILIES)):
         if not names:
             found.append(f"{what}s: give at least one; valid: {', '.join(sorted(reg))}")
         found += registry.unknown(list(names), reg, what)
@@ -103,6 +133,12 @@ def check(s: Suite) -> list[str]:
     for k in ("epochs", "batch_size", "val_batch_size"):
         if getattr(s, k) is not None and getattr(s, k) < 1:
             found.append(f"{k}: must be >= 1, got {getattr(s, k)}")
+    if s.budget_seconds is not None and not (s.budget_seconds > 0
+                                             and math.isfinite(s.budget_seconds)):
+        found.append(f"budget_seconds: must be a positive number of seconds, "
+                     f"got {s.budget_seconds}")
+    if s.max_failures < 0:
+        found.append(f"max_failures: must be >= 0, got {s.max_failures}")
     if s.device not in DEVICES and not s.device.startswith("cuda:"):
         found.append(f"device: {s.device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
     elif s.device.startswith("cuda") and not s.address:
@@ -119,15 +155,7 @@ def check(s: Suite) -> list[str]:
         found.append(f"max_concurrent: must be >= 0, got {s.max_concurrent}")
     if s.target is not None and not (s.target > 0 and math.isfinite(s.target)):
         found.append(f"target: must be a positive, finite test loss, got {s.target}")
-    declared = {k for t in s.tasks if t in all_tasks for k in all_tasks[t].space}
-    found += [f"space: unknown hyperparameter {k!r}; valid: {', '.join(sorted(declared))}"
-              for k in s.space if k not in declared]
-    for t in s.tasks:
-        if t in all_tasks:
-            declared_t = all_tasks[t].space
-            overridden, bad = space.override(
-                declared_t, {k: v for k, v in s.space.items() if k in declared_t})
-            found += bad + [f"space ({t}): {p}" for p in space.problems(overridden)]
+    found += space_problems(s, all_tasks)
     for m, opts in s.options.items():
         if m not in s.methods:
             found.append(f"options.{m}: method {m!r} is not in this suite's methods "
@@ -141,6 +169,43 @@ def check(s: Suite) -> list[str]:
             if parsed is not None and not bad:
                 found += [f"options.{m} ({t}): {p}" for t in s.tasks if t in all_tasks
                           for p in all_methods[m].problems_for(parsed, all_tasks[t])]
+    return found
+
+
+def space_problems(s: Suite, all_tasks: dict) -> list[str]:
+    """Unknown names and bad ranges in [space], for every (task, family) the suite runs."""
+    all_methods = method_registry.all_methods()
+    black_box = any(all_methods[m].kind is MethodKind.BLACK_BOX for m in s.methods
+                    if m in all_methods)
+    families = [f for f in s.optimizers if f in optimizers.FAMILIES] if black_box else []
+    tasks = [all_tasks[t] for t in s.tasks if t in all_tasks]
+    declared = {k for t in tasks for f in [None, *families]
+                for k in (optimizers.space(optimizers.FAMILIES[f], t.space, s.epochs_for(t.name),
+                                           momentum=True) if f else t.space)}
+    found = []
+    for k, v in s.space.items():
+        if isinstance(v, dict):
+            if k not in families:
+                found.append(f"space.{k}: {k!r} is not an optimizer family that this suite's "
+                             f"black-box methods run ({', '.join(families) or 'none'})")
+                continue
+            own = {n for t in tasks for n in family_space(s, t, k)[0]}
+            found += [f"space.{k}: unknown hyperparameter {n!r}; valid: {', '.join(sorted(own))}"
+                      for n in v if n not in own]
+        elif k not in declared and k != "momentum":
+            found.append(f"space: unknown hyperparameter {k!r}; valid: "
+                         f"{', '.join(sorted(declared))}")
+    if "momentum" in s.space and not any(optimizers.FAMILIES[f].optimizer == "sgd"
+                                         for f in families):
+        found.append("space: momentum is tuned by the black-box SGD families (fixed, step, exp, "
+                     "cosine), and this suite runs none")
+    for t in tasks:
+        seen: set[str] = set()
+        for f in [None, *families]:
+            overridden, bad = family_space(s, t, f)
+            new = [p for p in space.problems(overridden) if p not in seen]
+            seen.update(new)
+            found += bad + [f"space ({t.name}{', ' + f if f else ''}): {p}" for p in new]
     return found
 
 

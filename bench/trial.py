@@ -12,12 +12,15 @@ import torch
 import methods
 from bench import harness, tasks
 from bench.errors import raise_if
-from methods.base import parse_options
+from methods import optimizers
+from methods.base import MethodKind, parse_options
 
 # Keys of a trial config. `hparams` are the fixed (black-box) or initial (online) values.
 REQUIRED = ("task", "method", "hparams", "seed", "epochs")
 OPTIONAL = {"data_seed": 0, "device": "auto", "batch_size": None, "val_batch_size": None,
-            "options": {}, "repetition": 0, "trial": 0, "dtype": "float32"}
+            "options": {}, "repetition": 0, "trial": 0, "dtype": "float32",
+            "optimizer": "fixed"}  # black-box: the optimizer family; ignored by online methods
+ONLINE = "online"  # the `optimizer` recorded for online methods, which train with their own rule
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -46,16 +49,21 @@ def run_trial(config: Mapping[str, Any],
     spec = harness.TrainSpec(epochs=cfg["epochs"], batch_size=cfg["batch_size"] or task.batch_size,
                              seed=cfg["seed"], device=device, dtype=dtype,
                              val_batch_size=cfg["val_batch_size"])
-    identity = {"task": cfg["task"], "method": cfg["method"], "repetition": cfg["repetition"],
-                "trial": cfg["trial"], "seed": cfg["seed"], "trial_start": started,
-                "device": str(device)}
+    if method.kind is MethodKind.ONLINE:
+        rule, optimizer = method.update_rule(options), ONLINE
+    else:
+        optimizer = cfg["optimizer"]
+        rule = optimizers.FamilyRule(optimizers.get(optimizer), cfg["epochs"])
+    identity = {"task": cfg["task"], "method": cfg["method"], "optimizer": optimizer,
+                "repetition": cfg["repetition"], "trial": cfg["trial"], "seed": cfg["seed"],
+                "trial_start": started, "device": str(device)}
 
     def tagged(record: dict) -> None:
         record.update(identity)
         if report is not None:
             report(record)
 
-    return harness.train(task, method.update_rule(options), cfg["hparams"], splits, spec, tagged)
+    return harness.train(task, rule, cfg["hparams"], splits, spec, tagged)
 
 
 def ray_trial(config: dict) -> None:

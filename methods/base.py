@@ -155,6 +155,9 @@ class Method(ABC):
     options_type: ClassVar[type[Options]] = Options
     # Hyperparameters an online method moves; black-box methods tune the whole space.
     tunes: ClassVar[tuple[str, ...]] = ()
+    # Black-box: proposals come from a model of past results, so the runner limits how many
+    # trials run at once (Ray's ConcurrencyLimiter) to keep proposals informed.
+    model_based: ClassVar[bool] = False
 
     def problems_for(self, options: Options, task: Any) -> list[str]:
         """Problems of these options on this task (e.g. more layer groups than layers)."""
@@ -171,7 +174,7 @@ class Method(ABC):
         return RandomSearch(space, seed, budget=1 if self.kind is MethodKind.ONLINE else budget)
 
     def update_rule(self, options: Options) -> UpdateRule:
-        """The rule a trial trains with. Black-box methods train with fixed SGD."""
-        from methods.sgd import SGD
-
-        return SGD()
+        """Online: the rule a trial trains with. Black-box trials train with an optimizer
+        family instead (methods/optimizers.py), chosen by the suite."""
+        raise TypeError(f"{self.name!r} is a black-box method: its trials train with an "
+                        "optimizer family (methods.optimizers)")

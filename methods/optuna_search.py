@@ -94,6 +94,7 @@ class OptunaMethod(Method):
     """A black-box method backed by the Optuna sampler class named `sampler`."""
 
     kind = MethodKind.BLACK_BOX
+    model_based = True
     options_type = OptunaOptions
     sampler: ClassVar[str]
 

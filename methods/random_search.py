@@ -40,4 +40,4 @@ class RandomSearch(Search):
 class RandomMethod(Method):
     name = "random"
     kind = MethodKind.BLACK_BOX
-    description = "random search over the task's space; SGD with fixed hyperparameters"
+    description = "random search over the space of each optimizer family"

@@ -129,6 +129,7 @@ class SkoptGPSearch(Search):
 class SkoptGPMethod(Method):
     name = "skopt-gp"
     kind = MethodKind.BLACK_BOX
+    model_based = True
     description = "scikit-optimize GP with expected improvement (ask/tell)"
     options_type = SkoptOptions
 

@@ -5,9 +5,10 @@ from pathlib import Path
 
 MODULE = '''
 import dataclasses
+import pathlib
 
 from bench import tasks
-from methods.base import Method, MethodKind
+from methods.base import Method, MethodKind, Options
 from methods.sgd import SGD
 
 
@@ -35,6 +36,42 @@ class HalvingMethod(Method):
         return Halving()
 
 
+@dataclasses.dataclass(frozen=True)
+class FlakyOptions(Options):
+    marker_dir: str = ""  # where attempts are counted, one file per trial seed
+    fail_attempts: int = 1  # attempts that raise (in their second epoch) before one succeeds
+
+
+class Flaky(SGD):
+    """SGD that raises in the second epoch of its first `fail_attempts` attempts."""
+
+    def __init__(self, options):
+        self.options = options
+
+    def init(self, params, hparams):
+        state = super().init(params, hparams)
+        marker = pathlib.Path(self.options.marker_dir) / f"attempts-{hparams['lr']}"
+        attempt = int(marker.read_text()) + 1 if marker.exists() else 1
+        marker.write_text(str(attempt))
+        state.fail = attempt <= self.options.fail_attempts
+        return state
+
+    def step(self, state, params, batch, ctx):
+        if state.fail and ctx.epoch == 2:
+            raise RuntimeError("flaky plugin: injected failure")
+        return super().step(state, params, batch, ctx)
+
+
+class FlakyMethod(Method):
+    name = "flaky"
+    kind = MethodKind.ONLINE
+    description = "test plugin: SGD that raises in epoch 2 of its first attempts"
+    options_type = FlakyOptions
+
+    def update_rule(self, options):
+        return Flaky(options)
+
+
 # Use the built-in object, not tasks.get(): the registry is loading this module right now.
 TASK = dataclasses.replace(tasks.DIGITS, name="digits-small",
                            description="test plugin: digits with a 64-16-10 MLP",
@@ -44,6 +81,7 @@ TASK = dataclasses.replace(tasks.DIGITS, name="digits-small",
 ENTRY_POINTS = """
 [ohobench.methods]
 halving = ohobench_demo_plugin:HalvingMethod
+flaky = ohobench_demo_plugin:FlakyMethod
 
 [ohobench.tasks]
 digits-small = ohobench_demo_plugin:TASK

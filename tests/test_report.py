@@ -66,3 +66,24 @@ def test_distribution_over_repetitions():
     assert s["test_iqr"] == pytest.approx(0.2) and s["reached"] == "2/5"
     assert math.isinf(s["ttt_median_s"])  # 3 of 5 never reached: the median did not either
     assert isinstance(s, pd.Series)
+
+
+def test_wall_clock_time_to_target_counts_concurrent_trials_once():
+    """Two trials run at once: compute cumulates them, wall-clock does not."""
+    parts = [dict(r, experiment_start=100.0, timestamp=100.0 + stamp)
+             for r, stamp in zip(rows("bb", [(0, [(4, 0.5, 0.6)]), (0.5, [(5, 0.3, 0.35)])]),
+                                 [4.5, 6.0], strict=True)]
+    ttt = report.time_to_target(results.table(parts), {"t": 0.4}).iloc[0]
+    assert ttt["seconds_to_target"] == 4 + 5 and ttt["wall_seconds_to_target"] == 6.0
+    assert ttt["trials_to_target"] == 2
+    s = report.summary(results.table(parts), target=0.1).iloc[0]
+    assert math.isinf(s["wall_ttt_median_s"])  # never reached
+    assert math.isnan(report.time_to_target(table(BLACK_BOX), {"t": 0.4})  # no clock recorded
+                      .iloc[0]["wall_seconds_to_target"])
+
+
+def test_one_entry_per_method_and_optimizer_family():
+    parts = [dict(r, optimizer=o) for o in ("fixed", "adam") for r in BLACK_BOX]
+    s = report.summary(results.table(parts))
+    assert list(zip(s["method"], s["optimizer"], strict=True)) == [("bb", "adam"),
+                                                                    ("bb", "fixed")]

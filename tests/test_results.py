@@ -7,11 +7,12 @@ from bench import results
 
 
 def test_table_round_trips_through_parquet_in_one_line(tmp_path, digits_trial):
-    rows = [dict(r, trial_id="x", status="completed", node="n") for r in digits_trial(epochs=2)]
+    rows = [dict(r, trial_id="x", status="completed", node="n", experiment_start=0.0)
+            for r in digits_trial(epochs=2)]
     df = results.table(rows)
     results.write_table(df, tmp_path)
     back = pd.read_parquet(tmp_path / "records.parquet")
-    assert list(back.columns[:5]) == results.KEY
+    assert list(back.columns[:len(results.KEY)]) == results.KEY
     assert set(results.COLUMNS) <= set(back.columns) and {"hp_lr", "hp_wd"} <= set(back.columns)
     assert len(back) == 2 and back["diverged"].dtype == bool
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
