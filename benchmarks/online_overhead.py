@@ -12,8 +12,11 @@ warm-up, then `--rounds` interleaved rounds of `--steps` steps (alternating whic
 ratio = median method ms/step / median SGD ms/step. Targets: oho (global) <= 4x, oho-layerwise
 <= 6x, t1t2 <= 1.5x. Methods not registered are skipped. "oho batched HVP" (one batched HVP
 for all tuned scalars, the CUDA default, instead of one per scalar, the CPU default) is timed
-too. On a busy machine with few cores, --threads 1 gives much steadier figures than torch's
-default thread count.
+too. t1t2 starts with noise std 0, but its first hyperparameter step (step 10) makes most stds
+tiny and > 0, so from then on it draws input noise on most layers at most steps, as in use;
+"t1t2 tune=wd" keeps every std at 0: the difference is what the noise costs (drawing it, and
+its hypergradient). On a busy machine with few cores, --threads 1 gives much steadier figures
+than torch's default thread count; --configs and --no-memory restrict the run.
 
 Memory: the peak over (init + 3 steps) of oho minus that of SGD, in copies of the parameters;
 target with K tuned scalars: <= K + 2. CUDA: torch.cuda.max_memory_allocated. CPU: the profiler
@@ -69,8 +72,8 @@ def configs(n_layers: int) -> list[tuple[str, str, dict]]:
     return [("oho", "oho", {}), ("oho batched HVP", "oho", {"hvp_chunk": ALL}),
             *[(f"oho groups={g}", "oho", {"groups": g}) for g in range(2, n_layers + 1)],
             ("oho-layerwise", "oho-layerwise", {}), ("rtho", "rtho", {}),
-            ("trho window=10", "trho", {"window": 10}), ("t1t2", "t1t2", {}), ("hd", "hd", {}),
-            ("marthe", "marthe", {})]
+            ("trho window=10", "trho", {"window": 10}), ("t1t2", "t1t2", {}),
+            ("t1t2 tune=wd", "t1t2", {"tune": ["wd"]}), ("hd", "hd", {}), ("marthe", "marthe", {})]
 
 
 def make_rule(name: str, given: dict, task: Task):
@@ -160,6 +163,8 @@ def time_table(key, args, device, out: dict) -> None:
     print(f"{'config':<17}{'K':>3}{'ms/step':>10}{'sgd ms':>9}{'ratio':>8}{'target':>9}  verdict")
     rows = out.setdefault("timing", {})[key] = []
     for label, name, given in configs(n_layers):
+        if args.configs and label not in args.configs:
+            continue
         method, options = make_rule(name, given, task)
         if method is None:
             print(f"{label:<17}  {options}")
@@ -221,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: leave)")
     ap.add_argument("--models", default="mnist,digits", help=f"from {','.join(MODELS)}")
+    ap.add_argument("--configs", type=lambda v: [c.strip() for c in v.split(",")],
+                    help="time only these rows, by label (e.g. 't1t2,hd'; default: all)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory tables")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args(argv)
 
@@ -234,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     for key in keys:
         time_table(key, args, device, out)
     for key in keys:
-        memory_table(key, device, out)
+        if not args.no_memory:
+            memory_table(key, device, out)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

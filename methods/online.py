@@ -265,7 +265,7 @@ class OnlineRule(UpdateRule):
         """w <- w - lr b_{t+1} in place; keep the buffers when there is momentum."""
         with torch.no_grad():
             for w, b, lr in zip(weights, terms.new_buffers, terms.lr, strict=True):
-                w.sub_(lr * b)
+                w.sub_(b, alpha=lr)  # fused: no lr b temporary
         if terms.momentum is not None:
             state.buffers = terms.new_buffers
 

@@ -13,7 +13,7 @@ A hyperparameter step every `hyper_every` training steps (the authors: 10); wd, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,7 +24,6 @@ from methods.online import (
     OnlineOptions,
     OnlineRule,
     OnlineState,
-    dot_all,
     hyper_batch,
     layer_of,
 )
@@ -32,7 +31,7 @@ from methods.online import (
 
 @dataclass(frozen=True)
 class T1T2Options(OnlineOptions):
-    hyper_every: int = 10  # the authors' value: overhead ~30% instead of ~3x
+    hyper_every: int = 10  # the authors' value (they report ~30% overhead; README: measured)
     meta_lr_wd: float = 1e-4  # the authors' step sizes, ~ the hyperparameter's magnitude
     meta_lr_noise: float = 1e-1
     noise_init: float = 0.0  # initial noise std on every layer's input
@@ -51,6 +50,8 @@ class T1T2Options(OnlineOptions):
 @dataclass(kw_only=True)
 class T1T2State(OnlineState):
     layers: list[str]  # layer name of each group (one group per layer): the noise std's key
+    stds: dict[str, torch.Tensor] = field(default_factory=dict)  # _noise without leaves ...
+    stds_of: list[float] = field(default_factory=list)  # ... made from these noise values
 
 
 class GreedyOneStep(OnlineRule):
@@ -63,11 +64,16 @@ class GreedyOneStep(OnlineRule):
     def _noise(self, state: T1T2State, like: torch.Tensor, leaves: bool
                ) -> dict[str, torch.Tensor]:
         """Layer -> 0-d std. Layers with std 0 are left out, except as leaves on a hyper step
-        (their derivative is needed there)."""
-        return {layer: torch.tensor(std, dtype=like.dtype, device=like.device,
-                                    requires_grad=leaves)
-                for layer, std in zip(state.layers, state.hypers.values["noise"], strict=True)
-                if std > 0 or leaves}
+        (their derivative is needed there). Without leaves, reused until the stds move."""
+        values = state.hypers.values["noise"]
+        if not leaves and values == state.stds_of:
+            return state.stds
+        noise = {layer: torch.tensor(std, dtype=like.dtype, device=like.device,
+                                     requires_grad=leaves)
+                 for layer, std in zip(state.layers, values, strict=True) if std > 0 or leaves}
+        if not leaves:
+            state.stds, state.stds_of = noise, list(values)
+        return noise
 
     def step(self, state: T1T2State, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[T1T2State, Params]:
@@ -79,7 +85,10 @@ class GreedyOneStep(OnlineRule):
         noise = self._noise(state, weights[0], leaves=tune_noise)
         loss = ctx.noisy_loss(params, batch, noise) if noise else ctx.loss(params, batch)
         grads = torch.autograd.grad(loss, weights, create_graph=tune_noise)
-        terms = hg.inner_step(grads, weights, state.buffers, *self._coefficients(state))
+        terms = hg.StepTerms([w.detach() for w in weights], state.buffers, None,
+                             *self._coefficients(state))
+        # in place over the gradients (and buffers) unless the noise hypergradient needs them
+        hg.set_direction(terms, grads, in_place=not tune_noise)
         if hyper:
             self._hyper_step(state, params, ctx, grads, terms, noise)
         del grads
@@ -89,12 +98,12 @@ class GreedyOneStep(OnlineRule):
     def _hyper_step(self, state: T1T2State, params: Params, ctx: StepContext, grads,
                     terms: hg.StepTerms, noise: Mapping[str, torch.Tensor]) -> None:
         o, h = self.options, state.hypers
-        # gv at w_{t+1}, taken out of place
-        ahead = [(w - lr * b).requires_grad_(True)
+        # gv at w_{t+1} (the same arithmetic as _apply), taken out of place
+        ahead = [torch.sub(w, b, alpha=lr).requires_grad_(True)
                  for w, b, lr in zip(terms.weights, terms.new_buffers, terms.lr, strict=True)]
         val = ctx.val_loss(dict(zip(params, ahead, strict=True)), hyper_batch(o, ctx))
         gv = torch.autograd.grad(val, ahead)
-        scaled = [lr * g for g, lr in zip(gv, terms.lr, strict=True)]  # lr gv
+        scaled = torch._foreach_mul(gv, list(terms.lr))  # lr gv
         per_kind = {}
         if "wd" in o.tune:
             wd = [torch.zeros((), dtype=gv[0].dtype, device=gv[0].device)] * h.n_groups
@@ -102,8 +111,9 @@ class GreedyOneStep(OnlineRule):
                 wd[g] = wd[g] - torch.vdot(s.reshape(-1), w.reshape(-1))
             per_kind["wd"] = torch.stack(wd)
         if "noise" in o.tune:
+            # d<lr gv, grad C1>/dsigma: one backward through the gradient's graph
             stds = [noise[layer] for layer in state.layers]
-            d = torch.autograd.grad(dot_all(scaled, grads), stds, materialize_grads=True)
+            d = torch.autograd.grad(grads, stds, scaled, materialize_grads=True)
             per_kind["noise"] = -torch.stack(d)
         state.hypergrads = torch.cat([per_kind[k] for k in o.tune]).tolist()
         state.meta.step(h, state.hypergrads)
