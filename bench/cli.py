@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from bench.errors import ConfigError
@@ -53,10 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(flag, dest=key, type=typ, help=text,
                          action="append" if repeat else "store")
     run.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
-    rep = sub.add_parser("report", help="summarize one run directory")
-    rep.add_argument("run_dir", help="a run directory (printed at the end of `ohobench run`)")
-    rep.add_argument("--target", type=float, help="test-loss target (default: the run's, "
-                     "else the median final test loss over all methods)")
+    rep = sub.add_parser("report", help="summarize one or more run directories",
+                         description="Print the comparison table and write it as CSV and "
+                         "Markdown into the (first) run directory; several runs are combined "
+                         "into one table (summary-combined.*).")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                     help="a run directory (printed at the end of `ohobench run`)")
+    rep.add_argument("--target", type=float, help="test-loss target (default: the runs', "
+                     "else the median final test loss over all methods of a task)")
+    rep.add_argument("--plots", action="store_true",
+                     help="also write figures (PNG and PDF) into RUN_DIR/figures/")
     return parser
 
 
@@ -95,32 +102,57 @@ def cmd_run(args: argparse.Namespace) -> None:
           f"\n  report again: ohobench report {run_dir}")
 
 
-def print_report(run_dir: Path, target: float | None) -> None:
-    from bench import report, results
+def print_report(run_dirs: Path | str | list, target: float | None,
+                 plots: bool = False) -> None:
+    """Print the summary of one run, or of several combined, and write it (summary.csv,
+    summary.md; summary-combined.* for several runs) and with `plots` the figures (figures/,
+    figures-combined/) into the first run directory."""
+    from bench import analysis, report, results
 
-    df, info = results.load(run_dir)
+    dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list | tuple) else [run_dirs])]
+    df, meta = analysis.load_runs(dirs, target)
     if df.empty:
         print("\nno trial finished an epoch, so there is nothing to compare (a time budget "
               "shorter than Ray's start-up and one epoch?)")
         return
-    target = target or info["suite"].get("target")
-    table = report.summary(df, target, report.overhead_by_method(info))
-    results.write_csv(table, Path(run_dir) / "summary.csv")
+    suffix = "-combined" if len(dirs) > 1 else ""
+    out = dirs[0]
+    figures_dir = out / f"figures{suffix}"
+    writable(out, figures_dir if plots else None)
+    table = report.summary(df, target or meta["targets"], meta["overhead"])
+    results.write_csv(table, out / f"summary{suffix}.csv")
+    runs = ", ".join(f"`{d}`" for d in dirs)
+    (out / f"summary{suffix}.md").write_text(
+        f"# ohobench summary\n\nRuns: {runs}\n\n" + report.markdown_table(report.displayed(table)))
     print("\nfinal test loss over repetitions (choice by validation loss) and time-to-target "
           "(training seconds, trials in the order started):")
     print(report.format_summary(table))
+    if plots:
+        from bench.analysis import plots as figures
+
+        targets = dict(zip(table["task"], table["target"], strict=False))
+        for line in figures.write_figures(df, figures_dir, meta["options"], targets):
+            print(line)
+
+
+def writable(out: Path, figures_dir: Path | None) -> None:
+    """One line, not a traceback, when the report cannot be written."""
+    try:
+        if figures_dir is not None:
+            figures_dir.mkdir(parents=True, exist_ok=True)
+        for d in (out, figures_dir):
+            if d is not None:
+                with tempfile.TemporaryFile(dir=d):
+                    pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report into {str(exc.filename or out)!r}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from bench import results
-
-    run_dir = Path(args.run_dir)
-    if not (run_dir / results.TABLE).is_file() or not (run_dir / results.RUN_JSON).is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a run directory: it needs "
-                          f"{results.TABLE} and {results.RUN_JSON}")
     if args.target is not None and not args.target > 0:
         raise ConfigError(f"--target must be a positive test loss, got {args.target}")
-    print_report(run_dir, args.target)
+    print_report(args.run_dirs, args.target, args.plots)
 
 
 def main(argv: list[str] | None = None) -> int:

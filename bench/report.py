@@ -13,6 +13,7 @@ Time-to-target, until that choice's test loss first reaches the target, is measu
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,18 @@ def default_targets(reps: pd.DataFrame) -> dict[str, float]:
     return reps.groupby("task")["final_test_loss"].median().to_dict()
 
 
+Target = float | Mapping[str, float] | None
+
+
+def targets_for(reps: pd.DataFrame, target: Target = None) -> dict[str, float]:
+    """Per task: `target` (one number for every task, or one per task), else (None, or a task
+    the mapping lacks) the median final test loss over all methods of that task."""
+    derived = default_targets(reps)
+    if isinstance(target, Mapping):
+        return {t: float(target[t]) if target.get(t) else v for t, v in derived.items()}
+    return {t: float(target) for t in derived} if target else derived
+
+
 def time_to_target(df: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
     """Per repetition: compute seconds, wall-clock seconds and trials until the choice reaches
     the task's target (inf where it never does; wall-clock NaN where the table has no clock)."""
@@ -86,12 +99,13 @@ def _first_hit(trace: pd.DataFrame, target: float) -> pd.Series | None:
     return hit.iloc[0] if len(hit) else None
 
 
-def summary(df: pd.DataFrame, target: float | None = None,
-            overhead: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
-    """Per (task, method): final test-loss distribution over repetitions and time-to-target.
-    Medians of time-to-target count repetitions that never reached it as infinite."""
+def summary(df: pd.DataFrame, target: Target = None,
+            overhead: dict[tuple[str, str, str], float] | None = None) -> pd.DataFrame:
+    """Per (task, method, optimizer): final test-loss distribution over repetitions and
+    time-to-target (`target`: see `targets_for`). Medians of time-to-target count repetitions
+    that never reached it as infinite."""
     reps = repetitions(df)
-    targets = {t: target for t in reps["task"]} if target else default_targets(reps)
+    targets = targets_for(reps, target)
     ttt = time_to_target(df, targets)
     reps = reps.merge(ttt, on=REP)
     rows = []
@@ -128,11 +142,27 @@ def _iqr(x: np.ndarray) -> float:
     return float(np.subtract(*np.percentile(x, [75, 25]))) if len(x) else math.nan
 
 
-def format_summary(s: pd.DataFrame) -> str:
+def displayed(s: pd.DataFrame) -> pd.DataFrame:
+    """The summary as text cells: times to 2 decimals, `not reached`, other floats to 4
+    significant digits."""
     shown = s.copy()
     for col in ("ttt_median_s", "wall_ttt_median_s"):
         shown[col] = [("not reached" if math.isinf(v) else "-" if math.isnan(v) else f"{v:.2f}")
                       for v in shown[col]]
     shown["trials_to_target"] = [("-" if math.isinf(v) else f"{v:g}")
                                  for v in shown["trials_to_target"]]
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    for col in shown.select_dtypes("float").columns:
+        shown[col] = [f"{v:.4g}" for v in shown[col]]
+    return shown.astype(str)
+
+
+def format_summary(s: pd.DataFrame) -> str:
+    return displayed(s).to_string(index=False)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of `df`'s cells as text (no dependency on tabulate)."""
+    def row(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    lines = [row(df.columns), row(["---"] * len(df.columns))]
+    return "\n".join(lines + [row(r) for r in df.itertuples(index=False)]) + "\n"

@@ -1,0 +1,76 @@
+"""Anytime curves: the test loss of a method's current choice (the trial with the lowest
+validation loss so far, as in `bench.report`) against the time it has spent, per repetition,
+and a band over repetitions on a common time grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench import report
+
+CLOCKS = {"search_seconds": "search_seconds",  # sequential compute (training seconds)
+          "wall_seconds": "timestamp"}  # since the experiment started; its records' order
+
+
+def anytime_curves(df: pd.DataFrame, x: str = "search_seconds") -> pd.DataFrame:
+    """One row per record of each repetition: entry, repetition, `x` (search_seconds:
+    sequential compute; wall_seconds: timestamp - experiment_start) and test_loss, the test loss
+    of the choice by validation at that moment (NaN until some trial has a finite loss)."""
+    if x not in CLOCKS:
+        raise ValueError(f"x must be one of {', '.join(CLOCKS)}, got {x!r}")
+    if x == "wall_seconds" and not {"timestamp", "experiment_start"} <= set(df.columns):
+        raise ValueError("this table has no wall-clock (timestamp, experiment_start)")
+    parts = []
+    for key, rep in df.groupby(report.REP, sort=False):
+        trace = report.incumbent_trace(rep, CLOCKS[x])
+        xs = (trace["search_seconds"] if x == "search_seconds"
+              else trace["timestamp"] - trace["experiment_start"])
+        parts.append(pd.DataFrame({**dict(zip(report.REP, key, strict=True)),
+                                   x: xs.to_numpy(dtype=float),
+                                   "test_loss": trace["chosen_test_loss"].to_numpy(float)}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=[*report.REP, x, "test_loss"])
+
+
+def time_grid(values: np.ndarray, points: int = 100) -> np.ndarray:
+    """`points` times from the smallest positive to the largest finite value: log-spaced when
+    they span more than a decade, else evenly spaced."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) == 0:
+        return np.array([])
+    lo, hi = v.min(), v.max()
+    return np.geomspace(lo, hi, points) if hi > 10 * lo else np.linspace(lo, hi, points)
+
+
+def value_at(xs: np.ndarray, ys: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A step curve (the value holds from each x until the next) on `grid`: NaN before the
+    first x; after the last, the last value (a finished repetition keeps its final choice)."""
+    order = np.argsort(xs, kind="stable")
+    xs, ys = xs[order], ys[order]
+    i = np.searchsorted(xs, grid, side="right") - 1
+    return np.where(i >= 0, ys[np.clip(i, 0, None)], np.nan)
+
+
+def anytime_band(curves: pd.DataFrame, x: str = "search_seconds", points: int = 100,
+                 grid: np.ndarray | None = None) -> pd.DataFrame:
+    """Per entry and grid time: median, q25 and q75 of its repetitions' curves, and n, how many
+    repetitions had a choice by then. The grid is shared by all entries of a task
+    (`time_grid` of the task's times) unless given."""
+    rows = []
+    for task, on_task in curves.groupby("task", sort=False):
+        times = time_grid(on_task[x].to_numpy(), points) if grid is None else np.asarray(grid)
+        for (method, optimizer), g in on_task.groupby(["method", "optimizer"], sort=False):
+            stacked = np.array([value_at(r[x].to_numpy(float), r["test_loss"].to_numpy(float),
+                                         times) for _, r in g.groupby("repetition")])
+            n = np.isfinite(stacked).sum(axis=0)
+            q = np.full((3, len(times)), np.nan)
+            some = n > 0
+            if some.any():
+                q[:, some] = np.nanpercentile(stacked[:, some], [50, 25, 75], axis=0)
+            rows.append(pd.DataFrame({"task": task, "method": method, "optimizer": optimizer,
+                                      x: times, "median": q[0], "q25": q[1], "q75": q[2],
+                                      "n": n}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["task", "method", "optimizer", x, "median", "q25", "q75", "n"])

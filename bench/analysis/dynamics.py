@@ -1,0 +1,162 @@
+"""Figures of online methods' dynamics: hyperparameter trajectories, the layerwise trade-off,
+recovery after a perturbation, and influence norms. Columns: `hp_lr`, `hp_wd`,
+`influence_lr`, ... for one global set of hyperparameters; `hp_lr_0`, `hp_lr_1`, ... with
+layer groups."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import seaborn as sns
+from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bench.analysis import stats
+from bench.analysis.figkit import NOT_REACHED, ONLINE, Skip, figure_legend, grid, set_scale
+
+HP_KINDS = {"lr": "learning rate", "wd": "weight decay"}  # trajectories drawn
+
+
+def online_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of online methods; in tables written before optimizer families (optimizer "-"),
+    of the methods that recorded hypergradients (hg_*)."""
+    online = df["optimizer"] == ONLINE
+    hg = [c for c in df.columns if c.startswith("hg_")]
+    if (df["optimizer"] == "-").any() and hg:
+        with_hg = df.groupby("method")[hg].transform(lambda c: c.notna().any()).any(axis=1)
+        online |= (df["optimizer"] == "-") & with_hg
+    return df[online]
+
+
+def group_columns(df: pd.DataFrame, prefix: str) -> list[str]:
+    """Columns `prefix`, or `prefix_0`, `prefix_1`, ..., that hold values, in group order."""
+    cols = [c for c in df.columns if c == prefix or re.fullmatch(rf"{prefix}_\d+", c)]
+    cols = [c for c in cols if df[c].notna().any()]
+    return sorted(cols, key=lambda c: -1 if c == prefix else int(c.rsplit("_", 1)[1]))
+
+
+def long_form(df: pd.DataFrame, cols: list[str], prefix: str) -> pd.DataFrame:
+    """Rows (task, method, repetition, epoch, name, value); name: the column less `prefix`."""
+    out = df.melt(id_vars=["task", "method", "repetition", "epoch"], value_vars=cols,
+                  var_name="name", value_name="value").dropna(subset=["value"])
+    return out.assign(name=out["name"].str.removeprefix(prefix),
+                      repetition=out["repetition"].astype(str))
+
+
+def lines(ax: Axes, data: pd.DataFrame, by_group: bool, palette: str = "viridis") -> str:
+    """One line per repetition (and group), colored by group (`palette`) when there are
+    several, else by repetition. Returns the legend's title."""
+    sns.lineplot(data=data, x="epoch", y="value", hue="name" if by_group else "repetition",
+                 units="repetition" if by_group else None, estimator=None, ax=ax, marker="o",
+                 markersize=3, palette=palette if by_group else "tab10")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    return "group (a line per repetition)" if by_group else "repetition"
+
+
+def per_method(df: pd.DataFrame):
+    """(task, method, rows) of each online method."""
+    return [(t, m, g) for (t, m), g in online_rows(df).groupby(["task", "method"])]
+
+
+def plot_hp_trajectories(df: pd.DataFrame) -> Figure:
+    """hp_lr and hp_wd of online methods against epoch, a line per repetition (and group)."""
+    panels = [(t, m, g, kind, cols) for t, m, g in per_method(df) for kind in HP_KINDS
+              if (cols := group_columns(g, f"hp_{kind}"))]
+    if not panels:
+        raise Skip("no online method recorded hp_lr or hp_wd")
+    fig, axes = grid(len(panels))
+    for ax, (task, method, g, kind, cols) in zip(axes, panels, strict=True):
+        data = long_form(g, cols, f"hp_{kind}_" if len(cols) > 1 else f"hp_{kind}")
+        title = lines(ax, data, len(cols) > 1)
+        set_scale(ax, "y", data["value"])
+        ax.set(title=f"{task} · {method}", xlabel="epoch", ylabel=HP_KINDS[kind])
+        ax.legend(title=title, fontsize="small", title_fontsize="small")
+    return fig
+
+
+def groups_of(df: pd.DataFrame) -> pd.DataFrame:
+    """Per online entry: groups, its number K of hyperparameter groups (hp_lr_* columns with
+    values; 1 with hp_lr alone)."""
+    rows = [{"task": t, "method": m, "optimizer": o,
+             "groups": 1 if cols == ["hp_lr"] else len(cols)}
+            for (t, m, o), g in online_rows(df).groupby(stats.ENTRY)
+            if (cols := group_columns(g, "hp_lr"))]
+    return pd.DataFrame(rows, columns=[*stats.ENTRY, "groups"])
+
+
+def plot_layerwise(df: pd.DataFrame, reps: pd.DataFrame) -> Figure:
+    """Final test loss and training seconds against the number K of hyperparameter groups, on
+    tasks where online entries differ in K. Variants of one method (oho, oho[groups=2]) are
+    one line: the median per K."""
+    k = groups_of(df)
+    data = reps.merge(k, on=stats.ENTRY)
+    data = data.assign(family=data["method"].str.split("[", n=1).str[0])
+    tasks = [t for t, g in data.groupby("task") if g["groups"].nunique() > 1]
+    if not tasks:
+        found = ", ".join(map(str, sorted(k["groups"].unique()))) or "none"
+        raise Skip(f"every online entry has the same number of hyperparameter groups "
+                   f"(K = {found})")
+    fig = Figure(figsize=(12, 3.9 * len(tasks)), layout="constrained")
+    axes = fig.subplots(len(tasks), 2, squeeze=False)
+    for row, task in zip(axes, tasks, strict=True):
+        g = data[data["task"] == task]
+        for ax, y, label in ((row[0], "final_test_loss", "final test loss"),
+                             (row[1], "search_seconds", "training seconds per repetition")):
+            sns.lineplot(data=g, x="groups", y=y, hue="family", estimator="median",
+                         errorbar=None, marker="o", markersize=8, ax=ax)
+            sns.scatterplot(data=g, x="groups", y=y, hue="family", ax=ax, alpha=0.5,
+                            legend=False)
+            set_scale(ax, "y", g[y])
+            ax.set_xticks(sorted(g["groups"].unique()))
+            ax.set(title=task, xlabel="hyperparameter groups K", ylabel=label)
+    figure_legend(fig, axes, title="method\n(line: median,\npoints: repetitions)")
+    return fig
+
+
+def plot_perturbation(df: pd.DataFrame, options: dict[str, dict]) -> Figure:
+    """For methods run with perturb_epochs: lr and test loss against epoch, a line per
+    repetition; a dashed line where each perturbation acts (as its epoch starts, i.e. after
+    the record of the epoch before)."""
+    perturbed = {m: o["perturb_epochs"] for m, o in options.items() if o.get("perturb_epochs")}
+    pairs = [(t, m, g) for t, m, g in per_method(df) if m in perturbed]
+    if not pairs:
+        raise Skip("no method was run with perturb_epochs")
+    fig = Figure(figsize=(12, 3.9 * len(pairs)), layout="constrained")
+    axes = fig.subplots(len(pairs), 2, squeeze=False)
+    for row, (task, method, g) in zip(axes, pairs, strict=True):
+        cols = group_columns(g, "hp_lr")
+        lr = long_form(g, cols, "hp_lr_" if len(cols) > 1 else "hp_lr")
+        for ax, data, label in ((row[0], lr, "learning rate"),
+                                (row[1], long_form(g, ["test_loss"], ""), "test loss")):
+            title = lines(ax, data, data["name"].nunique() > 1)
+            epochs = perturbed[method]
+            for i, e in enumerate(epochs):
+                ax.axvline(e - 1, ls="--", color=NOT_REACHED, lw=1.2, label=None if i else
+                           f"perturbed as epoch {', '.join(map(str, epochs))} starts")
+            set_scale(ax, "y", data["value"])
+            ax.set(title=f"{task} · {method}", xlabel="epoch", ylabel=label)
+            ax.legend(title=title, fontsize="small", title_fontsize="small")
+    return fig
+
+
+def plot_influence(df: pd.DataFrame) -> Figure:
+    """Norm of each influence vector (influence_lr, influence_wd, influence_lr_0, ...) against
+    epoch, a line per hyperparameter and repetition."""
+    def norms(g: pd.DataFrame) -> list[str]:
+        return [c for c in g.columns if c.startswith("influence_") and c != "influence_resets"
+                and g[c].notna().any()]
+
+    panels = [(t, m, g) for t, m, g in per_method(df) if norms(g)]
+    if not panels:
+        raise Skip("no forward method recorded influence norms")
+    fig, axes = grid(len(panels))
+    for ax, (task, method, g) in zip(axes, panels, strict=True):
+        data = long_form(g, norms(g), "influence_")
+        lines(ax, data, True, palette="tab10")
+        set_scale(ax, "y", data["value"])
+        ax.set(title=f"{task} · {method}", xlabel="epoch", ylabel="influence norm ‖dw/dλ‖")
+        ax.legend(title="hyperparameter\n(a line per repetition)", fontsize="small",
+                  title_fontsize="small")
+    return fig

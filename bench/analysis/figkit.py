@@ -1,0 +1,108 @@
+"""Shared pieces of the figures: entry labels and order, scales, grids of axes, legends.
+
+Figures are matplotlib Figure objects made directly (no pyplot state, no display needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+ONLINE = "online"
+NOT_REACHED = "C3"
+
+
+class Skip(Exception):
+    """The table has no data for this figure; the message says what is missing."""
+
+
+def entry_label(method: str, optimizer: str) -> str:
+    """`method · family` for black-box entries, `method` for online ones; method options
+    (`oho[groups=2]`) go on a second line."""
+    name = method.replace("[", "\n[", 1)
+    return name if optimizer in (ONLINE, "-") else f"{name} · {optimizer}"
+
+
+def with_entry(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with an `entry` label column, rows in `entry_order`."""
+    out = df.assign(entry=[entry_label(m, o) for m, o in zip(df["method"], df["optimizer"],
+                                                              strict=True)])
+    order = {e: i for i, e in enumerate(entry_order(out))}
+    return out.iloc[np.argsort(out["entry"].map(order).to_numpy(), kind="stable")]
+
+
+def entry_order(df: pd.DataFrame) -> list[str]:
+    """Black-box entries first, then online ones, each alphabetical: the same in every
+    figure."""
+    pairs = df[["method", "optimizer"]].drop_duplicates()
+    keys = sorted((o == ONLINE, entry_label(m, o)) for m, o in pairs.itertuples(index=False))
+    return [label for _, label in keys]
+
+
+def palette(entries: list[str]) -> dict[str, tuple]:
+    """A distinct color per entry: tab10 up to ten entries, else evenly spaced hues."""
+    colors = sns.color_palette("tab10" if len(entries) <= 10 else "husl", len(entries))
+    return dict(zip(entries, colors, strict=True))
+
+
+def set_scale(ax: Axes, axis: str, values) -> None:
+    """Log scale when the positive values span more than a decade (symlog, from zero, when
+    zeros sit among them); otherwise linear, with scientific labels for tiny or huge values."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    pos = v[v > 0]
+    if len(pos) == 0 or (v < 0).any() or pos.max() <= 10 * pos.min():
+        ax.ticklabel_format(axis=axis, style="sci", scilimits=(-3, 4))
+        return
+    setter = ax.set_xscale if axis == "x" else ax.set_yscale
+    if (v == 0).any():  # linear near zero, log over the top three decades at most
+        floor = max(pos.min(), pos.max() * 1e-3)
+        setter("symlog", linthresh=10.0 ** math.floor(math.log10(floor)), linscale=0.5)
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(0, None)
+        return
+    setter("log")
+    if pos.max() <= 100 * pos.min():
+        readable_log_ticks(ax.xaxis if axis == "x" else ax.yaxis)
+
+
+def readable_log_ticks(axis) -> None:
+    """For a log axis over two decades or less: ticks at 1, 2 and 5 times powers of ten,
+    labelled as plain numbers (matplotlib's minor labels overlap there)."""
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def grid(n: int, ncols: int = 2, width: float = 5.5, height: float = 3.8
+         ) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure with n axes in rows of at most `ncols` (extras hidden)."""
+    cols = min(n, ncols)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def entries_height(df: pd.DataFrame) -> float:
+    """Height of an axis that lists the entries on its y axis."""
+    return max(2.5, 0.5 * df["entry"].nunique() + 1.3)
+
+
+def figure_legend(fig: Figure, axes, title: str | None = None) -> None:
+    """One legend for the figure, right of the axes, from every axis' labelled artists (each
+    label once); the axes' own legends are removed."""
+    found: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            found.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(found.values(), found.keys(), loc="outside right upper", title=title,
+               fontsize="small")

@@ -1,0 +1,224 @@
+"""Figures of the comparison, drawn with seaborn, and `write_figures`, which writes every
+figure (these and the online dynamics of `bench.analysis.dynamics`) as PNG and PDF.
+
+Each `plot_*` function takes DataFrames and returns a matplotlib Figure, or raises `Skip` with
+the reason when the table has nothing to draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bench import report
+from bench.analysis import anytime, dynamics, stats
+from bench.analysis.figkit import (
+    NOT_REACHED,
+    Skip,
+    entries_height,
+    entry_order,
+    figure_legend,
+    grid,
+    palette,
+    readable_log_ticks,
+    set_scale,
+    with_entry,
+)
+
+TIME_LABELS = {"seconds_to_target": "training seconds to target",
+               "wall_seconds_to_target": "wall-clock seconds to target",
+               "trials_to_target": "trials to target"}
+PER_ROW = 2  # tasks side by side
+CROWDED = 10  # more entries on a task: anytime curves one axis per method
+
+
+def plot_final_loss(reps: pd.DataFrame, targets: dict[str, float]) -> Figure:
+    """Final test loss of the choice per entry over repetitions: box and points, per task."""
+    reps = with_entry(reps[np.isfinite(reps["final_test_loss"].astype(float))])
+    if reps.empty:
+        raise Skip("no repetition has a finite final test loss")
+    order = list(dict.fromkeys(reps["entry"]))
+    tasks = list(reps["task"].unique())
+    fig, axes = grid(len(tasks), ncols=PER_ROW, width=6.0, height=entries_height(reps))
+    for i, (ax, task) in enumerate(zip(axes, tasks, strict=True)):
+        g = reps[reps["task"] == task]
+        sns.boxplot(data=g, x="final_test_loss", y="entry", order=order, ax=ax, color="0.88",
+                    showfliers=False, width=0.6)
+        sns.stripplot(data=g, x="final_test_loss", y="entry", order=order, ax=ax, color="C0",
+                      size=5, jitter=0.15, label="repetition")
+        ax.axvline(targets[task], ls="--", color="k", lw=1, label="target")
+        set_scale(ax, "x", [*g["final_test_loss"], targets[task]])
+        ax.set(title=task, xlabel="final test loss (choice by validation loss)", ylabel="")
+        ax.tick_params(labelleft=i % PER_ROW == 0)  # entries named once per row
+    figure_legend(fig, axes)
+    return fig
+
+
+def plot_time_to_target(ttt: pd.DataFrame) -> Figure:
+    """Time-to-target per entry (rows: compute seconds, wall-clock seconds, trials; columns:
+    tasks): each repetition a point, the median a bar; repetitions that never reached the
+    target are red crosses on a dotted line right of every finite value."""
+    if ttt.empty:
+        raise Skip("no repetition to time")
+    ttt = with_entry(ttt)
+    order = list(dict.fromkeys(ttt["entry"]))
+    measures = [m for m in stats.TIMES if ttt[m].notna().any()]
+    tasks = list(ttt["task"].unique())
+    fig = Figure(figsize=(6.0 * len(tasks) + 1.5, entries_height(ttt) * len(measures)),
+                 layout="constrained")
+    axes = fig.subplots(len(measures), len(tasks), squeeze=False)
+    for row, measure in enumerate(measures):
+        for col, task in enumerate(tasks):
+            on_task = ttt[ttt["task"] == task]
+            time_axis(axes[row, col], on_task, measure, order)
+            axes[row, col].set_title(f"{task} (target {on_task['target'].iat[0]:.4g})")
+            axes[row, col].tick_params(labelleft=col == 0)  # entries named once per row
+    figure_legend(fig, axes)
+    return fig
+
+
+def time_axis(ax: Axes, g: pd.DataFrame, measure: str, order: list[str]) -> None:
+    pos = g["entry"].map({e: i for i, e in enumerate(order)}).to_numpy(float)
+    pos = pos + np.random.default_rng(0).uniform(-0.12, 0.12, len(pos))
+    t = g[measure].to_numpy(float)
+    hit, miss = np.isfinite(t), np.isinf(t)
+    lo, top = (t[hit].min(), t[hit].max()) if hit.any() else (1.0, 1.0)
+    log = lo > 0 and top > 10 * lo and measure != "trials_to_target"  # counts: linear
+    ceiling = top * 1.6 if log else top * 1.15
+    med = g.groupby("entry", sort=False)[measure].median()
+    med = med[np.isfinite(med.to_numpy(float))]
+    if hit.any():  # (no empty artists: they would still get a legend entry)
+        ax.scatter(t[hit], pos[hit], s=22, color="C0", label="repetition", zorder=3)
+    if len(med):
+        ax.scatter(med.to_numpy(float), [order.index(e) for e in med.index], marker="|",
+                   s=400, color="k", label="median over repetitions", zorder=4)
+    if miss.any():
+        ax.scatter(np.full(miss.sum(), ceiling), pos[miss], marker="x", s=40,
+                   color=NOT_REACHED, label="not reached", zorder=3)
+        ax.axvline(ceiling, ls=":", color=NOT_REACHED, lw=1)
+    if log:
+        ax.set_xscale("log")
+        if top <= 100 * lo:
+            readable_log_ticks(ax.xaxis)
+    if measure == "trials_to_target":
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    if not hit.any():
+        ax.set_xticks([ceiling], ["not reached"])
+    ax.set_yticks(range(len(order)), order)
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.set(xlabel=TIME_LABELS[measure], ylabel="")
+
+
+def plot_anytime(curves: pd.DataFrame, band: pd.DataFrame, targets: dict[str, float],
+                 x: str = "search_seconds") -> Figure:
+    """Test loss of the choice against training seconds: a thin step line per repetition, the
+    median over repetitions (thick) and the interquartile band, and the target. One axis per
+    task, or per (task, method) when a task has more than `CROWDED` entries."""
+    curves = curves[np.isfinite(curves["test_loss"].astype(float))]
+    if curves.empty:
+        raise Skip("no record with a finite test loss")
+    curves, band = with_entry(curves), with_entry(band)
+    crowded = curves.groupby("task")["entry"].nunique().max() > CROWDED
+    keys = ["task", "method"] if crowded else ["task"]
+    by = "optimizer" if crowded else "entry"  # crowded: one color per family, in every axis
+    colors = palette(list(dict.fromkeys(curves[by])))
+    curves = curves.assign(color=curves[by].map(colors))
+    panels = list(curves.groupby(keys, sort=False))
+    fig, axes = grid(len(panels), width=6.5, height=4.3)
+    for ax, (key, c) in zip(axes, panels, strict=True):
+        task = key[0]
+        for entry, ce in c.groupby("entry", sort=False):
+            color = ce["color"].iat[0]
+            for _, r in ce.groupby("repetition"):
+                ax.step(r[x], r["test_loss"], where="post", color=color, alpha=0.3, lw=0.8)
+            be = band[(band["task"] == task) & (band["entry"] == entry)]
+            ax.fill_between(be[x], be["q25"], be["q75"], step="post", color=color, alpha=0.2,
+                            lw=0)
+            sns.lineplot(x=be[x].to_numpy(), y=be["median"].to_numpy(), ax=ax, lw=2,
+                         color=color, drawstyle="steps-post", label=entry)
+        ax.axhline(targets[task], ls="--", color="k", lw=1, label="target")
+        set_scale(ax, "x", c[x])
+        set_scale(ax, "y", [*c["test_loss"], targets[task]])
+        ax.set(title=" · ".join(key), ylabel="test loss of the choice (by validation)",
+               xlabel="training seconds (sequential compute)" if x == "search_seconds"
+               else "wall-clock seconds")
+        if crowded:
+            ax.legend(fontsize="small", title="median, IQR band", title_fontsize="small")
+    if not crowded:
+        figure_legend(fig, axes, title="median, IQR band,\nthin: repetitions")
+    return fig
+
+
+def plot_performance_profile(profile: pd.DataFrame) -> Figure:
+    """Fraction of tasks on which an entry reaches the target within tau times the fastest
+    entry's training seconds."""
+    if profile.empty or profile.groupby(["method", "optimizer"]).ngroups < 2:
+        raise Skip("a performance profile needs at least two entries")
+    profile = with_entry(profile)
+    fig = Figure(figsize=(7.5, max(4.3, 0.3 * profile["entry"].nunique())),
+                 layout="constrained")
+    ax = fig.subplots()
+    order = entry_order(profile)
+    sns.lineplot(data=profile, x="tau", y="fraction", hue="entry", style="entry",
+                 hue_order=order, palette=palette(order), drawstyle="steps-post", ax=ax,
+                 estimator=None, lw=2)
+    set_scale(ax, "x", profile["tau"])
+    n = profile.attrs.get("tasks")
+    ax.set(xlabel="tau (training seconds to target / the fastest entry's)",
+           ylabel="fraction of tasks within tau", ylim=(-0.03, 1.03),
+           title="performance profile" + (f" ({n} task{'s' if n > 1 else ''})" if n else ""))
+    figure_legend(fig, [ax], title="entry")
+    return fig
+
+
+def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float]
+            ) -> dict[str, Callable[[], Figure]]:
+    """Name -> a function drawing that figure."""
+    reps = stats.final_losses(df)
+    ttt = stats.time_to_target(df, targets)
+    curves = anytime.anytime_curves(df)
+
+    def profile() -> Figure:
+        p = stats.performance_profile(stats.entry_times(ttt))
+        p.attrs["tasks"] = df["task"].nunique()
+        return plot_performance_profile(p)
+
+    return {
+        "final-test-loss": lambda: plot_final_loss(reps, targets),
+        "time-to-target": lambda: plot_time_to_target(ttt),
+        "anytime": lambda: plot_anytime(curves, anytime.anytime_band(curves), targets),
+        "performance-profile": profile,
+        "hp-trajectories": lambda: dynamics.plot_hp_trajectories(df),
+        "layerwise-tradeoff": lambda: dynamics.plot_layerwise(df, reps),
+        "perturbation-recovery": lambda: dynamics.plot_perturbation(df, options),
+        "influence-norms": lambda: dynamics.plot_influence(df),
+    }
+
+
+def write_figures(df: pd.DataFrame, out_dir: str | Path, options: dict[str, dict] | None = None,
+                  targets: report.Target = None) -> list[str]:
+    """Every figure as out_dir/NAME.png and NAME.pdf. Returns one line per figure: where it
+    was written, or why it was skipped. `options`: per method, its suite options (for the
+    perturbation figure); `targets`: see `bench.report.targets_for`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = report.targets_for(stats.final_losses(df), targets)
+    lines = []
+    with sns.axes_style("whitegrid"):
+        for name, draw in figures(df, options or {}, targets).items():
+            try:
+                fig = draw()
+            except Skip as why:
+                lines.append(f"skipped {name}: {why}")
+                continue
+            for ext in ("png", "pdf"):
+                fig.savefig(out_dir / f"{name}.{ext}", dpi=110)
+            lines.append(f"wrote {out_dir / name}.png and .pdf")
+    return lines

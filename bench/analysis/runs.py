@@ -1,0 +1,161 @@
+"""Several run directories as one results table.
+
+Runs are refused (ConfigError, one line naming the runs) when they
+- hold the same task under a different definition: suite seed (which is the data seed), epochs,
+  batch size or validation batch size;
+- state different explicit targets for a task (unless the caller passes one target for all);
+- hold the same (task, method, optimizer, repetition). Runs can only be combined when they
+  share the suite seed, and the same seed gives a repetition the same search and model seeds:
+  a second copy is the same experiment again, not a new sample, so it is refused rather than
+  renumbered.
+A method whose options differ between runs (e.g. oho, and oho with groups = 2) becomes one
+entry per variant: `oho` for no options, else `oho[groups=2]`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import report, results
+from bench.errors import ConfigError
+
+DEFINITION = ("seed", "epochs", "batch_size", "val_batch_size")  # what makes a task the same
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / results.TABLE).is_file() and (path / results.RUN_JSON).is_file()
+
+
+def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
+              ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The records of all runs in one table, with a `run` column (the directory as given),
+    and what the report needs: runs, targets (explicit ones, per task), options (per method
+    label) and overhead (Ray's per trial, per entry)."""
+    names = [str(d) for d in run_dirs]
+    if not names:
+        raise ConfigError("no run directory given")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    bad = [n for n in names if not is_run_dir(Path(n))]
+    if twice or bad:
+        raise ConfigError([f"run {n!r} is given twice" for n in twice] + [
+            f"{n!r} is not a run directory: it needs {results.TABLE} and {results.RUN_JSON}"
+            for n in bad])
+    loaded = {n: read(n) for n in names}
+    suites = {n: info.get("suite", {}) for n, (_, info) in loaded.items()}
+    tasks = {n: set(df["task"].unique()) | set(suites[n].get("tasks", []))
+             for n, (df, _) in loaded.items()}
+    check_definitions(suites, tasks)
+    targets = {} if target else explicit_targets(suites, tasks)
+    labels = method_labels(suites)
+    frames, options, overhead = [], {}, {}
+    for n, (df, info) in loaded.items():
+        label = labels[n]
+        frames.append(df.assign(method=df["method"].replace(label), run=n))
+        options.update({label.get(m, m): o for m, o in suites[n].get("options", {}).items()})
+        overhead.update({(t, label.get(m, m), o): v for (t, m, o), v
+                         in report.overhead_by_method(info).items()})
+    check_duplicates(frames)
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return df, {"runs": names, "targets": targets, "options": options, "overhead": overhead}
+
+
+def read(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    try:
+        return results.load(run_dir)
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or Parquet
+        raise ConfigError(f"cannot read run {run_dir!r}: {exc}") from None
+
+
+def definition(suite: dict, task: str) -> dict[str, Any]:
+    """The suite's settings that define `task`, defaults resolved from the task registry."""
+    found = {k: suite.get(k) for k in DEFINITION}
+    if found["epochs"] is None or found["batch_size"] is None:
+        from bench import tasks
+        try:
+            declared = tasks.get(task)
+            found["epochs"] = found["epochs"] or declared.epochs
+            found["batch_size"] = found["batch_size"] or declared.batch_size
+        except ConfigError:  # a plugin task not installed here: compare as written
+            pass
+    found["val_batch_size"] = found["val_batch_size"] or found["batch_size"]
+    return found
+
+
+def check_definitions(suites: dict[str, dict], tasks: dict[str, set[str]]) -> None:
+    problems = []
+    for task in sorted(set().union(*tasks.values())):
+        first, *others = [n for n in suites if task in tasks[n]]
+        want = definition(suites[first], task) if others else {}
+        for n in others:
+            got = definition(suites[n], task)
+            diff = [f"{k} {want[k]} vs {got[k]}" for k in DEFINITION if want[k] != got[k]]
+            if diff:
+                problems.append(f"runs {first!r} and {n!r} define task {task} differently "
+                                f"({', '.join(diff)})")
+    if problems:
+        raise ConfigError(problems)
+
+
+def explicit_targets(suites: dict[str, dict], tasks: dict[str, set[str]]) -> dict[str, float]:
+    """Per task, the target the runs holding it state; refused if two state different ones."""
+    found: dict[str, tuple[str, float]] = {}
+    problems = []
+    for n, suite in suites.items():
+        if suite.get("target") is None:
+            continue
+        for task in sorted(tasks[n]):
+            if task in found and found[task][1] != suite["target"]:
+                problems.append(f"runs {found[task][0]!r} and {n!r} disagree on the target of "
+                                f"task {task} ({found[task][1]} vs {suite['target']}); pass "
+                                "--target to compare them under one target")
+            found.setdefault(task, (n, float(suite["target"])))
+    if problems:
+        raise ConfigError(problems)
+    return {task: value for task, (_, value) in found.items()}
+
+
+def method_labels(suites: dict[str, dict]) -> dict[str, dict[str, str]]:
+    """Per run, method -> its label: the name, or name[options] when the method's options
+    differ between the runs that hold it."""
+    variants: dict[str, set[str]] = {}
+    for suite in suites.values():
+        for m in suite.get("methods", []):
+            variants.setdefault(m, set()).add(_canonical(suite.get("options", {}).get(m, {})))
+    labels = {}
+    for n, suite in suites.items():
+        labels[n] = {}
+        for m in suite.get("methods", []):
+            opts = suite.get("options", {}).get(m, {})
+            if len(variants[m]) > 1 and opts:
+                shown = ", ".join(f"{k}={_value(v)}" for k, v in sorted(opts.items()))
+                labels[n][m] = f"{m}[{shown}]"
+    return labels
+
+
+def check_duplicates(frames: list[pd.DataFrame]) -> None:
+    seen: dict[tuple, str] = {}
+    for df in frames:
+        run = df["run"].iat[0] if len(df) else None
+        keys = list(df[report.REP].drop_duplicates().itertuples(index=False, name=None))
+        clashes = [(k, seen[k]) for k in keys if k in seen]
+        if clashes:
+            (task, method, optimizer, rep), other = clashes[0]
+            more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
+            raise ConfigError(
+                f"runs {other!r} and {run!r} both hold {task} · {method} · {optimizer} "
+                f"repetition {rep}{more}: with the same suite seed a repetition repeats the "
+                "same seeds, so it would count twice; combine runs of different tasks or methods")
+        seen.update(dict.fromkeys(keys, run))
+
+
+def _canonical(options: dict) -> str:
+    return json.dumps(options, sort_keys=True, default=str)
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, list | dict) else str(v)

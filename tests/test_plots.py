@@ -1,0 +1,102 @@
+"""Every figure on two small real runs (digits, 3 epochs, trained without Ray), and the report
+command that writes them."""
+
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from bench import analysis, results
+from bench.analysis import dynamics
+from bench.analysis.figkit import Skip
+from bench.cli import main
+from bench.suite import Suite
+from bench.trial import run_trial
+
+EPOCHS = 3
+PERTURBED = {"perturb_epochs": [2], "perturb_lr": 0.2}
+FIGURES = ["final-test-loss", "time-to-target", "anytime", "performance-profile",
+           "hp-trajectories", "layerwise-tradeoff", "perturbation-recovery", "influence-norms"]
+
+
+def make_run(run_dir, methods, options, reps=2):
+    """A run directory as `ohobench run` writes it: random search with three trials per
+    repetition (one lr too large to learn), online methods one trial per repetition."""
+    suite = Suite(name="tiny", methods=tuple(methods), repetitions=reps, trials=3,
+                  epochs=EPOCHS, device="cpu", options=options)
+    rows, experiments = [], []
+    for method in methods:
+        online = method != "random"
+        for rep in range(reps):
+            start = time.time()
+            lrs = [0.05 * (rep + 1)] if online else [0.01, 0.3, 0.1 * (rep + 1)]
+            for trial, lr in enumerate(lrs):
+                rows += [dict(r, experiment_start=start) for r in run_trial({
+                    "task": "digits", "method": method, "hparams": {"lr": lr, "wd": 1e-4},
+                    "seed": 10 * rep + trial, "epochs": EPOCHS, "device": "cpu",
+                    "options": options.get(method, {}), "repetition": rep, "trial": trial})]
+            experiments.append({"task": "digits", "method": method,
+                                "optimizer": "online" if online else "fixed",
+                                "repetition": rep, "scheduling_overhead_per_trial": 0.0})
+    results.write_table(results.table(rows), run_dir)
+    results.write_json({"suite": suite.as_dict(), "experiments": experiments},
+                       run_dir / results.RUN_JSON)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # much faster for these small models on a shared CPU
+    try:
+        root = tmp_path_factory.mktemp("runs")
+        a = make_run(root / "a", ["random", "hd", "oho"], {"oho": PERTURBED})
+        b = make_run(root / "b", ["oho"], {"oho": {"groups": 2}})
+    finally:
+        torch.set_num_threads(threads)
+    return a, b
+
+
+def test_figures_without_data_are_skipped_with_a_note(runs, tmp_path):
+    df, meta = analysis.load_runs(runs[:1])
+    random_only = df[df["method"] == "random"].dropna(axis=1, how="all")
+    lines = analysis.write_figures(random_only, tmp_path, meta["options"])
+    skipped = {line.split()[1].rstrip(":") for line in lines if line.startswith("skipped")}
+    assert skipped == {"performance-profile", "hp-trajectories", "layerwise-tradeoff",
+                       "perturbation-recovery", "influence-norms"}
+    assert not (tmp_path / "influence-norms.png").exists()
+    with pytest.raises(Skip, match="same number of hyperparameter groups"):
+        dynamics.plot_layerwise(df, analysis.final_losses(df))  # run a alone: K = 1 only
+
+
+def test_layer_groups_are_counted(runs):
+    df, _ = analysis.load_runs(runs)
+    k = dynamics.groups_of(df).set_index("method")["groups"].to_dict()
+    assert k == {"hd": 1, "oho[perturb_epochs=[2], perturb_lr=0.2]": 1, "oho[groups=2]": 2}
+
+
+def test_report_command_writes_tables_and_every_figure(runs, capsys):
+    a, b = runs
+    assert main(["report", str(a), str(b), "--plots"]) == 0
+    out = capsys.readouterr().out
+    assert "oho[groups=2]" in out and out.count("\nwrote ") == len(FIGURES)
+    md = (a / "summary-combined.md").read_text()
+    assert md.count("\n| digits |") == 4 and "| --- |" in md
+    assert len(pd.read_csv(a / "summary-combined.csv")) == 4
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (a / "figures-combined" / f"{name}.{ext}").stat().st_size > 1000
+    assert main(["report", str(b)]) == 0  # one run: summary.*, and no figures unasked
+    assert "| oho |" in (b / "summary.md").read_text() and not (b / "figures").exists()
+
+
+def test_report_into_an_unwritable_place_is_one_line(runs, capsys):
+    b = runs[1]
+    (b / "figures").write_text("a file where the figures directory would go")
+    try:
+        assert main(["report", str(b), "--plots"]) == 2
+    finally:
+        (b / "figures").unlink()
+    err = capsys.readouterr().err.strip()
+    assert "cannot write the report into" in err and len(err.splitlines()) == 1
