@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from methods import hypergrad as hg
-from methods.base import Batch, Method, MethodKind, Params, StepContext, UpdateRule
+from methods.base import Batch, Params, StepContext
 from methods.online import (
-    OnlineOptions,
+    GroupedOptions,
+    OnlineMethod,
     OnlineRule,
     OnlineState,
-    groups_problems,
     hyper_batch,
 )
 
@@ -31,8 +31,7 @@ HVP_MODES = ("exact", "fd")
 
 
 @dataclass(frozen=True)
-class ForwardOptions(OnlineOptions):
-    groups: int = 1  # consecutive layers split into this many sets; 0 = one set per layer
+class ForwardOptions(GroupedOptions):
     reset_every: int = 0  # zero the influence every n steps (paper 6.4); 0 = never
     discount: float = 1.0  # MARTHE's mu_d in [0, 1]; 1 = undiscounted (OHO, RTHO)
     adapt_discount: bool = False  # MARTHE's online adaptation of mu_d
@@ -44,8 +43,6 @@ class ForwardOptions(OnlineOptions):
 
     def problems(self) -> list[str]:
         found = super().problems()
-        if self.groups < 0:
-            found.append(f"groups: must be >= 0 (0 = one per layer), got {self.groups}")
         if self.reset_every < 0:
             found.append(f"reset_every: must be >= 0 (0 = never), got {self.reset_every}")
         if not 0 <= self.discount <= 1:
@@ -159,18 +156,12 @@ class ForwardHypergradient(OnlineRule):
         return out
 
 
-class OHOMethod(Method):
+class OHOMethod(OnlineMethod):
     name = "oho"
-    kind = MethodKind.ONLINE
     description = "online HPO by real-time recurrent learning (Im et al.); groups=K for K sets"
     options_type = ForwardOptions
     tunes = ("lr", "wd")
-
-    def update_rule(self, options: ForwardOptions) -> UpdateRule:
-        return ForwardHypergradient(options)
-
-    def problems_for(self, options, task) -> list[str]:
-        return groups_problems(options.groups, task)
+    rule_type = ForwardHypergradient
 
 
 @dataclass(frozen=True)

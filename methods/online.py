@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from methods.base import Batch, Options, Params, StepContext, UpdateRule
+from methods.base import Batch, Method, MethodKind, Options, Params, StepContext, UpdateRule
 
 META_OPTIMIZERS = ("sgd", "adam")
 VALIDATE_ON = ("val", "train")
@@ -113,6 +113,19 @@ class OnlineOptions(Options):
 
     def meta_lr_for(self, kind: str) -> float:
         return getattr(self, "meta_lr" if kind == "lr" else f"meta_lr_{kind}")
+
+
+@dataclass(frozen=True)
+class GroupedOptions(OnlineOptions):
+    """Online options of methods that give K sets of consecutive layers their own (lr, wd)."""
+
+    groups: int = 1  # consecutive layers split into this many sets; 0 = one set per layer
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.groups < 0:
+            found.append(f"groups: must be >= 0 (0 = one per layer), got {self.groups}")
+        return found
 
 
 @dataclass
@@ -277,3 +290,18 @@ class OnlineRule(UpdateRule):
         out = {f"hg_{n}": g for n, g in zip(names, state.hypergrads, strict=True)}
         out["skipped_hypersteps"] = state.meta.skipped
         return out
+
+
+class OnlineMethod(Method):
+    """An online method whose trials train with `rule_type(options)`. Options with a `groups`
+    field are checked against the task's layer count before any work starts."""
+
+    kind = MethodKind.ONLINE
+    rule_type: ClassVar[type[OnlineRule]]
+
+    def update_rule(self, options: Options) -> UpdateRule:
+        return self.rule_type(options)
+
+    def problems_for(self, options: Options, task: Any) -> list[str]:
+        groups = getattr(options, "groups", None)
+        return [] if groups is None else groups_problems(groups, task)

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from methods import hypergrad as hg
-from methods.base import Batch, Method, MethodKind, Params, StepContext, UpdateRule
+from methods.base import Batch, Params, StepContext
 from methods.online import (
+    OnlineMethod,
     OnlineOptions,
     OnlineRule,
     OnlineState,
@@ -119,12 +120,9 @@ class GreedyOneStep(OnlineRule):
         state.meta.step(h, state.hypergrads)
 
 
-class T1T2Method(Method):
+class T1T2Method(OnlineMethod):
     name = "t1t2"
-    kind = MethodKind.ONLINE
     description = "greedy one-step hypergradients on per-layer wd and input noise (Luketina et al.)"
     options_type = T1T2Options
     tunes = ("wd", "noise")
-
-    def update_rule(self, options: T1T2Options) -> UpdateRule:
-        return GreedyOneStep(options)
+    rule_type = GreedyOneStep

@@ -16,20 +16,19 @@ from typing import Any
 import torch
 
 from methods import hypergrad as hg
-from methods.base import Batch, Method, MethodKind, Params, StepContext, UpdateRule
+from methods.base import Batch, Params, StepContext
 from methods.online import (
-    OnlineOptions,
+    GroupedOptions,
+    OnlineMethod,
     OnlineRule,
     OnlineState,
-    groups_problems,
     hyper_batch,
 )
 
 
 @dataclass(frozen=True)
-class TRHOOptions(OnlineOptions):
+class TRHOOptions(GroupedOptions):
     window: int = 10  # Delta: steps differentiated through, one hyperparameter step per window
-    groups: int = 1  # consecutive layers split into this many sets; 0 = one set per layer
     meta_lr: float = 1e-4  # 10x OHO's, as it steps 10x less often
     meta_lr_wd: float = 1e-4
 
@@ -40,8 +39,6 @@ class TRHOOptions(OnlineOptions):
         if self.hyper_every != 1:
             found.append(f"hyper_every: trho steps once per window; set window instead of "
                          f"hyper_every={self.hyper_every}")
-        if self.groups < 0:
-            found.append(f"groups: must be >= 0 (0 = one per layer), got {self.groups}")
         return found
 
 
@@ -93,15 +90,9 @@ class TruncatedReverse(OnlineRule):
         state.meta.step(state.hypers, hypergrads)
 
 
-class TRHOMethod(Method):
+class TRHOMethod(OnlineMethod):
     name = "trho"
-    kind = MethodKind.ONLINE
     description = "truncated reverse-mode hypergradient over a window (Franceschi et al.)"
     options_type = TRHOOptions
     tunes = ("lr", "wd")
-
-    def update_rule(self, options: TRHOOptions) -> UpdateRule:
-        return TruncatedReverse(options)
-
-    def problems_for(self, options, task) -> list[str]:
-        return groups_problems(options.groups, task)
+    rule_type = TruncatedReverse
