@@ -104,7 +104,6 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
                    ) -> tuple[dict, list[dict]]:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
 
     from bench.ray_adapter import RecordCollector, SearchAdapter
     from bench.trial import ray_trial
@@ -139,11 +138,8 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
         time_attr="training_iteration", metric="val_loss", mode="min",
         max_t=suite.epochs_for(task), grace_period=stopping.grace_period,
         reduction_factor=stopping.reduction_factor)
-    searcher = SearchAdapter(search, make_config)
-    concurrent = suite.max_concurrent or None
-    if method.model_based:
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=concurrent or MODEL_BASED_CONCURRENT)
-        concurrent = None  # the limiter already holds it
+    searcher, concurrent = limit_concurrency(SearchAdapter(search, make_config), method,
+                                             suite.max_concurrent)
     tuner = tune.Tuner(
         tune.with_resources(ray_trial, resources),
         tune_config=tune.TuneConfig(
@@ -165,6 +161,18 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
             "start": start, "end": end, "wall_seconds": end - start,
             "scheduling_overhead_per_trial": overhead_per_trial(start, end, trials),
             "trials": trials}, collector.records
+
+
+def limit_concurrency(searcher, method, max_concurrent: int):
+    """(search algorithm, Tuner's max_concurrent_trials). A model-based search goes through
+    Ray's ConcurrencyLimiter, capped at `max_concurrent` or MODEL_BASED_CONCURRENT when that is
+    0; other searches are capped by the Tuner, at `max_concurrent` (0: none)."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    if not method.model_based:
+        return searcher, max_concurrent or None
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent or MODEL_BASED_CONCURRENT
+                              ), None
 
 
 def overhead_per_trial(start: float, end: float, trials: list[dict]) -> float:

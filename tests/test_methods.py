@@ -85,3 +85,24 @@ def test_options_are_typed_and_unknown_keys_named():
                      "options.hd.lr_min: expected float, got 'x'"]
     _, found = parse_options(HDOptions, {"beta": -1.0}, "options.hd")
     assert found == ["options.hd.beta: must be > 0, got -1.0"]
+
+
+def test_model_based_searches_are_limited_so_proposals_stay_informed():
+    from ray.tune.search import ConcurrencyLimiter
+
+    from bench.ray_adapter import SearchAdapter
+    from bench.runner import MODEL_BASED_CONCURRENT, limit_concurrency
+
+    def adapter(name):
+        m = methods.get(name)
+        return SearchAdapter(m.search(SPACE, 0, 4, m.options_type()), lambda i, hp: hp), m
+
+    for name in ("optuna-tpe", "optuna-gp", "skopt-gp"):
+        for given, cap in ((0, MODEL_BASED_CONCURRENT), (2, 2)):
+            searcher, tuner_cap = limit_concurrency(*adapter(name), given)
+            assert isinstance(searcher, ConcurrencyLimiter) and tuner_cap is None
+            assert searcher.max_concurrent == cap
+    for name in ("random", "asha"):
+        assert limit_concurrency(*adapter(name), 0)[1] is None
+        searcher, tuner_cap = limit_concurrency(*adapter(name), 3)
+        assert isinstance(searcher, SearchAdapter) and tuner_cap == 3
