@@ -14,6 +14,7 @@ from typing import Any
 import methods as method_registry
 from bench import registry, space
 from bench import tasks as task_registry
+from bench.datasets import DataSource
 from bench.errors import ConfigError, raise_if
 from methods import optimizers
 from methods.base import MethodKind, parse_options
@@ -39,9 +40,13 @@ class Suite:
     max_concurrent: int = 0  # 0: as many as the resources allow
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    amp: bool = False  # bf16 autocast of training losses: black-box methods, tasks with amp
+    data_dir: str | None = None  # file-reading tasks; None: $OHOBENCH_DATA, else ./data
+    download: bool = False  # fetch missing dataset files with torchvision, only when asked
     target: float | None = None  # test-loss target; None: median final test loss
     out: str = "results"
     address: str | None = None  # an existing Ray cluster; None starts a local one
+    storage: str | None = None  # Ray Tune's storage (shared path or URI); None: RUN_DIR/ray
     # Range overrides, e.g. lr = [1e-4, 1]; a sub-table per family, e.g. [space.adam].
     space: dict[str, Any] = field(default_factory=dict)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method options
@@ -60,14 +65,20 @@ class Suite:
         return (None,) if method_registry.get(method).kind is MethodKind.ONLINE \
             else self.optimizers
 
+    def trial_keys(self) -> dict[str, Any]:
+        """What every trial config carries for data and precision; the data directory as an
+        absolute path, since Ray runs trials in their own working directory."""
+        return {"data_dir": DataSource.resolve(self.data_dir).root, "download": self.download,
+                "amp": self.amp}
+
     def as_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in fields(self)}
 
 
 FIELDS = {f.name: f for f in fields(Suite)}
-TYPES = {"int": int, "float": float, "str": str, "tuple[str, ...]": tuple, "dict[str, Any]": dict,
-         "dict[str, dict[str, Any]]": dict}
+TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": tuple,
+         "dict[str, Any]": dict, "dict[str, dict[str, Any]]": dict}
 LISTS = ("tasks", "methods", "optimizers")
 
 
@@ -111,7 +122,7 @@ def build(values: dict[str, Any], where: str = "suite") -> Suite:
         expected = TYPES[FIELDS[k].type.removesuffix(" | None")]
         if expected is float and isinstance(v, int) and not isinstance(v, bool):
             known[k] = v = float(v)
-        if not isinstance(v, expected) or isinstance(v, bool):
+        if not isinstance(v, expected) or (isinstance(v, bool) and expected is not bool):
             problems.append(f"{k}: expected {expected.__name__}, got {v!r}")
             del known[k]
     suite = replace(Suite(), **known)
@@ -151,11 +162,14 @@ def check(s: Suite) -> list[str]:
         found.append(f"cpus_per_trial: must be > 0, got {s.cpus_per_trial}")
     if not s.gpus_per_trial >= 0:
         found.append(f"gpus_per_trial: must be >= 0, got {s.gpus_per_trial}")
+    elif s.gpus_per_trial > 1 and not s.gpus_per_trial.is_integer():
+        found.append(f"gpus_per_trial: a fraction must be below 1 (trials share a GPU) or a "
+                     f"whole number of GPUs, got {s.gpus_per_trial}")
     if s.max_concurrent < 0:
         found.append(f"max_concurrent: must be >= 0, got {s.max_concurrent}")
     if s.target is not None and not (s.target > 0 and math.isfinite(s.target)):
         found.append(f"target: must be a positive, finite test loss, got {s.target}")
-    found += space_problems(s, all_tasks)
+    found += space_problems(s, all_tasks) + data_problems(s, all_tasks, all_methods)
     for m, opts in s.options.items():
         if m not in s.methods:
             found.append(f"options.{m}: method {m!r} is not in this suite's methods "
@@ -170,6 +184,22 @@ def check(s: Suite) -> list[str]:
                 found += [f"options.{m} ({t}): {p}" for t in s.tasks if t in all_tasks
                           for p in all_methods[m].problems_for(parsed, all_tasks[t])]
     return found
+
+
+def data_problems(s: Suite, all_tasks: dict, all_methods: dict) -> list[str]:
+    """Missing dataset files (unless `download`) and mixed precision where it is not allowed,
+    found before Ray starts."""
+    chosen = [all_tasks[t] for t in s.tasks if t in all_tasks]
+    data = DataSource.resolve(s.data_dir, s.download)
+    found = [f"{t.name}: {problem}" for t in chosen if t.missing_data and not s.download
+             and (problem := t.missing_data(data))]
+    kinds = {m: all_methods[m].kind for m in s.methods if m in all_methods}
+    device = None  # on a cluster (address), trials check their own device
+    if s.amp and not s.address and s.device in DEVICES:
+        import torch
+
+        device = "cuda" if s.device == "cuda" or torch.cuda.is_available() else "cpu"
+    return found + task_registry.amp_problems(s.amp, chosen, kinds, device)
 
 
 def space_problems(s: Suite, all_tasks: dict) -> list[str]:

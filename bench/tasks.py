@@ -16,7 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from bench import registry
+from bench import datasets, registry
+from bench.datasets import DataSource
+from bench.errors import ConfigError
 from bench.space import LogUniform, SearchSpace, Uniform
 
 TEST_SPLIT_SEED = 20260101
@@ -45,7 +47,7 @@ class Splits:
 class Task:
     name: str
     description: str
-    load: Callable[[int], Splits]  # data seed -> CPU tensors
+    load: Callable[..., Splits]  # (data seed) or (data seed, DataSource) -> CPU tensors
     make_model: Callable[[], nn.Module]
     loss: Callable[[Tensor, Tensor], Tensor]  # (outputs, targets) -> mean loss
     classification: bool
@@ -54,6 +56,24 @@ class Task:
     epochs: int = 20
     # Known best hyperparameters for a data seed, where they have a closed form.
     optimum: Callable[[Splits], dict[str, float]] | None = field(default=None, compare=False)
+    # Tasks that read files set this: it names what is missing under a DataSource in one line
+    # (None: all there), and their `load` takes (seed, DataSource). Without it, `load(seed)`.
+    missing_data: Callable[[DataSource], str | None] | None = field(default=None, compare=False)
+    # Applied by the harness to every training batch on the device, with a generator seeded
+    # from the trial seed; never to validation or test data.
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = field(default=None,
+                                                                         compare=False)
+    amp: bool = False  # bf16 autocast is safe here (suite key `amp`, black-box methods only)
+
+    def load_splits(self, seed: int, data: DataSource | None = None) -> Splits:
+        """The splits for a data seed; file-reading tasks get `data` (default: resolved from
+        $OHOBENCH_DATA or ./data) and fail with one line when their files are missing."""
+        if self.missing_data is None:
+            return self.load(seed)
+        data = data or DataSource.resolve()
+        if not data.download and (problem := self.missing_data(data)):
+            raise ConfigError(f"{self.name}: {problem}")
+        return self.load(seed, data)
 
 
 def _split(n: int, n_test: int, n_val: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -164,7 +184,119 @@ RIDGE = Task(
     optimum=ridge_optimum,
 )
 
-BUILTIN = {t.name: t for t in (DIGITS, RIDGE)}
+# --- image tasks read from files (bench/datasets.py): the OHO paper's MNIST and CIFAR-10 -----
+
+# The paper gives no numeric ranges for its baselines' lr and wd: these are the digits ranges.
+IMAGE_SPACE: SearchSpace = {"lr": LogUniform(1e-3, 0.5), "wd": Uniform(0.0, 1e-3)}
+MNIST_VAL, CIFAR_VAL = 10_000, 5_000  # validation images carved from the official training set
+
+
+def image_splits(name: str, seed: int, data: DataSource, n_val: int, flatten: bool = False,
+                 verify: bool = True) -> Splits:
+    """Official training set minus `n_val` validation images drawn with `seed`; the official
+    test set as the test split. Normalized per channel; flattened for MLPs."""
+    s = datasets.SETS[name]
+    x, y, x_test, y_test = datasets.load_raw(name, data, verify)
+    if not 0 < n_val < len(x):
+        raise ConfigError(f"{name}: {n_val} validation images requested of {len(x)} training "
+                          f"images in {s.directory(data.root)}")
+    order = torch.as_tensor(np.random.default_rng(seed).permutation(len(x)))
+    val, train = order[:n_val], order[n_val:]
+
+    def norm(images: Tensor) -> Tensor:
+        out = datasets.normalize(images, s)
+        return out.flatten(1) if flatten else out
+
+    return Splits(norm(x[train]), y[train], norm(x[val]), y[val], norm(x_test), y_test)
+
+
+def cnn4(in_channels: int = 1, width: int = 128, classes: int = 10) -> nn.Sequential:
+    """Four 3x3 conv layers of `width` kernels (the 2nd and 4th with stride 2), ReLU, global
+    average pooling, a linear classifier."""
+    layers: list[nn.Module] = []
+    for i in range(4):
+        layers += [nn.Conv2d(in_channels if i == 0 else width, width, 3, stride=1 + i % 2,
+                             padding=1), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes))
+
+
+def resnet18_cifar(classes: int = 10) -> nn.Module:
+    """torchvision's ResNet-18 for 32x32 inputs: 3x3 stride-1 first conv, no max-pool."""
+    from torchvision.models import resnet18
+
+    model = resnet18(num_classes=classes)
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def image_task(name: str, dataset: str, description: str, make_model: Callable[[], nn.Module],
+               n_val: int, flatten: bool, epochs: int, **extra) -> Task:
+    folder = datasets.SETS[dataset].folder
+    return Task(
+        name=name, description=f"{description}; files in DATA_DIR/{folder}/",
+        load=lambda seed, data: image_splits(dataset, seed, data, n_val, flatten),
+        make_model=make_model, loss=F.cross_entropy, classification=True, space=IMAGE_SPACE,
+        batch_size=100, epochs=epochs,
+        missing_data=lambda data: datasets.missing_message(dataset, data), **extra)
+
+
+MNIST_MLP = image_task("mnist-mlp", "MNIST", "MNIST (50k/10k/10k test), MLP 784-128-128-128-10",
+                       lambda: mlp((784, 128, 128, 128, 10)), MNIST_VAL, True, 100)
+MNIST_CNN = image_task("mnist-cnn", "MNIST", "MNIST (50k/10k/10k test), CNN of 4 conv layers of "
+                       "128 kernels + linear", cnn4, MNIST_VAL, False, 100, amp=True)
+FASHION_MLP = image_task("fashion-mnist-mlp", "FashionMNIST", "Fashion-MNIST (50k/10k/10k test), "
+                         "MLP 784-128-128-128-10", lambda: mlp((784, 128, 128, 128, 10)),
+                         MNIST_VAL, True, 100)
+_CIFAR = datasets.SETS["CIFAR10"]
+CIFAR_RESNET = image_task(
+    "cifar10-resnet18", "CIFAR10", "CIFAR-10 (45k/5k/10k test), ResNet-18 for 32x32, random "
+    "crop (pad 4) + flip on the device", resnet18_cifar, CIFAR_VAL, False, 300, amp=True,
+    augment=datasets.crop_flip(4, tuple(-m / s for m, s in zip(_CIFAR.mean, _CIFAR.std,
+                                                                   strict=True))))
+
+BUILTIN = {t.name: t for t in (DIGITS, RIDGE, MNIST_MLP, MNIST_CNN, FASHION_MLP, CIFAR_RESNET)}
+
+
+def fetch(names: list[str] | tuple[str, ...], data: DataSource,
+          progress: Callable[[str], None] = print) -> None:
+    """Download (torchvision) and decode the files of the file-reading tasks among `names`
+    whose files are missing under `data.root`."""
+    for name in names:
+        task = get(name)
+        if task.missing_data is not None and task.missing_data(data):
+            progress(f"ohobench: downloading the data of {name} into {data.root}")
+            try:
+                task.load_splits(0, data)
+            except ConfigError:
+                raise
+            except Exception as exc:  # torchvision: no network, a mirror down, a bad checksum
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ConfigError(f"{name}: downloading its data into {data.root} failed: "
+                                  f"{first}") from exc
+
+
+def amp_problems(amp: bool, tasks: list[Task], kinds: dict, device: str | None = None
+                 ) -> list[str]:
+    """Mixed precision (bf16 autocast) only for black-box methods, on tasks that allow it, on
+    CUDA. `kinds`: method name -> MethodKind; `device`: the device type trials will use (None:
+    not known here)."""
+    if not amp:
+        return []
+    online = [m for m, k in kinds.items() if k.value == "online"]
+    unsafe = [t.name for t in tasks if not t.amp]
+    found = []
+    if device is not None and device != "cuda":
+        found.append(f"amp: bf16 autocast is for CUDA devices (on a CPU it is many times slower, "
+                     f"e.g. 20x for ResNet-18), and these trials would run on {device}; drop "
+                     "--amp or use --device cuda on a machine with a GPU")
+    if online:
+        found.append(f"amp: mixed precision is for black-box methods only (online methods "
+                     f"differentiate through training steps); drop --amp or {', '.join(online)}")
+    if unsafe:
+        allowed = ", ".join(sorted(n for n, t in all_tasks().items() if t.amp))
+        found.append(f"amp: not enabled for task {', '.join(unsafe)}; tasks with amp: {allowed}")
+    return found
 
 
 def all_tasks() -> dict[str, Task]:

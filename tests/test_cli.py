@@ -24,7 +24,7 @@ def suite_file(tmp_path):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--task", "mnist"], "unknown task 'mnist'; valid: digits, synthetic-ridge"),
+    (["--task", "mnist"], "unknown task 'mnist'; valid: cifar10-resnet18, digits"),
     (["--method", "tpe"], "unknown method 'tpe'; valid: " + ", ".join(sorted(all_methods()))),
     (["--epochs", "0"], "epochs: must be >= 1, got 0"),
     (["--trials", "0"], "trials: must be >= 1, got 0"),

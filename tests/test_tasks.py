@@ -51,7 +51,8 @@ def test_sgd_on_ridge_converges_to_the_closed_form():
 
 
 def test_unknown_task_lists_valid_names():
-    with pytest.raises(ConfigError, match="unknown task 'mnist'; valid: digits, synthetic-ridge"):
+    with pytest.raises(ConfigError, match="unknown task 'mnist'; valid: cifar10-resnet18, digits, "
+                       "fashion-mnist-mlp, mnist-cnn, mnist-mlp, synthetic-ridge"):
         tasks.get("mnist")
 
 
