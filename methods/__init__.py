@@ -7,6 +7,7 @@ from __future__ import annotations
 from bench import registry
 from methods.asha import ASHAMethod
 from methods.base import Method, MethodKind
+from methods.controller import ControllerMethod
 from methods.hd import HDMethod
 from methods.oho import MartheMethod, OHOLayerwiseMethod, OHOMethod, RTHOMethod
 from methods.optuna_search import OptunaGPMethod, OptunaTPEMethod
@@ -17,7 +18,7 @@ from methods.trho import TRHOMethod
 
 BUILTIN: dict[str, Method] = {m.name: m for m in (
     RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod(),
-    TRHOMethod(), T1T2Method(), OptunaTPEMethod(), OptunaGPMethod(),
+    TRHOMethod(), T1T2Method(), ControllerMethod(), OptunaTPEMethod(), OptunaGPMethod(),
     SkoptGPMethod(), ASHAMethod())}
 
 

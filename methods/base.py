@@ -76,6 +76,7 @@ class StepContext:
     noisy_loss: Callable[[Params, Batch, Mapping[str, Tensor]], Tensor]
     step: int = 0  # global training step, counted from 0
     epoch: int = 0  # counted from 1 while training
+    criterion: Callable[[Tensor, Tensor], Tensor] | None = None  # the task's loss(outputs, y)
 
 
 class UpdateRule(ABC):
@@ -99,6 +100,11 @@ class UpdateRule(ABC):
     def diagnostics(self, state: Any) -> dict[str, float]:
         """Latest hypergradients, influence norms, skipped steps... recorded every epoch."""
         return {}
+
+    def evaluator(self, state: Any) -> Callable[[Params, Tensor], Tensor] | None:
+        """Outputs for (params, x) the harness evaluates with instead of the task's model
+        (e.g. the child a controller would choose); None: the task's model."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,13 @@ class Method(ABC):
         from methods.random_search import RandomSearch
 
         return RandomSearch(space, seed, budget=1 if self.kind is MethodKind.ONLINE else budget)
+
+    def follow_up(self, options: Options
+                  ) -> Callable[[Mapping[str, Any]], tuple[UpdateRule, dict]] | None:
+        """Online: a second phase after training, trained from scratch, or None. Given the
+        first phase's last record, it returns (rule, hyperparameters); e.g. retraining the
+        configuration a controller chose. Its records continue the trial's epochs."""
+        return None
 
     def update_rule(self, options: Options) -> UpdateRule:
         """Online: the rule a trial trains with. Black-box trials train with an optimizer

@@ -16,7 +16,8 @@ from tests import plugin_dist
 
 # All built-in methods and two test plugins, black-box ones under two optimizer families.
 BLACK_BOX = ["random", "optuna-tpe", "optuna-gp", "skopt-gp", "asha"]
-ONLINE = ["hd", "oho", "oho-layerwise", "rtho", "trho", "marthe", "t1t2", "halving", "flaky"]
+ONLINE = ["hd", "oho", "oho-layerwise", "rtho", "trho", "marthe", "t1t2", "controller",
+          "halving", "flaky"]
 SUITE = """
 name = "e2e"
 tasks = ["digits"]
@@ -33,6 +34,9 @@ beta = 0.01
 
 [options.asha]
 reduction_factor = 2
+
+[options.controller]
+retrain = true  # its trials go on with the chosen child, trained from scratch
 
 [options.flaky]
 marker_dir = "{marker_dir}"
@@ -95,10 +99,14 @@ def test_one_row_per_epoch_per_trial_with_finite_losses(run_dir):
     df = pd.read_parquet(run_dir / "records.parquet")
     trial = ["method", "optimizer", "repetition", "trial"]
     assert df.groupby(trial).ngroups == len(BLACK_BOX) * 2 * 2 + len(ONLINE)
-    full = df[df.method != "asha"].groupby(trial)
+    full = df[~df.method.isin(["asha", "controller"])].groupby(trial)
     assert (full["epoch"].apply(list) == pd.Series([[1, 2, 3]] * full.ngroups,
                                                    index=full.size().index)).all()
     assert not df.duplicated([*trial, "epoch"]).any()
+    controller = df[df.method == "controller"].sort_values("epoch")  # search, then retrain
+    assert list(zip(controller.epoch, controller.phase, strict=True)) == [
+        (1, "search"), (2, "search"), (3, "search"), (4, "retrain"), (5, "retrain"),
+        (6, "retrain")]
     assert df[["train_loss", "val_loss", "test_loss"]].map(math.isfinite).all().all()
     assert set(df[df.method != "asha"]["status"]) == {"completed"}
     assert df["trial_id"].notna().all() and df["experiment_start"].notna().all()

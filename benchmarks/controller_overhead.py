@@ -1,0 +1,155 @@
+"""How much slower per training step is the `controller` method than plain SGD training of its
+largest child?
+
+Run from the repository root:
+
+    python benchmarks/controller_overhead.py --threads 1
+
+Models: the digits task's MLP 64-64-64-10 on its real data (batch 32, widths 16/32/64) and an
+MNIST-shaped MLP 784-128-128-128-10 on generated data (batch 100, widths 32/64/128). The
+baseline is `methods.sgd.SGD` on the task's full model (the largest child with its relu),
+through `ctx.loss` as the harness calls it. Every configuration trains its own copy of the
+parameters from the same initialization on the same batches (sliced before timing), with a
+`StepContext` built as `bench.harness.train` builds it; after a warm-up, `--rounds`
+interleaved rounds of `--steps` steps (alternating which goes first); ratio = median ms/step
+of the controller / median ms/step of SGD in the same round set. Targets: <= 2x with
+response = none, <= 4x with ift and 5 Neumann terms (at the default every_k = 10). Rows
+`[largest only]` (widths = the largest alone) always sample the largest child: the cost of the
+machinery alone, since a sampled smaller child trains faster than the largest. Rows
+`[every_k=1]`: a policy step (and response gradient) at every training step. A measurement,
+not a test: it exits 0 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.nn import functional as F
+
+import bench.tasks
+from bench import harness
+from bench.tasks import Splits, Task
+from methods.base import StepContext, parse_options
+from methods.controller import ControllerMethod, ControllerOptions
+from methods.sgd import SGD
+
+SEED, HPARAMS, WARMUP = 0, {"lr": 0.05, "wd": 1e-4}, 20
+
+
+def random_mnist(seed: int) -> Splits:
+    g = torch.Generator().manual_seed(seed)
+    x = lambda n: torch.randn(n, 784, generator=g)  # noqa: E731
+    y = lambda n: torch.randint(10, (n,), generator=g)  # noqa: E731
+    return Splits(x(5000), y(5000), x(1000), y(1000), x(100), y(100))
+
+
+MNIST = Task(name="mnist-shape", description="MLP 784-128-128-128-10 on N(0, 1) inputs",
+             load=random_mnist, make_model=lambda: bench.tasks.mlp((784, 128, 128, 128, 10)),
+             loss=F.cross_entropy, classification=True, space={}, batch_size=100)
+MODELS = {"digits": (bench.tasks.DIGITS, (16, 32, 64)), "mnist": (MNIST, (32, 64, 128))}
+
+
+def configs(widths: tuple[int, ...]) -> list[tuple[str, dict, float | None]]:
+    """(label, controller options, target)."""
+    big = (max(widths),)
+    return [("none", {"response": "none"}, 2.0),
+            ("one-step", {"response": "one-step"}, None),
+            ("ift K=5", {"response": "ift", "neumann_terms": 5}, 4.0),
+            ("none [largest only]", {"response": "none", "widths": big}, None),
+            ("ift K=5 [largest only]", {"response": "ift", "widths": big}, None),
+            ("none [every_k=1]", {"response": "none", "every_k": 1}, None),
+            ("one-step [every_k=1]", {"response": "one-step", "every_k": 1}, None),
+            ("ift K=5 [every_k=1]", {"response": "ift", "every_k": 1}, None)]
+
+
+class Runner:
+    """One rule training its own copy of the parameters on the shared batches."""
+
+    def __init__(self, rule, trainee, task, splits, batches, device):
+        self.rule, self.batches, self.device = rule, batches, device
+        self.params = trainee.initial_params()
+        self.state = rule.init(self.params, HPARAMS)
+        val_gen, bs = torch.Generator().manual_seed(SEED + 1), len(batches[0][1])
+
+        def draw(x, y):
+            idx = torch.randint(len(x), (bs,), generator=val_gen).to(device)
+            return x[idx], y[idx]
+
+        self.ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss,
+                               val_batch=lambda: draw(splits.x_val, splits.y_val),
+                               train_sample=lambda: draw(splits.x_train, splits.y_train),
+                               noisy_loss=trainee.noisy_loss, epoch=1, criterion=task.loss)
+
+    def run(self, steps: int) -> float:
+        """Seconds per step over `steps` steps."""
+        harness.sync(self.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            batch = self.batches[self.ctx.step % len(self.batches)]
+            self.state, self.params = self.rule.step(self.state, self.params, batch, self.ctx)
+            self.ctx.step += 1
+        harness.sync(self.device)
+        return (time.perf_counter() - start) / steps
+
+
+def time_table(key: str, args, device: torch.device) -> None:
+    task, widths = MODELS[key]
+    splits = task.load(SEED).to(device, torch.float32)
+    trainee = harness.Trainee(task, harness.make_model(task, SEED, device, torch.float32))
+    order = torch.randperm(len(splits.x_train), generator=torch.Generator().manual_seed(SEED))
+    bs = task.batch_size
+    batches = [(splits.x_train[i], splits.y_train[i]) for i in order.to(device).split(bs)
+               if len(i) == bs]
+    print(f"\nmodel={key}: {task.description}; batch={bs} widths={widths} device={device} "
+          f"threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds}")
+    print(f"{'config':<28}{'ms/step':>9}{'sgd ms':>8}{'ratio':>8}{'target':>9}  verdict")
+    method = ControllerMethod()
+    for label, given, target in configs(widths):
+        if args.configs and label not in args.configs:
+            continue
+        options, problems = parse_options(ControllerOptions, {"widths": widths, **given}, label)
+        problems = problems or method.problems_for(options, task)
+        if problems:
+            print(f"{label:<28}skipped: {'; '.join(problems)}")
+            continue
+        runners = {"sgd": Runner(SGD(), trainee, task, splits, batches, device),
+                   label: Runner(method.update_rule(options), trainee, task, splits, batches,
+                                 device)}
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        for r in runners.values():
+            r.run(WARMUP)
+        for i in range(args.rounds):
+            for k in (list(runners) if i % 2 == 0 else list(runners)[::-1]):
+                times[k].append(runners[k].run(args.steps))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ratio = med[label] / med["sgd"]
+        verdict = "-" if target is None else ("PASS" if ratio <= target else "FAIL")
+        tgt = f"<= {target:g}x" if target else ""
+        print(f"{label:<28}{med[label] * 1e3:>9.3f}{med['sgd'] * 1e3:>8.3f}{ratio:>7.2f}x"
+              f"{tgt:>9}  {verdict}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    ap.add_argument("--steps", type=int, default=100, help="steps per round (a multiple of "
+                    "every_k keeps each round's share of policy steps exact)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: leave)")
+    ap.add_argument("--models", default="digits,mnist", help=f"from {','.join(MODELS)}")
+    ap.add_argument("--configs", type=lambda v: [c.strip() for c in v.split(",")],
+                    help="only these rows, by label (default: all)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if args.device == "auto" else args.device)
+    for key in (k.strip() for k in args.models.split(",")):
+        time_table(key, args, device)
+
+
+if __name__ == "__main__":
+    main()
