@@ -29,10 +29,19 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--max-concurrent": ("max_concurrent", int, "concurrent trials (0: as resources allow)"),
     "--cpus-per-trial": ("cpus_per_trial", float, "CPUs reserved per trial"),
     "--gpus-per-trial": ("gpus_per_trial", float, "GPUs per trial; fractions share a GPU"),
+    "--amp": ("amp", bool, "bf16 autocast of training losses on CUDA (black-box methods; "
+              "tasks mnist-cnn, cifar10-resnet18)"),
+    "--data-dir": ("data_dir", str, "dataset files, e.g. DIR/MNIST/raw/ (default: "
+                   "$OHOBENCH_DATA, else ./data)"),
+    "--download": ("download", bool, "download missing dataset files (never otherwise)"),
     "--target": ("target", float, "test-loss target (default: median final test loss)"),
     "--out": ("out", str, "directory that holds run directories"),
     "--address": ("address", str, "existing Ray cluster, HOST:PORT or auto"),
+    "--storage": ("storage", str, "where Ray Tune keeps snapshots and trial files: a path "
+                  "every node reaches, or a URI such as s3://bucket/dir (default: RUN_DIR/ray; "
+                  "required on a cluster of several nodes)"),
 }
+RESUME_FLAGS = ("address", "storage", "data_dir")  # what --resume may change: where it runs
 LIST_FLAGS = ("tasks", "methods", "optimizers")
 
 
@@ -50,9 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "arguments: the quick benchmark (digits; random search vs hd and oho).")
     run.add_argument("--suite", help="suite TOML file (see suites/)")
     for flag, (key, typ, text) in RUN_FLAGS.items():
+        if typ is bool:  # a switch; None when absent, so that the suite file's value stands
+            run.add_argument(flag, dest=key, action="store_const", const=True, help=text)
+            continue
         repeat = key in LIST_FLAGS
         run.add_argument(flag, dest=key, type=typ, help=text,
                          action="append" if repeat else "store")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished "
+                     "trials are kept, the others rerun; the suite comes from RUN_DIR/run.json")
     run.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     rep = sub.add_parser("report", help="summarize one or more run directories",
                          description="Print the comparison table and write it as CSV and "
@@ -91,15 +105,49 @@ def cmd_list() -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from bench import runner, suite
 
-    values = suite.read_toml(args.suite) if args.suite else {}
-    values.update({key: getattr(args, key) for key, *_ in RUN_FLAGS.values()
-                   if getattr(args, key) is not None})
-    chosen = suite.build(values, where=args.suite or "suite")
+    flags = {key: getattr(args, key) for key, *_ in RUN_FLAGS.values()
+             if getattr(args, key) is not None}
+    resume = None
+    if args.resume:
+        resume, values = resumable(args.resume, args.suite, flags)
+        where = str(resume / "run.json")
+    else:
+        values = suite.read_toml(args.suite) if args.suite else {}
+        where = args.suite or "suite"
+    values.update(flags)
+    chosen = suite.build(values, where=where)
     progress = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    run_dir = runner.run(chosen, progress)
+    run_dir = runner.run(chosen, progress, resume)
     print_report(run_dir, chosen.target)
     print(f"\nresults: {run_dir}\n  table: {run_dir / 'records.parquet'}"
           f"\n  report again: ohobench report {run_dir}")
+
+
+def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, dict]:
+    """The run directory to resume and its suite, or one line saying why not."""
+    import json
+
+    from bench import results
+
+    path = Path(run_dir).resolve()
+    changed = [f"--{k.replace('_', '-')}" for k in flags if k not in RESUME_FLAGS]
+    if suite_file:
+        changed.insert(0, "--suite")
+    if changed:
+        raise ConfigError(f"--resume continues {run_dir!r} with its own suite; drop "
+                          f"{', '.join(changed)} (only --address, --storage and --data-dir "
+                          "may change)")
+    try:
+        info = json.loads((path / results.RUN_JSON).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume {run_dir!r}: not a run directory (cannot read "
+                          f"{results.RUN_JSON}: {getattr(exc, 'strerror', None) or exc})"
+                          ) from None
+    if info.get("finished"):
+        raise ConfigError(f"--resume {run_dir!r}: this run finished; see `ohobench report "
+                          f"{run_dir}`")
+    saved = {k: v for k, v in info["suite"].items() if v is not None}
+    return path, saved
 
 
 def print_report(run_dirs: Path | str | list, target: float | None,

@@ -12,6 +12,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
+from bench import journal
 from methods.base import Search, TrialOutcome, TrialStatus
 
 
@@ -80,25 +81,38 @@ def error_line(trial) -> str:
 
 
 class RecordCollector(Callback):
-    """Keeps every reported record with the trial's Ray id and node, and one summary per trial.
-    A trial that raised and is retried (`max_failures`) starts over: the records of its failed
-    attempt are dropped, and its attempts are counted."""
+    """Keeps every reported record with the trial's Ray id and node, and one summary per trial,
+    and appends both to the experiment's journal (bench/journal.py), which is what the runner
+    reads. A trial that starts over (retried after it raised or its worker died, or resumed after
+    the driver died) drops the records of its earlier attempt; its failed attempts are counted."""
 
-    def __init__(self, progress: Callable[[str], None], label: str, budget: int):
+    def __init__(self, progress: Callable[[str], None], label: str, budget: int,
+                 journal_path: Path):
         self.progress, self.label, self.budget = progress, label, budget
+        self.journal_path = Path(journal_path)
         self.records: list[dict] = []
         self.trials: dict[str, dict] = {}
         self.last: dict[str, dict] = {}
         self.failures: dict[str, list[str]] = {}  # trial id -> errors of retried attempts
+        self.replayed: set[str] = set()  # trials kept from before an interruption
+        self.ended: set[int] | None = None  # trial indices ended, this session or before
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = dict(result["record"], trial_id=trial.trial_id, node=result.get("node_ip"))
+        if record.get("epoch") == 1:  # a new attempt
+            self.records = [r for r in self.records if r["trial_id"] != trial.trial_id]
         self.records.append(record)
         self.last[trial.trial_id] = record
+        if result.get("replayed"):
+            self.replayed.add(trial.trial_id)
+        journal.append(self.journal_path, {"event": "result", "trial": trial.config.get("trial"),
+                                           "record": record})
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         error = error_line(trial)
         self.failures.setdefault(trial.trial_id, []).append(error)
+        journal.append(self.journal_path, {"event": "recover", "trial": trial.config.get("trial"),
+                                           "error": error}, durable=True)
         self.records = [r for r in self.records if r["trial_id"] != trial.trial_id]
         self.last.pop(trial.trial_id, None)
         self.progress(f"  [{self.label}] trial {trial.config.get('trial')} raised ({error}); "
@@ -135,6 +149,11 @@ class RecordCollector(Callback):
         for r in self.records:
             if r["trial_id"] == trial.trial_id:
                 r["status"] = status.value
+        journal.append(self.journal_path, {"event": "end", "trial": config.get("trial"),
+                                           "summary": self.trials[trial.trial_id]}, durable=True)
+        if self.ended is None:  # a resumed experiment counts the trials that ended before
+            self.ended = set(journal.read(self.journal_path).summaries)
+        self.ended.add(config.get("trial"))
         hp = ", ".join(f"{k}={v:.3g}" for k, v in (config.get("hparams") or {}).items())
         if error:
             what = f"ERRORED: {self.trials[trial.trial_id]['error']}"
@@ -147,4 +166,6 @@ class RecordCollector(Callback):
             what = (f"val {last.get('val_loss', math.nan):.4f}  "
                     f"test {last.get('test_loss', math.nan):.4f}  "
                     f"in {last.get('train_seconds_cum', 0):.1f} s")
-        self.progress(f"  [{self.label}] trial {len(self.trials)}/{self.budget} ({hp}): {what}")
+        if trial.trial_id in self.replayed:
+            what += " (kept from before the interruption)"
+        self.progress(f"  [{self.label}] trial {len(self.ended)}/{self.budget} ({hp}): {what}")

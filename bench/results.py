@@ -21,9 +21,9 @@ import pandas as pd
 TABLE, RUN_JSON = "records.parquet", "run.json"
 KEY = ["task", "method", "optimizer", "repetition", "trial", "epoch"]
 COLUMNS = KEY + [
-    "seed", "trial_id", "status", "node", "device", "step",
+    "seed", "trial_id", "status", "node", "node_id", "device", "step",
     "experiment_start", "trial_start", "timestamp",  # unix seconds
-    "train_seconds", "train_seconds_cum", "search_seconds", "eval_seconds",
+    "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds", "eval_seconds",
     "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
 ]  # then hp_<name> (hyperparameter values) and method diagnostics such as hg_lr
 
@@ -39,10 +39,12 @@ def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     df = df.sort_values(["task", "method", "optimizer", "repetition", "trial_start", "trial",
                          "epoch"], kind="stable").reset_index(drop=True)
     trial = ["task", "method", "optimizer", "repetition", "trial"]
-    totals = df.groupby(trial, sort=False)["train_seconds_cum"].max()  # in start order
+    # A trial's failed attempts (retried after an error) cost training time too.
+    spent = df["train_seconds_cum"] + (df["retry_seconds"].fillna(0.0)
+                                       if "retry_seconds" in df else 0.0)
+    totals = spent.groupby([df[k] for k in trial], sort=False).max()  # in start order
     spent_before = totals.groupby(level=trial[:-1], sort=False).cumsum() - totals
-    df["search_seconds"] = df["train_seconds_cum"] + df.join(
-        spent_before.rename("before"), on=trial)["before"]
+    df["search_seconds"] = spent + df.join(spent_before.rename("before"), on=trial)["before"]
     extra = sorted(c for c in df.columns if c not in COLUMNS)
     hps = [c for c in extra if c.startswith("hp_")]
     ordered = [c for c in COLUMNS if c in df.columns] + hps + [c for c in extra if c not in hps]

@@ -8,6 +8,7 @@ paired.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import methods as method_registry
-from bench import results
+from bench import journal, results
+from bench.errors import ConfigError
 from bench.suite import Suite, check_address
 from bench.trial import ONLINE
 from methods.base import MethodKind, parse_options
@@ -58,28 +60,57 @@ def start_ray(suite: Suite) -> bool:
     if ray.is_initialized():
         return False
     if suite.address:
-        ray.init(address=suite.address, logging_level=logging.WARNING, log_to_driver=False)
+        try:
+            ray.init(address=suite.address, logging_level=logging.WARNING, log_to_driver=False)
+        except ConnectionError as exc:
+            raise ConfigError(
+                f"--address {suite.address!r}: cannot connect ({str(exc).splitlines()[0]}). "
+                "A cluster started with `ray start` uses token authentication: set "
+                "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) here "
+                "as on its nodes") from None
         return False
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False, configure_logging=True)
+    # address="local": a new instance even when a cluster runs on this machine (--address
+    # is how to use one).
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+             logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
     return True
 
 
-def run(suite: Suite, progress: Callable[[str], None] = print) -> Path:
+def run(suite: Suite, progress: Callable[[str], None] = print,
+        resume: Path | None = None) -> Path:
+    """Run every experiment of `suite` into a new run directory; with `resume`, continue the
+    interrupted run in that directory: finished experiments are kept, an unfinished one is
+    restored from Ray Tune's snapshot (its finished trials are kept, not retrained)."""
     check_address(suite.address)
+    if suite.download:  # once, before Ray starts, not in every trial at once
+        from bench import tasks
+        from bench.datasets import DataSource
+
+        tasks.fetch(suite.tasks, DataSource.resolve(suite.data_dir, True), progress)
     import ray
 
-    run_dir = run_dir_for(suite)
-    run_dir.mkdir(parents=True)
-    info = {"suite": suite.as_dict(), "environment": results.environment(),
-            "started": time.time(), "finished": None, "experiments": []}
-    results.write_json(info, run_dir / results.RUN_JSON)
-    progress(f"ohobench: run directory {run_dir}")
     started_ray = start_ray(suite)
-    rows: list[dict] = []
     try:
+        check_storage(suite)
+        if resume is None:
+            run_dir = run_dir_for(suite)
+            run_dir.mkdir(parents=True)
+            info = {"suite": suite.as_dict(), "environment": results.environment(),
+                    "started": time.time(), "finished": None, "experiments": [], "resumed": []}
+        else:
+            run_dir, info = resume, json.loads((resume / results.RUN_JSON).read_text())
+            info.setdefault("resumed", []).append(time.time())
+        info["storage"] = storage_path(suite, run_dir)
+        results.write_json(info, run_dir / results.RUN_JSON)
+        progress(f"ohobench: run directory {run_dir}")
+        finished = {e["name"] for e in info["experiments"]}
+        rows = [r for e in info["experiments"]
+                for r in experiment_records(run_dir, e["name"])[0]]
         for task, method, optimizer, rep in experiments(suite):
-            exp, records = run_experiment(suite, task, method, optimizer, rep, run_dir, progress)
+            if experiment_name(task, method, optimizer, rep) in finished:
+                continue
+            exp, records = run_experiment(suite, task, method, optimizer, rep, run_dir,
+                                          progress, info["storage"], resume is not None)
             rows += records
             info["experiments"].append(exp)
             results.write_table(results.table(rows), run_dir)
@@ -92,6 +123,43 @@ def run(suite: Suite, progress: Callable[[str], None] = print) -> Path:
     return run_dir
 
 
+def storage_path(suite: Suite, run_dir: Path) -> str:
+    """Where Ray Tune keeps experiment snapshots and trial files: RUN_DIR/ray, or the run's
+    folder under `suite.storage` (a path every node reaches, or a URI such as s3://...)."""
+    if suite.storage is None:
+        return str(run_dir / "ray")
+    return f"{suite.storage.rstrip('/')}/{run_dir.name}"
+
+
+def check_storage(suite: Suite) -> None:
+    """A cluster of several nodes needs storage that all of them reach."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and suite.storage is None:
+        raise ConfigError(f"this Ray cluster has {len(nodes)} nodes: give --storage, a path "
+                          "every node can reach (e.g. on NFS) or a URI such as "
+                          "s3://bucket/ohobench, for Ray Tune's snapshots and trial files")
+
+
+def experiment_name(task: str, method: str, optimizer: str | None, repetition: int) -> str:
+    return "__".join([task, method, *([optimizer] if optimizer else []), f"rep{repetition}"])
+
+
+def journal_path(run_dir: Path, name: str) -> Path:
+    return run_dir / "journal" / f"{name}.jsonl"
+
+
+def experiment_records(run_dir: Path, name: str) -> tuple[list[dict], list[dict]]:
+    """(records, trial summaries) of the trials of experiment `name` that ended, from its
+    journal; records carry the experiment's start time."""
+    kept = journal.read(journal_path(run_dir, name))
+    records = kept.ended_records()
+    for record in records:
+        record["experiment_start"] = kept.start
+    return records, kept.trials()
+
+
 def experiments(suite: Suite) -> list[tuple[str, str, str | None, int]]:
     """(task, method, optimizer family, repetition) in run order; online methods have no
     family (None): they train with their own rule."""
@@ -100,8 +168,11 @@ def experiments(suite: Suite) -> list[tuple[str, str, str | None, int]]:
 
 
 def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | None,
-                   repetition: int, run_dir: Path, progress: Callable[[str], None]
+                   repetition: int, run_dir: Path, progress: Callable[[str], None],
+                   storage: str | None = None, resume: bool = False
                    ) -> tuple[dict, list[dict]]:
+    """One Ray Tune experiment. With `resume`, an experiment that Ray Tune can restore from
+    `storage` continues where it stopped; the trials its journal shows ended are replayed."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -126,13 +197,19 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
                 "device": suite.device, "batch_size": suite.batch_size,
                 "val_batch_size": suite.val_batch_size,
                 "options": suite.options.get(method_name, {}), "repetition": repetition,
-                "trial": index}
+                "trial": index, **suite.trial_keys()}
 
     what = method_name if is_online else f"{method_name} · {optimizer}"
     label = f"{task} · {what} · rep {repetition + 1}/{suite.repetitions}"
-    collector = RecordCollector(progress, label, budget)
+    name = experiment_name(task, method_name, optimizer, repetition)
+    journal_file = journal_path(run_dir, name)
+    journal_file.parent.mkdir(parents=True, exist_ok=True)
+    kept = journal.read(journal_file)
+    if kept.start is None:
+        journal.append(journal_file, {"event": "start", "time": time.time()}, durable=True)
+    collector = RecordCollector(progress, label, budget, journal_file)
     resources = {"cpu": suite.cpus_per_trial, "gpu": suite.gpus_per_trial}
-    name = "__".join([task, method_name, *family.values(), f"rep{repetition}"])
+    storage = storage or str(run_dir / "ray")
     stopping = method.early_stopping(options)
     scheduler = None if stopping is None else ASHAScheduler(
         time_attr="training_iteration", metric="val_loss", mode="min",
@@ -140,27 +217,30 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
         reduction_factor=stopping.reduction_factor)
     searcher, concurrent = limit_concurrency(SearchAdapter(search, make_config), method,
                                              suite.max_concurrent)
-    tuner = tune.Tuner(
-        tune.with_resources(ray_trial, resources),
-        tune_config=tune.TuneConfig(
+    trainable = tune.with_resources(tune.with_parameters(ray_trial, replay=kept.replay()),
+                                    resources)
+    path = f"{storage.rstrip('/')}/{name}"
+    if resume and tune.Tuner.can_restore(path):
+        progress(f"  [{label}] resuming: {len(kept.summaries)} trial(s) had ended")
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=budget, reuse_actors=True,
             max_concurrent_trials=concurrent,
             time_budget_s=None if is_online else suite.budget_seconds),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(run_dir / "ray"), verbose=0, callbacks=[collector],
-            failure_config=tune.FailureConfig(max_failures=suite.max_failures)),
-    )
-    start = time.time()
+            name=name, storage_path=storage, verbose=0, callbacks=[collector],
+            failure_config=tune.FailureConfig(max_failures=suite.max_failures)))
     tuner.fit()
     end = time.time()
-    for record in collector.records:
-        record["experiment_start"] = start
-    trials = sorted(collector.trials.values(), key=lambda t: t["trial"])
+    records, trials = experiment_records(run_dir, name)
+    start = journal.read(journal_file).start  # a resumed experiment's wall-clock spans the gap
     return {"task": task, "method": method_name, "optimizer": optimizer or ONLINE,
-            "repetition": repetition, "name": name,
+            "repetition": repetition, "name": name, "resumed": kept.start is not None,
             "start": start, "end": end, "wall_seconds": end - start,
             "scheduling_overhead_per_trial": overhead_per_trial(start, end, trials),
-            "trials": trials}, collector.records
+            "trials": trials}, records
 
 
 def limit_concurrency(searcher, method, max_concurrent: int):

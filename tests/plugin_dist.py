@@ -5,7 +5,9 @@ from pathlib import Path
 
 MODULE = '''
 import dataclasses
+import os
 import pathlib
+import time
 
 from bench import tasks
 from methods.base import Method, MethodKind, Options
@@ -40,6 +42,8 @@ class HalvingMethod(Method):
 class FlakyOptions(Options):
     marker_dir: str = ""  # where attempts are counted, one file per trial seed
     fail_attempts: int = 1  # attempts that raise (in their second epoch) before one succeeds
+    pid_dir: str = ""  # if set, each attempt writes its process id there, for a test to kill
+    step_sleep: float = 0.0  # seconds slept per step, to make a trial last
 
 
 class Flaky(SGD):
@@ -54,11 +58,15 @@ class Flaky(SGD):
         attempt = int(marker.read_text()) + 1 if marker.exists() else 1
         marker.write_text(str(attempt))
         state.fail = attempt <= self.options.fail_attempts
+        if self.options.pid_dir:
+            pid = pathlib.Path(self.options.pid_dir) / f"pid-{hparams['lr']}-attempt{attempt}"
+            pid.write_text(str(os.getpid()))
         return state
 
     def step(self, state, params, batch, ctx):
         if state.fail and ctx.epoch == 2:
             raise RuntimeError("flaky plugin: injected failure")
+        time.sleep(self.options.step_sleep)
         return super().step(state, params, batch, ctx)
 
 

@@ -7,7 +7,8 @@ from bench import results
 
 
 def test_table_round_trips_through_parquet_in_one_line(tmp_path, digits_trial):
-    rows = [dict(r, trial_id="x", status="completed", node="n", experiment_start=0.0)
+    rows = [dict(r, trial_id="x", status="completed", node="n", node_id="id", experiment_start=0,
+                 retry_seconds=0.0)
             for r in digits_trial(epochs=2)]
     df = results.table(rows)
     results.write_table(df, tmp_path)
@@ -26,6 +27,14 @@ def test_search_seconds_cumulate_trials_in_the_order_they_started():
     df = results.table(rows)
     assert df["trial"].tolist() == [1, 1, 0, 0, 2]
     assert df["search_seconds"].tolist() == [3, 4, 5, 6, 7]
+
+
+def test_search_seconds_count_the_failed_attempts_of_a_retried_trial():
+    rows = [dict(task="t", method="m", repetition=0, trial=trial, epoch=e + 1,
+                 trial_start=trial, train_seconds_cum=c, retry_seconds=retry)
+            for trial, retry, cums in [(0, 0.0, [1, 2]), (1, 10.0, [3, 4]), (2, 0.0, [1])]
+            for e, c in enumerate(cums)]
+    assert results.table(rows)["search_seconds"].tolist() == [1, 2, 15, 16, 17]
 
 
 def test_failed_write_leaves_the_previous_file_intact(tmp_path):

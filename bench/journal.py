@@ -1,0 +1,93 @@
+"""An experiment's journal: every event the driver sees, appended as one JSON line.
+
+It is what survives a killed driver. `ohobench run --resume` rebuilds the records of an
+unfinished experiment from it, and hands the trials it shows finished to Ray Tune's restored
+experiment so that they are replayed, not retrained. A line cut short by a crash is ignored.
+
+Events, one per line:
+- {"event": "start", "time": t}, first;
+- {"event": "result", "trial": i, "record": {...}} for each epoch; an epoch-1 result starts a
+  new attempt of trial i and drops the records of its earlier one;
+- {"event": "recover", "trial": i, "error": "..."} when Ray retries trial i after it failed;
+- {"event": "end", "trial": i, "summary": {...}} when trial i has ended (completed, stopped,
+  diverged or errored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def append(path: Path, event: dict[str, Any], durable: bool = False) -> None:
+    """Append one event; `durable` waits until it is on disk (for trial ends)."""
+    line = json.dumps(event, default=str, allow_nan=True) + "\n"
+    with open(path, "a") as fh:
+        fh.write(line)
+        fh.flush()
+        if durable:
+            os.fsync(fh.fileno())
+
+
+@dataclass
+class Journal:
+    """What a journal holds: per trial index, the records of its latest attempt and, once it
+    ended, its summary."""
+
+    start: float | None = None  # when the experiment first started
+    records: dict[int, list[dict]] = field(default_factory=dict)
+    summaries: dict[int, dict] = field(default_factory=dict)
+    failures: dict[int, list[str]] = field(default_factory=dict)  # errors of retried attempts
+    # Training seconds of attempts that did not count (failed, or cut by a dead driver).
+    lost_seconds: dict[int, float] = field(default_factory=dict)
+
+    def ended_records(self) -> list[dict]:
+        """Records of the trials that ended, each with `retry_seconds`: the training seconds
+        its trial spent in earlier attempts, which the search paid for too."""
+        return [dict(r, retry_seconds=self.lost_seconds.get(i, 0.0))
+                for i in sorted(self.summaries) for r in self.records.get(i, [])]
+
+    def trials(self) -> list[dict]:
+        return [self.summaries[i] for i in sorted(self.summaries)]
+
+    def replay(self) -> dict[int, dict]:
+        """Trials that ended without an error, keyed by index: what a resumed experiment
+        reports again instead of training them."""
+        return {i: {"seed": s["seed"], "hparams": s["hparams"], "records": self.records.get(i, [])}
+                for i, s in self.summaries.items() if not s.get("error")}
+
+
+def read(path: Path) -> Journal:
+    journal = Journal()
+    if not path.exists():
+        return journal
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a killed driver
+            continue
+        i = event.get("trial")
+        if event.get("event") == "start":
+            journal.start = journal.start or event["time"]
+        elif event.get("event") == "result":
+            record = event["record"]
+            if record.get("epoch") == 1 or i in journal.summaries:  # a new attempt
+                earlier = journal.records.get(i, [])
+                if earlier and earlier[0].get("trial_start") != record.get("trial_start"):
+                    journal.lost_seconds[i] = journal.lost_seconds.get(i, 0.0) + max(
+                        r.get("train_seconds_cum", 0.0) for r in earlier)  # not a replay
+                journal.records[i] = []
+                journal.summaries.pop(i, None)
+            journal.records.setdefault(i, []).append(record)
+        elif event.get("event") == "recover":
+            journal.failures.setdefault(i, []).append(event["error"])
+        elif event.get("event") == "end":
+            failed = journal.failures.get(i, [])  # also those from before a resume
+            journal.summaries[i] = dict(event["summary"], attempts=1 + len(failed),
+                                        failed_attempts=failed)
+            for r in journal.records.get(i, []):
+                r["status"] = event["summary"]["status"]
+    return journal

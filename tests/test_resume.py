@@ -1,0 +1,190 @@
+"""Nothing is lost: the journal, `ohobench run --resume` after the driver is killed with SIGKILL,
+and a trial whose Ray worker process is killed mid-trial."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from bench import cli, journal, runner, suite
+from methods import get as get_method
+from methods.base import TrialOutcome, TrialStatus, parse_options
+from tests import plugin_dist
+
+EPOCHS = 4
+
+
+# --- the journal -----------------------------------------------------------------------------
+
+def record(trial, epoch, **extra):
+    return {"event": "result", "trial": trial, "record": {"epoch": epoch, "trial": trial, **extra}}
+
+
+def end(trial, error=""):
+    return {"event": "end", "trial": trial,
+            "summary": {"trial": trial, "status": "errored" if error else "completed",
+                        "error": error, "seed": 7, "hparams": {"lr": 0.1}}}
+
+
+def test_journal_keeps_the_last_attempt_of_ended_trials_and_skips_a_torn_line(tmp_path):
+    path = tmp_path / "j.jsonl"
+    events = [{"event": "start", "time": 5.0}, record(0, 1, v=1), record(0, 2, v=1),
+              {"event": "recover", "trial": 0, "error": "boom"},
+              record(0, 1, v=2), record(0, 2, v=2), end(0),
+              record(1, 1), end(1, error="RuntimeError: x"), record(2, 1)]
+    for e in events:
+        journal.append(path, e)
+    with open(path, "a") as fh:
+        fh.write('{"event": "result", "trial": 2, "rec')  # the driver died mid-line
+    kept = journal.read(path)
+    assert kept.start == 5.0
+    assert [r["v"] for r in kept.records[0]] == [2, 2]  # the failed attempt's records dropped
+    assert [s["attempts"] for s in kept.trials()] == [2, 1]
+    assert kept.trials()[0]["failed_attempts"] == ["boom"]
+    assert [(r["trial"], r["status"]) for r in kept.ended_records()] == [
+        (0, "completed"), (0, "completed"), (1, "errored")]  # trial 2 never ended
+    assert set(kept.replay()) == {0}  # errored trials are not replayed
+    assert journal.read(tmp_path / "missing.jsonl").records == {}
+
+
+def test_journal_counts_the_time_of_failed_attempts_but_not_of_replays(tmp_path):
+    path = tmp_path / "j.jsonl"
+    attempt = lambda start, cum: record(0, 1, trial_start=start, train_seconds_cum=cum)  # noqa
+    for e in [attempt(1.0, 3.0), attempt(2.0, 5.0), end(0),  # a retry: 3 s lost
+              attempt(2.0, 5.0), end(0)]:  # the kept attempt replayed after a resume
+        journal.append(path, e)
+    assert [r["retry_seconds"] for r in journal.read(path).ended_records()] == [3.0]
+
+
+# --- --resume: bad input ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--resume", "{tmp}/nope"], "not a run directory"),
+    (["--resume", "{tmp}/done"], "this run finished"),
+    (["--resume", "{tmp}/done", "--trials", "3"], "drop --trials"),
+])
+def test_resume_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "run.json").write_text(json.dumps({"finished": 1.0, "suite": {}}))
+    code = cli.main(["run", *[a.format(tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+# --- through Ray -----------------------------------------------------------------------------
+
+def start_cli(tmp, *flags):
+    plugin = tmp / "site"
+    if not plugin.exists():
+        plugin_dist.make(plugin)
+    env = dict(os.environ, PYTHONPATH=str(plugin))
+    log = open(tmp / f"log-{time.monotonic_ns()}.txt", "w")
+    out = [] if "--resume" in flags else ["--out", str(tmp / "results")]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *out, *flags], env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    proc.log = log.name
+    return proc
+
+
+def finish(proc, timeout=600):
+    assert proc.wait(timeout=timeout) == 0, open(proc.log).read()[-3000:]
+    return open(proc.log).read()
+
+
+def wait_for(condition, timeout=300, what=""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_once(tmp_path):
+    flags = ["--task", "digits", "--method", "optuna-tpe", "--method", "hd", "--trials", "5",
+             "--repetitions", "1", "--epochs", str(EPOCHS), "--max-concurrent", "1",
+             "--name", "killed"]
+    proc = start_cli(tmp_path, *flags)
+    first = "digits__optuna-tpe__fixed__rep0"
+
+    def journal_file():
+        found = list((tmp_path / "results").glob(f"*/journal/{first}.jsonl"))
+        return found[0] if found else None
+
+    wait_for(lambda: journal_file() and len(journal.read(journal_file()).summaries) >= 2,
+             what="two finished trials")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = journal.read(journal_file())
+    kept = {i: r[0] for i, r in before.records.items() if i in before.summaries}
+    assert 2 <= len(kept) < 5, "killed too late to test a resume"
+    run_dir = journal_file().parent.parent
+    assert json.loads((run_dir / "run.json").read_text())["finished"] is None
+
+    out = finish(start_cli(tmp_path, "--resume", str(run_dir)))
+    assert "resuming" in out
+    df = pd.read_parquet(run_dir / "records.parquet")
+    epochs = df.groupby(["method", "trial"])["epoch"].apply(sorted)
+    assert len(epochs) == 5 + 1 and all(e == list(range(1, EPOCHS + 1)) for e in epochs)
+    assert not df.duplicated(["method", "optimizer", "repetition", "trial", "epoch"]).any()
+    tpe = df[df.method == "optuna-tpe"]
+    for i, first_epoch in kept.items():  # kept as recorded, not trained again
+        row = tpe[(tpe.trial == i) & (tpe.epoch == 1)].iloc[0]
+        assert row.trial_start == first_epoch["trial_start"]
+        assert row.val_loss == first_epoch["val_loss"]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["finished"] and len(info["resumed"]) == 1
+    assert [e["name"] for e in info["experiments"]] == [first, "digits__hd__rep0"]
+    assert info["experiments"][0]["resumed"] and len(info["experiments"][0]["trials"]) == 5
+
+    # The search resumed its state: its proposals are those of one uninterrupted search told
+    # the same outcomes in the same order (one trial at a time, so the order is fixed).
+    chosen = suite.build({"tasks": ["digits"], "methods": ["optuna-tpe"], "trials": 5,
+                          "epochs": EPOCHS})
+    tpe_method = get_method("optuna-tpe")
+    search = tpe_method.search(
+        chosen.space_for("digits", "fixed"),
+        runner.derive_seed(chosen.seed, "digits", "optuna-tpe", "fixed", 0), 5,
+        parse_options(tpe_method.options_type, {}, "optuna-tpe")[0])
+    last = tpe.sort_values("epoch").groupby("trial").last()
+    for i in range(5):
+        proposal = search.suggest()
+        assert proposal == {k: last.loc[i, f"hp_{k}"] for k in proposal}
+        search.observe(proposal, TrialOutcome(TrialStatus.COMPLETED, last.loc[i, "val_loss"]))
+
+
+def test_a_trial_whose_worker_is_killed_is_retried_and_its_attempts_recorded(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (tmp_path / "markers").mkdir()
+    (tmp_path / "suite.toml").write_text(f"""
+tasks = ["digits"]
+methods = ["flaky"]
+repetitions = 1
+epochs = 3
+max_failures = 1
+[options.flaky]
+marker_dir = "{tmp_path / 'markers'}"
+fail_attempts = 0
+pid_dir = "{pids}"
+step_sleep = 0.02
+""")
+    proc = start_cli(tmp_path, "--suite", str(tmp_path / "suite.toml"))
+    wait_for(lambda: any(pids.glob("*attempt1")), what="the trial's worker to start")
+    time.sleep(1.0)  # mid-epoch
+    os.kill(int(next(pids.glob("*attempt1")).read_text()), signal.SIGKILL)
+    out = finish(proc)
+    assert "retrying, attempt 2" in out
+    run_dir = next((tmp_path / "results").iterdir())
+    trial = json.loads((run_dir / "run.json").read_text())["experiments"][0]["trials"][0]
+    assert trial["status"] == "completed" and trial["attempts"] == 2
+    assert len(trial["failed_attempts"]) == 1 and trial["failed_attempts"][0]
+    df = pd.read_parquet(run_dir / "records.parquet")
+    assert sorted(df.epoch) == [1, 2, 3] and df.trial_start.nunique() == 1
+    assert any(pids.glob("*attempt2"))
