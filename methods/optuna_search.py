@@ -67,7 +67,8 @@ class OptunaSearch(Search):
         return tuple(sorted(config.items()))
 
     def suggest(self) -> dict[str, Any] | None:
-        if len(self.study.trials) >= self.budget:
+        # deepcopy=False: `study.trials` deep-copies every trial, ~20 ms per call at 100 trials.
+        if len(self.study.get_trials(deepcopy=False)) >= self.budget:
             return None
         trial = self.study.ask(self.distributions)
         config = dict(trial.params)
@@ -90,6 +91,35 @@ class OptunaSearch(Search):
         self.study, self.pending = state["study"], dict(state["pending"])
 
 
+# GPSampler's work per suggest, bounded (benchmarks/search_latency.py; target < 5% of a digits
+# trial). Optuna 5.0's GPSampler has no public option for it: its constructor takes seed,
+# independent_sampler, n_startup_trials, deterministic_objective (fixes the noise: a modelling
+# choice, not a speed knob; our losses are noisy across seeds) and constraints; it already
+# warm-starts the kernel fit from the last one. Its acquisition optimizer is set by attributes
+# (`_optimize_acqf` is the documented hook for changing it): QMC samples, then L-BFGS local
+# searches from the best sample, roulette picks and the best trial. At 100 trials the 10 local
+# searches were ~60% of a suggest. 3 searches (best sample, 1 roulette pick, best trial) from
+# 512 samples are used instead: ~95 ms per suggest at N = 100 instead of ~250 ms, still ~15% of
+# a digits trial (the warm-started kernel fit alone is ~50 ms); regret after 30 trials within
+# 0.3-4x of the defaults' (`python benchmarks/search_latency.py --quality`).
+GP_ACQ_EFFORT = {"_n_local_search": 3, "_n_preliminary_samples": 512}
+
+
+def bounded_gp_sampler(seed: int, n_startup_trials: int, effort: Mapping[str, int] | None = None
+                       ) -> Any:
+    """GPSampler with the acquisition effort `effort` (GP_ACQ_EFFORT; {}: Optuna's own)."""
+    import optuna.samplers
+
+    sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
+    for name, value in (GP_ACQ_EFFORT if effort is None else effort).items():
+        # Private attributes: fail loudly if an Optuna upgrade renames them.
+        if not isinstance(getattr(sampler, name, None), int):
+            raise RuntimeError(f"optuna {optuna.__version__}: GPSampler has no {name}; "
+                               "update GP_ACQ_EFFORT in methods/optuna_search.py")
+        setattr(sampler, name, value)
+    return sampler
+
+
 class OptunaMethod(Method):
     """A black-box method backed by the Optuna sampler class named `sampler`."""
 
@@ -98,13 +128,15 @@ class OptunaMethod(Method):
     options_type = OptunaOptions
     sampler: ClassVar[str]
 
-    def search(self, space: SearchSpace, seed: int, budget: int, options: OptunaOptions
-               ) -> Search:
+    def make_sampler(self, seed: int, options: OptunaOptions) -> Any:
         import optuna.samplers
 
         sampler = getattr(optuna.samplers, self.sampler)
-        return OptunaSearch(space, budget, lambda: sampler(
-            seed=seed, n_startup_trials=options.n_startup_trials))
+        return sampler(seed=seed, n_startup_trials=options.n_startup_trials)
+
+    def search(self, space: SearchSpace, seed: int, budget: int, options: OptunaOptions
+               ) -> Search:
+        return OptunaSearch(space, budget, lambda: self.make_sampler(seed, options))
 
 
 class OptunaTPEMethod(OptunaMethod):
@@ -117,3 +149,6 @@ class OptunaGPMethod(OptunaMethod):
     name = "optuna-gp"
     description = "Optuna's Gaussian-process sampler (GPSampler, log expected improvement)"
     sampler = "GPSampler"
+
+    def make_sampler(self, seed: int, options: OptunaOptions) -> Any:
+        return bounded_gp_sampler(seed, options.n_startup_trials)

@@ -47,3 +47,42 @@ def test_bo_on_ridge_ends_closer_to_the_optimal_weight_decay_than_it_starts(name
 
 class TestSkoptGP(SearchConformance):
     method = "skopt-gp"
+
+
+def test_skopt_fast_gp_predicts_what_skopt_predicts():
+    """FastGPR only changes how the predictive variance is computed (methods/skopt_search.py)."""
+    import numpy as np
+    from skopt.learning import GaussianProcessRegressor
+
+    from methods.skopt_search import gp_estimator
+
+    rng = np.random.default_rng(0)
+    X, points = rng.uniform(size=(40, 2)), rng.uniform(size=(500, 2))
+    gp = gp_estimator({"lr": tasks.DIGITS.space["lr"], "wd": tasks.DIGITS.space["wd"]}, 0)
+    gp.fit(X, np.sin(6 * X[:, 0]) + X[:, 1] ** 2)
+    fast, slow = gp.predict(points, return_std=True), GaussianProcessRegressor.predict(
+        gp, points, return_std=True)
+    # the variance is prior - explained, near-equal terms: equal up to rounding at their scale
+    prior = gp.kernel_.diag(points).max() * gp.y_train_std_ ** 2
+    assert np.allclose(fast[0], slow[0])
+    assert np.allclose(fast[1] ** 2, slow[1] ** 2, rtol=0, atol=1e-6 * prior)
+
+
+def test_skopt_kernel_restarts_only_at_doubling_counts():
+    m = methods.get("skopt-gp")
+    search = m.search(tasks.DIGITS.space, 0, 30, m.options_type())
+    restarts = {}
+    for n in range(1, 25):
+        config = search.suggest()
+        search.observe(config, TrialOutcome(TrialStatus.COMPLETED, config["lr"]))
+        if n >= 5:  # the GP's first fit, with restarts, is at n_initial_points = 5
+            restarts[n + 1] = search.opt.base_estimator_.n_restarts_optimizer  # the next fit's
+    assert [n for n, r in restarts.items() if r] == [10, 20], restarts
+
+
+def test_optuna_gp_sampler_runs_with_the_bounded_acquisition_effort():
+    from methods.optuna_search import GP_ACQ_EFFORT
+
+    m = methods.get("optuna-gp")
+    sampler = m.search(tasks.DIGITS.space, 0, 4, m.options_type()).study.sampler
+    assert all(getattr(sampler, k) == v for k, v in GP_ACQ_EFFORT.items())
