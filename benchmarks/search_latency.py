@@ -3,7 +3,7 @@
 Run from the repository root:
 
     python benchmarks/search_latency.py [--observed 20 100] [--repeats 3] [--threads 1]
-                                        [--legacy] [--quality [--budget 30] [--seeds 5]]
+                                        [--fast] [--quality [--budget 30] [--seeds 5]]
 
 For every registered black-box search, on the digits task's space (lr log-uniform, wd
 uniform), it observes configurations of its own choosing with a synthetic validation loss and
@@ -22,10 +22,10 @@ picks): one before each search's measurements and one after the last, so machine
 both alike, and takes their median. Each mean is printed as a percentage of that trial; the
 target is below 5% ("meets" / "OVER"). torch and the BLAS/OpenMP pools (threadpoolctl) run
 --threads threads, after an untimed warm-up of every search and a 1-epoch trial has loaded them.
---legacy adds the GP searches with their libraries' default settings, as used before
-(`skopt-gp:old`, `optuna-gp:old`), for a side-by-side comparison.
+--fast adds the GP searches with their option `fast = true` (`skopt-gp:fast`,
+`optuna-gp:fast`), for a side-by-side comparison with their default settings, the libraries'.
 
---quality (instead of the timings) runs the GP searches, old and new settings, on cheap
+--quality (instead of the timings) runs the GP searches, default and fast settings, on cheap
 synthetic functions of 2 to 4 dimensions with known minima and prints the regret (best value
 found after --budget trials minus the minimum) per function: median and geometric mean over
 --seeds seeds. A measurement, not a test: it exits 0 either way.
@@ -66,18 +66,14 @@ def registered(name: str) -> Factory:
     return lambda space, seed, budget: method.search(space, seed, budget, method.options_type())
 
 
-def legacy() -> dict[str, Factory]:
-    """The GP searches with their libraries' defaults, as before issue 4."""
-    from methods.optuna_search import OptunaOptions, OptunaSearch, bounded_gp_sampler
-    from methods.skopt_search import LEGACY, SkoptGPSearch, SkoptOptions
-
-    startup = OptunaOptions().n_startup_trials
-    return {
-        "optuna-gp:old": lambda space, seed, budget: OptunaSearch(
-            space, budget, lambda: bounded_gp_sampler(seed, startup, effort={})),
-        "skopt-gp:old": lambda space, seed, budget: SkoptGPSearch(
-            space, seed, budget, SkoptOptions(), LEGACY),
-    }
+def fast() -> dict[str, Factory]:
+    """The GP searches with `fast = true`: cheaper settings that trade search quality."""
+    out = {}
+    for name in ("optuna-gp", "skopt-gp"):
+        method = methods.get(name)
+        out[f"{name}:fast"] = (lambda m: lambda space, seed, budget: m.search(
+            space, seed, budget, m.options_type(fast=True)))(method)
+    return out
 
 
 def latencies(make: Factory, last: int, seed: int) -> list[tuple[float, float]]:
@@ -201,10 +197,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS/OpenMP threads")
     parser.add_argument("--methods", nargs="+", help="only these searches (default: all)")
-    parser.add_argument("--legacy", action="store_true",
-                        help="also the GP searches with their libraries' defaults (as before)")
+    parser.add_argument("--fast", action="store_true",
+                        help="also the GP searches with their option fast = true")
     parser.add_argument("--quality", action="store_true",
-                        help="regret on synthetic functions, GP searches old and new settings")
+                        help="regret on synthetic functions, GP searches default and fast")
     parser.add_argument("--budget", type=int, default=30, help="--quality: trials per search")
     parser.add_argument("--seeds", type=int, default=5, help="--quality: seeds per function")
     args = parser.parse_args(argv)
@@ -212,8 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quality:
         names = [n for n in names if n.endswith("-gp")]
     searches = {n: registered(n) for n in names if not args.methods or n in args.methods}
-    if args.legacy or args.quality:
-        searches.update({n: f for n, f in legacy().items()
+    if args.fast or args.quality:
+        searches.update({n: f for n, f in fast().items()
                          if not args.methods or n.split(":")[0] in args.methods})
     searches = dict(sorted(searches.items()))
     (quality if args.quality else timings)(args, searches)

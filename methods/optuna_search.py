@@ -91,8 +91,8 @@ class OptunaSearch(Search):
         self.study, self.pending = state["study"], dict(state["pending"])
 
 
-# GPSampler's work per suggest, bounded (benchmarks/search_latency.py; target < 5% of a digits
-# trial). Optuna 5.0's GPSampler has no public option for it: its constructor takes seed,
+# GPSampler's work per suggest with `fast = true` (benchmarks/search_latency.py; target < 5% of
+# a digits trial). Optuna 5.0's GPSampler has no public option for it: its constructor takes seed,
 # independent_sampler, n_startup_trials, deterministic_objective (fixes the noise: a modelling
 # choice, not a speed knob; our losses are noisy across seeds) and constraints; it already
 # warm-starts the kernel fit from the last one. Its acquisition optimizer is set by attributes
@@ -145,10 +145,19 @@ class OptunaTPEMethod(OptunaMethod):
     sampler = "TPESampler"
 
 
+@dataclass(frozen=True)
+class OptunaGPOptions(OptunaOptions):
+    # GP_ACQ_EFFORT instead of Optuna's own: ~3x less search time at 100 trials; regret after
+    # 30 trials 0.3-4x the defaults' (README, benchmarks/search_latency.py --quality).
+    fast: bool = False
+
+
 class OptunaGPMethod(OptunaMethod):
     name = "optuna-gp"
     description = "Optuna's Gaussian-process sampler (GPSampler, log expected improvement)"
     sampler = "GPSampler"
+    options_type = OptunaGPOptions
 
-    def make_sampler(self, seed: int, options: OptunaOptions) -> Any:
-        return bounded_gp_sampler(seed, options.n_startup_trials)
+    def make_sampler(self, seed: int, options: OptunaGPOptions) -> Any:
+        return bounded_gp_sampler(seed, options.n_startup_trials,
+                                  effort=None if options.fast else {})

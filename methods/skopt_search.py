@@ -10,7 +10,8 @@ Ray Tune Searcher like any other Search (bench/ray_adapter.py).
   any completes). Failed points are relabelled at every `observe`, so early failures follow it.
 - State: the Optimizer pickles whole (GP, RNG, next point) and continues the same sequence. Only
   the latest GP is kept (model_queue_size=1), so checkpoints stay small (~40 kB).
-- Cost per trial (target < 5% of a digits trial, benchmarks/search_latency.py): see `FAST`.
+- Cost per trial (target < 5% of a digits trial, benchmarks/search_latency.py): skopt's own
+  settings by default; `fast = true` trades search quality for time (see `FAST`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class SkoptOptions(Options):
     # benchmark budget pure random search.
     n_initial_points: int = 5
     acq_func: str = "EI"
+    # Cheaper per trial (`FAST`): ~8x less search time at 100 trials, but a 2-9x higher regret
+    # after 30 trials on test functions (README, benchmarks/search_latency.py --quality).
+    fast: bool = False
 
     def problems(self) -> list[str]:
         found = []
@@ -46,8 +50,8 @@ class SkoptOptions(Options):
 
 @dataclass(frozen=True)
 class GPSettings:
-    """How much work skopt does per observation. Not a suite option: the method uses `FAST`;
-    `LEGACY` (skopt's defaults, used before) stays for benchmarks/search_latency.py --quality."""
+    """How much work skopt does per observation: `DEFAULT` (skopt's own settings) or, with the
+    option `fast = true`, `FAST`."""
 
     acq_optimizer: str = "sampling"  # "sampling": the argmin of EI over n_points random points
     n_points: int = 2000
@@ -58,8 +62,9 @@ class GPSettings:
     kernel_restarts: int | None = 2
 
 
-# Chosen for cost (benchmarks/search_latency.py --legacy: skopt's defaults cost ~370 ms per
-# trial at N = 100 against a ~600 ms digits trial; these ~40 ms, ~7%):
+# `fast = true` (benchmarks/search_latency.py --fast: skopt's defaults cost ~300 ms per trial
+# at N = 100 against a ~540 ms digits trial; these ~40 ms, ~7%). Not the default, because the
+# regret after 30 trials is 2-9x higher (--quality), most likely from the warm start below:
 # - EI minimized by one L-BFGS run from the best of 2,000 sampled points. skopt's default is 5
 #   runs from 10,000 points, ~40 ms per run (a Python round trip per gradient). Sampling alone
 #   (no L-BFGS) saves another ~10 ms but has no local refinement: its regret after 30 trials
@@ -70,7 +75,7 @@ class GPSettings:
 #   at doubling counts (5, 10, 20, 40, ...), so on average they cost O(1/N) per trial.
 # - `FastGPR`: the same predictions, with a cheaper predictive variance.
 FAST = GPSettings(acq_optimizer="lbfgs", n_points=2000, acq_restarts=1)
-LEGACY = GPSettings(acq_optimizer="lbfgs", n_points=10000, acq_restarts=5, kernel_restarts=None)
+DEFAULT = GPSettings(acq_optimizer="lbfgs", n_points=10000, acq_restarts=5, kernel_restarts=None)
 
 
 def dimensions(space: SearchSpace) -> list[Any]:
@@ -175,9 +180,10 @@ def plain(d: Any, value: Any) -> Any:
 
 class SkoptGPSearch(Search):
     def __init__(self, space: SearchSpace, seed: int, budget: int, options: SkoptOptions,
-                 settings: GPSettings = FAST):
+                 settings: GPSettings | None = None):
         from skopt import Optimizer
 
+        settings = settings or (FAST if options.fast else DEFAULT)
         self.space, self.budget = dict(space), budget
         self.restarts, self.first_fit = settings.kernel_restarts, options.n_initial_points
         estimator = "GP" if self.restarts is None else gp_estimator(space, seed)

@@ -2,6 +2,7 @@
 
     class TestMySearch(SearchConformance):
         method = "my-search"
+        options = {"some_option": 1}  # optional: the method's options (default: none)
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ def run(search, count: int, fail_every: int = 0) -> list[dict]:
 
 class SearchConformance:
     method: str
+    options: dict = {}  # noqa: RUF012 (read only)
+    method: str
 
     def make(self, seed: int, budget: int = BUDGET):
         m = get(self.method)
-        return m.search(SPACE, seed, budget, m.options_type())
+        return m.search(SPACE, seed, budget, m.options_type(**self.options))
 
     def test_same_seed_same_proposals_and_another_seed_differs(self):
         a, b, c = (run(self.make(seed), BUDGET) for seed in (7, 7, 8))

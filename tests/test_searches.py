@@ -45,8 +45,18 @@ def test_bo_on_ridge_ends_closer_to_the_optimal_weight_decay_than_it_starts(name
     assert len(tried) == 12 and distance(best_wd) < distance(tried[0][1]), tried
 
 
+class TestOptunaGPFast(SearchConformance):
+    method = "optuna-gp"
+    options = {"fast": True}
+
+
 class TestSkoptGP(SearchConformance):
     method = "skopt-gp"
+
+
+class TestSkoptGPFast(SearchConformance):
+    method = "skopt-gp"
+    options = {"fast": True}
 
 
 def test_skopt_fast_gp_predicts_what_skopt_predicts():
@@ -70,7 +80,7 @@ def test_skopt_fast_gp_predicts_what_skopt_predicts():
 
 def test_skopt_kernel_restarts_only_at_doubling_counts():
     m = methods.get("skopt-gp")
-    search = m.search(tasks.DIGITS.space, 0, 30, m.options_type())
+    search = m.search(tasks.DIGITS.space, 0, 30, m.options_type(fast=True))
     restarts = {}
     for n in range(1, 25):
         config = search.suggest()
@@ -84,5 +94,7 @@ def test_optuna_gp_sampler_runs_with_the_bounded_acquisition_effort():
     from methods.optuna_search import GP_ACQ_EFFORT
 
     m = methods.get("optuna-gp")
-    sampler = m.search(tasks.DIGITS.space, 0, 4, m.options_type()).study.sampler
-    assert all(getattr(sampler, k) == v for k, v in GP_ACQ_EFFORT.items())
+    fast = m.search(tasks.DIGITS.space, 0, 4, m.options_type(fast=True)).study.sampler
+    assert all(getattr(fast, k) == v for k, v in GP_ACQ_EFFORT.items())
+    default = m.search(tasks.DIGITS.space, 0, 4, m.options_type()).study.sampler
+    assert all(getattr(default, k) != v for k, v in GP_ACQ_EFFORT.items())  # Optuna's own
