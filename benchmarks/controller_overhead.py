@@ -24,31 +24,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from torch.nn import functional as F
+from online_overhead import MNIST, Runner  # benchmarks/, on sys.path when run as a script
 
 import bench.tasks
 from bench import harness
-from bench.tasks import Splits, Task
-from methods.base import StepContext, parse_options
+from methods.base import parse_options
 from methods.controller import ControllerMethod, ControllerOptions
 from methods.sgd import SGD
 
 SEED, HPARAMS, WARMUP = 0, {"lr": 0.05, "wd": 1e-4}, 20
 
 
-def random_mnist(seed: int) -> Splits:
-    g = torch.Generator().manual_seed(seed)
-    x = lambda n: torch.randn(n, 784, generator=g)  # noqa: E731
-    y = lambda n: torch.randint(10, (n,), generator=g)  # noqa: E731
-    return Splits(x(5000), y(5000), x(1000), y(1000), x(100), y(100))
-
-
-MNIST = Task(name="mnist-shape", description="MLP 784-128-128-128-10 on N(0, 1) inputs",
-             load=random_mnist, make_model=lambda: bench.tasks.mlp((784, 128, 128, 128, 10)),
-             loss=F.cross_entropy, classification=True, space={}, batch_size=100)
 MODELS = {"digits": (bench.tasks.DIGITS, (16, 32, 64)), "mnist": (MNIST, (32, 64, 128))}
 
 
@@ -63,36 +51,6 @@ def configs(widths: tuple[int, ...]) -> list[tuple[str, dict, float | None]]:
             ("none [every_k=1]", {"response": "none", "every_k": 1}, None),
             ("one-step [every_k=1]", {"response": "one-step", "every_k": 1}, None),
             ("ift K=5 [every_k=1]", {"response": "ift", "every_k": 1}, None)]
-
-
-class Runner:
-    """One rule training its own copy of the parameters on the shared batches."""
-
-    def __init__(self, rule, trainee, task, splits, batches, device):
-        self.rule, self.batches, self.device = rule, batches, device
-        self.params = trainee.initial_params()
-        self.state = rule.init(self.params, HPARAMS)
-        val_gen, bs = torch.Generator().manual_seed(SEED + 1), len(batches[0][1])
-
-        def draw(x, y):
-            idx = torch.randint(len(x), (bs,), generator=val_gen).to(device)
-            return x[idx], y[idx]
-
-        self.ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss,
-                               val_batch=lambda: draw(splits.x_val, splits.y_val),
-                               train_sample=lambda: draw(splits.x_train, splits.y_train),
-                               noisy_loss=trainee.noisy_loss, epoch=1, criterion=task.loss)
-
-    def run(self, steps: int) -> float:
-        """Seconds per step over `steps` steps."""
-        harness.sync(self.device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            batch = self.batches[self.ctx.step % len(self.batches)]
-            self.state, self.params = self.rule.step(self.state, self.params, batch, self.ctx)
-            self.ctx.step += 1
-        harness.sync(self.device)
-        return (time.perf_counter() - start) / steps
 
 
 def time_table(key: str, args, device: torch.device) -> None:
@@ -115,8 +73,10 @@ def time_table(key: str, args, device: torch.device) -> None:
         if problems:
             print(f"{label:<28}skipped: {'; '.join(problems)}")
             continue
-        runners = {"sgd": Runner(SGD(), trainee, task, splits, batches, device),
-                   label: Runner(method.update_rule(options), trainee, task, splits, batches,
+        runners = {"sgd": Runner(SGD(), trainee.initial_params(), trainee, splits, batches,
+                                 device),
+                   label: Runner(method.update_rule(options), trainee.initial_params(), trainee,
+                                 splits, batches,
                                  device)}
         times: dict[str, list[float]] = {k: [] for k in runners}
         for r in runners.values():

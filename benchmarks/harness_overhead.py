@@ -35,11 +35,14 @@ def harness_epochs(task, splits, epochs: int, device: torch.device) -> list[floa
     return [r["train_seconds"] for r in records]
 
 
-def bare_epochs(task, splits, epochs: int, device: torch.device) -> list[float]:
+def bare_epochs(task, splits, epochs: int, device: torch.device,
+                batch_size: int | None = None) -> list[float]:
+    """Seconds per epoch of a plain PyTorch loop: the model, torch.optim.SGD, nothing else."""
     model = harness.make_model(task, SEED, device, torch.float32)
     opt = torch.optim.SGD(model.parameters(), lr=LR, weight_decay=WD)
     g = torch.Generator().manual_seed(SEED)  # same batch order as the harness
-    x, y, n, bs = splits.x_train, splits.y_train, len(splits.x_train), task.batch_size
+    x, y, n = splits.x_train, splits.y_train, len(splits.x_train)
+    bs = batch_size or task.batch_size
     model.train()
     times = []
     for _ in range(epochs):

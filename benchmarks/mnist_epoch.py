@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 import torch
+from harness_overhead import LR, SEED, WD  # benchmarks/, on sys.path when run as a script
+from harness_overhead import bare_epochs as plain_loop_epochs
 
 from bench import harness, tasks
 from bench.datasets import DataSource
@@ -41,7 +43,6 @@ from bench.errors import ConfigError
 from methods import optimizers
 
 TARGET = 1.10
-LR, WD, SEED = 0.1, 1e-4, 0
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
@@ -78,26 +79,7 @@ def harness_epochs(splits, epochs: int, device: torch.device, batch_size: int) -
 
 
 def bare_epochs(splits, epochs: int, device: torch.device, batch_size: int) -> list[float]:
-    task = tasks.get("mnist-mlp")
-    model = harness.make_model(task, SEED, device, torch.float32)
-    opt = torch.optim.SGD(model.parameters(), lr=LR, weight_decay=WD)
-    g = torch.Generator().manual_seed(SEED)  # same batch order as the harness
-    x, y, n = splits.x_train, splits.y_train, len(splits.x_train)
-    model.train()
-    times = []
-    for _ in range(epochs):
-        harness.sync(device)
-        start = time.perf_counter()
-        order = torch.randperm(n, generator=g).to(device)
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
-            opt.zero_grad()
-            loss = task.loss(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-        harness.sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+    return plain_loop_epochs(tasks.get("mnist-mlp"), splits, epochs, device, batch_size)
 
 
 def worker(path: str, device: str, threads: int, epochs: int, batch_size: int, barrier, out):

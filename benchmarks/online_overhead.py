@@ -101,7 +101,8 @@ class Runner:
         self.ctx = StepContext(loss=trainee.loss, val_loss=trainee.val_loss,
                                val_batch=lambda: draw(splits.x_val, splits.y_val),
                                train_sample=lambda: draw(splits.x_train, splits.y_train),
-                               noisy_loss=trainee.noisy_loss, epoch=1)
+                               noisy_loss=trainee.noisy_loss, epoch=1,
+                               criterion=trainee.task.loss)
 
     def run(self, steps: int) -> float:
         """Seconds per step over `steps` steps."""

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 from nbclient import NotebookClient
 
-from tests.test_plots import PERTURBED, make_run
+from tests.test_plots import make_two_runs
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ["compare", "online_dynamics"]
@@ -22,14 +21,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Directory `runs` holding a (random, hd, oho perturbed) and b (oho with two groups)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # much faster for these small models on a shared CPU
-    try:
-        root = tmp_path_factory.mktemp("runs")
-        make_run(root / "20260101-000000-a", ["random", "hd", "oho"], {"oho": PERTURBED})
-        make_run(root / "20260101-000001-b", ["oho"], {"oho": {"groups": 2}})
-    finally:
-        torch.set_num_threads(threads)
+    root = tmp_path_factory.mktemp("runs")
+    make_two_runs(root)
     return root
 
 

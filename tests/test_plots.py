@@ -2,6 +2,7 @@
 command that writes them."""
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -45,17 +46,21 @@ def make_run(run_dir, methods, options, reps=2):
     return run_dir
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def make_two_runs(root: Path) -> tuple[Path, Path]:
+    """Run a (random, hd, oho perturbed) and run b (oho with two groups), in that order."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # much faster for these small models on a shared CPU
     try:
-        root = tmp_path_factory.mktemp("runs")
-        a = make_run(root / "a", ["random", "hd", "oho"], {"oho": PERTURBED})
-        b = make_run(root / "b", ["oho"], {"oho": {"groups": 2}})
+        a = make_run(root / "20260101-000000-a", ["random", "hd", "oho"], {"oho": PERTURBED})
+        b = make_run(root / "20260101-000001-b", ["oho"], {"oho": {"groups": 2}})
     finally:
         torch.set_num_threads(threads)
     return a, b
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return make_two_runs(tmp_path_factory.mktemp("runs"))
 
 
 def test_figures_without_data_are_skipped_with_a_note(runs, tmp_path):
