@@ -85,7 +85,7 @@ def read(path: Path) -> Journal:
         elif event.get("event") == "recover":
             journal.failures.setdefault(i, []).append(event["error"])
         elif event.get("event") == "end":
-            failed = journal.failures.get(i, [])  # also those from before a resume
+            failed = journal.failures.get(i, [])  # those from before a resume too
             journal.summaries[i] = dict(event["summary"], attempts=1 + len(failed),
                                         failed_attempts=failed)
             for r in journal.records.get(i, []):

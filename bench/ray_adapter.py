@@ -81,16 +81,15 @@ def error_line(trial) -> str:
 
 
 class RecordCollector(Callback):
-    """Keeps every reported record with the trial's Ray id and node, and one summary per trial,
-    and appends both to the experiment's journal (bench/journal.py), which is what the runner
-    reads. A trial that starts over (retried after it raised or its worker died, or resumed after
-    the driver died) drops the records of its earlier attempt; its failed attempts are counted."""
+    """Appends every reported record, with the trial's Ray id and node, and one summary per
+    ended trial to the experiment's journal (bench/journal.py), which is what the runner reads,
+    and shows progress. A trial that starts over (retried after it raised or its worker died, or
+    resumed after the driver died) is an attempt of its own there; failed ones are counted."""
 
     def __init__(self, progress: Callable[[str], None], label: str, budget: int,
                  journal_path: Path):
         self.progress, self.label, self.budget = progress, label, budget
         self.journal_path = Path(journal_path)
-        self.records: list[dict] = []
         self.trials: dict[str, dict] = {}
         self.last: dict[str, dict] = {}
         self.failures: dict[str, list[str]] = {}  # trial id -> errors of retried attempts
@@ -99,9 +98,6 @@ class RecordCollector(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = dict(result["record"], trial_id=trial.trial_id, node=result.get("node_ip"))
-        if record.get("epoch") == 1:  # a new attempt
-            self.records = [r for r in self.records if r["trial_id"] != trial.trial_id]
-        self.records.append(record)
         self.last[trial.trial_id] = record
         if result.get("replayed"):
             self.replayed.add(trial.trial_id)
@@ -113,7 +109,6 @@ class RecordCollector(Callback):
         self.failures.setdefault(trial.trial_id, []).append(error)
         journal.append(self.journal_path, {"event": "recover", "trial": trial.config.get("trial"),
                                            "error": error}, durable=True)
-        self.records = [r for r in self.records if r["trial_id"] != trial.trial_id]
         self.last.pop(trial.trial_id, None)
         self.progress(f"  [{self.label}] trial {trial.config.get('trial')} raised ({error}); "
                       f"retrying, attempt {len(self.failures[trial.trial_id]) + 1}")
@@ -142,13 +137,8 @@ class RecordCollector(Callback):
             "trial": config.get("trial"), "trial_id": trial.trial_id, "status": status.value,
             "seed": config.get("seed"), "hparams": config.get("hparams"),
             "epochs": last.get("epoch", 0), "error": last_line(error),
-            "attempts": 1 + len(self.failures.get(trial.trial_id, [])),
-            "failed_attempts": self.failures.get(trial.trial_id, []),
             "start": last.get("trial_start"), "end": last.get("timestamp"),
         }
-        for r in self.records:
-            if r["trial_id"] == trial.trial_id:
-                r["status"] = status.value
         journal.append(self.journal_path, {"event": "end", "trial": config.get("trial"),
                                            "summary": self.trials[trial.trial_id]}, durable=True)
         if self.ended is None:  # a resumed experiment counts the trials that ended before

@@ -205,8 +205,10 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
     journal_file = journal_path(run_dir, name)
     journal_file.parent.mkdir(parents=True, exist_ok=True)
     kept = journal.read(journal_file)
-    if kept.start is None:
-        journal.append(journal_file, {"event": "start", "time": time.time()}, durable=True)
+    start = kept.start  # a resumed experiment's wall-clock spans the time it was down
+    if start is None:
+        start = time.time()
+        journal.append(journal_file, {"event": "start", "time": start}, durable=True)
     collector = RecordCollector(progress, label, budget, journal_file)
     resources = {"cpu": suite.cpus_per_trial, "gpu": suite.gpus_per_trial}
     storage = storage or str(run_dir / "ray")
@@ -235,7 +237,6 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
     tuner.fit()
     end = time.time()
     records, trials = experiment_records(run_dir, name)
-    start = journal.read(journal_file).start  # a resumed experiment's wall-clock spans the gap
     return {"task": task, "method": method_name, "optimizer": optimizer or ONLINE,
             "repetition": repetition, "name": name, "resumed": kept.start is not None,
             "start": start, "end": end, "wall_seconds": end - start,

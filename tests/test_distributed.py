@@ -90,3 +90,13 @@ def test_a_cluster_of_several_nodes_needs_shared_storage(cluster, tmp_path):
     assert proc.returncode == 2
     assert "has 2 nodes: give --storage" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_without_address_a_local_instance_starts_even_beside_a_running_cluster(cluster, tmp_path):
+    _, env = cluster  # `ray start --head` has made itself this machine's current cluster
+    proc = ohobench(env, tmp_path, "--method", "random", "--trials", "1", "--repetitions", "1",
+                    "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = next((tmp_path / "results").iterdir())
+    df = pd.read_parquet(run_dir / "records.parquet")
+    assert len(df) == 1 and df["node_id"].nunique() == 1
