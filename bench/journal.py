@@ -10,7 +10,9 @@ Events, one per line:
   new attempt of trial i and drops the records of its earlier one;
 - {"event": "recover", "trial": i, "error": "..."} when Ray retries trial i after it failed;
 - {"event": "end", "trial": i, "summary": {...}} when trial i has ended (completed, stopped,
-  diverged or errored).
+  diverged or errored);
+- {"event": "searcher", "call": "suggest" or "observe", "seconds": s}: the search's time in
+  one call, in the driver.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Journal:
     failures: dict[int, list[str]] = field(default_factory=dict)  # errors of retried attempts
     # Training seconds of attempts that did not count (failed, or cut by a dead driver).
     lost_seconds: dict[int, float] = field(default_factory=dict)
+    searcher_seconds: float = 0.0  # the search's own time, its suggest and observe calls
 
     def ended_records(self) -> list[dict]:
         """Records of the trials that ended, each with `retry_seconds`: the training seconds
@@ -82,6 +85,8 @@ def read(path: Path) -> Journal:
                 journal.records[i] = []
                 journal.summaries.pop(i, None)
             journal.records.setdefault(i, []).append(record)
+        elif event.get("event") == "searcher":
+            journal.searcher_seconds += event["seconds"]
         elif event.get("event") == "recover":
             journal.failures.setdefault(i, []).append(event["error"])
         elif event.get("event") == "end":

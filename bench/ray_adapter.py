@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,21 @@ from methods.base import Search, TrialOutcome, TrialStatus
 
 class SearchAdapter(Searcher):
     """Ray asks for configurations; the wrapped Search proposes hyperparameters, and the adapter
-    completes them into trial configs (task, seed, epochs...) with `make_config(index, hp)`."""
+    completes them into trial configs (task, seed, epochs...) with `make_config(index, hp)`.
+    With `journal_path`, the seconds of every suggest and observe go to the journal."""
 
-    def __init__(self, search: Search, make_config: Callable[[int, dict], dict]):
+    def __init__(self, search: Search, make_config: Callable[[int, dict], dict],
+                 journal_path: Path | None = None):
         super().__init__(metric="val_loss", mode="min")
         self.search, self.make_config = search, make_config
+        self.journal_path = journal_path
         self.started = 0
         self.live: dict[str, dict] = {}  # trial id -> hyperparameters
 
     def suggest(self, trial_id: str) -> dict | str | None:
+        began = time.perf_counter()
         hparams = self.search.suggest()
+        self._searched("suggest", began)
         if hparams is None:
             return Searcher.FINISHED
         self.live[trial_id] = hparams
@@ -38,7 +44,14 @@ class SearchAdapter(Searcher):
                           error: bool = False) -> None:
         hparams = self.live.pop(trial_id, None)
         if hparams is not None:
+            began = time.perf_counter()
             self.search.observe(hparams, outcome(result, error))
+            self._searched("observe", began)
+
+    def _searched(self, call: str, began: float) -> None:
+        if self.journal_path is not None:
+            journal.append(self.journal_path, {"event": "searcher", "call": call,
+                                               "seconds": time.perf_counter() - began})
 
     def get_state(self) -> dict[str, Any]:
         return {"search": self.search.state_dict(), "started": self.started, "live": self.live}

@@ -65,6 +65,8 @@ def default_targets(reps: pd.DataFrame) -> dict[str, float]:
 
 
 Target = float | Mapping[str, float] | None
+# Per (task, method, optimizer): (Ray's overhead, the searcher's) in seconds per trial.
+Overhead = dict[tuple[str, str, str], tuple[float, float]]
 
 
 def targets_for(reps: pd.DataFrame, target: Target = None) -> dict[str, float]:
@@ -99,8 +101,8 @@ def _first_hit(trace: pd.DataFrame, target: float) -> pd.Series | None:
     return hit.iloc[0] if len(hit) else None
 
 
-def summary(df: pd.DataFrame, target: Target = None,
-            overhead: dict[tuple[str, str, str], float] | None = None) -> pd.DataFrame:
+def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None = None
+            ) -> pd.DataFrame:
     """Per (task, method, optimizer): final test-loss distribution over repetitions and
     time-to-target (`target`: see `targets_for`). Medians of time-to-target count repetitions
     that never reached it as infinite."""
@@ -124,17 +126,28 @@ def summary(df: pd.DataFrame, target: Target = None,
             "trials_to_target": float(np.median(g["trials_to_target"])),
             "trials": int(g["trials"].sum()), "diverged": int(g["diverged_trials"].sum()),
             "ray_overhead_s_per_trial": (overhead or {}).get((task, method, optimizer),
-                                                             math.nan),
+                                                             (math.nan, math.nan))[0],
+            "searcher_s_per_trial": (overhead or {}).get((task, method, optimizer),
+                                                         (math.nan, math.nan))[1],
         })
     return pd.DataFrame(rows)
 
 
-def overhead_by_method(run_info: dict) -> dict[tuple[str, str, str], float]:
-    per: dict[tuple[str, str, str], list[float]] = {}
+def overhead_by_method(run_info: dict) -> Overhead:
+    """Per (task, method, optimizer), means over repetitions of the seconds per trial of
+    experiment wall-clock not covered by trials (Ray's scheduling, the searcher included) and of
+    the searcher's own (runs before it was recorded: NaN)."""
+    per: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for exp in run_info.get("experiments", []):
         per.setdefault((exp["task"], exp["method"], exp.get("optimizer", "-")), []).append(
-            exp["scheduling_overhead_per_trial"])
-    return {k: float(np.nanmean(v)) for k, v in per.items()}
+            (exp["scheduling_overhead_per_trial"],
+             exp.get("searcher_seconds_per_trial", math.nan)))
+    return {k: (_mean([a for a, _ in v]), _mean([b for _, b in v])) for k, v in per.items()}
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _iqr(x: np.ndarray) -> float:

@@ -150,14 +150,14 @@ def journal_path(run_dir: Path, name: str) -> Path:
     return run_dir / "journal" / f"{name}.jsonl"
 
 
-def experiment_records(run_dir: Path, name: str) -> tuple[list[dict], list[dict]]:
-    """(records, trial summaries) of the trials of experiment `name` that ended, from its
-    journal; records carry the experiment's start time."""
+def experiment_records(run_dir: Path, name: str) -> tuple[list[dict], journal.Journal]:
+    """(records of the trials of experiment `name` that ended, its journal); records carry the
+    experiment's start time."""
     kept = journal.read(journal_path(run_dir, name))
     records = kept.ended_records()
     for record in records:
         record["experiment_start"] = kept.start
-    return records, kept.trials()
+    return records, kept
 
 
 def experiments(suite: Suite) -> list[tuple[str, str, str | None, int]]:
@@ -217,8 +217,8 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
         time_attr="training_iteration", metric="val_loss", mode="min",
         max_t=suite.epochs_for(task), grace_period=stopping.grace_period,
         reduction_factor=stopping.reduction_factor)
-    searcher, concurrent = limit_concurrency(SearchAdapter(search, make_config), method,
-                                             suite.max_concurrent)
+    searcher, concurrent = limit_concurrency(SearchAdapter(search, make_config, journal_file),
+                                             method, suite.max_concurrent)
     trainable = tune.with_resources(tune.with_parameters(ray_trial, replay=kept.replay()),
                                     resources)
     path = f"{storage.rstrip('/')}/{name}"
@@ -236,11 +236,14 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
             failure_config=tune.FailureConfig(max_failures=suite.max_failures)))
     tuner.fit()
     end = time.time()
-    records, trials = experiment_records(run_dir, name)
+    records, ended = experiment_records(run_dir, name)
+    trials = ended.trials()
     return {"task": task, "method": method_name, "optimizer": optimizer or ONLINE,
             "repetition": repetition, "name": name, "resumed": kept.start is not None,
             "start": start, "end": end, "wall_seconds": end - start,
             "scheduling_overhead_per_trial": overhead_per_trial(start, end, trials),
+            "searcher_seconds_per_trial": (ended.searcher_seconds / len(trials) if trials
+                                           else math.nan),
             "trials": trials}, records
 
 

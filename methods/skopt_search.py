@@ -16,9 +16,11 @@ Ray Tune Searcher like any other Search (bench/ray_adapter.py).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from bench.space import Categorical, IntUniform, LogUniform, SearchSpace, Unifor
 from methods.base import Method, MethodKind, Options, Search, TrialOutcome, TrialStatus
 
 ACQ_FUNCS = ("EI", "PI", "LCB")
-STATE = ("opt", "suggested", "pending", "failed")  # the attributes state_dict saves
+STATE = ("opt", "suggested", "pending", "failed", "estimator")  # what state_dict saves
 
 
 @dataclass(frozen=True)
@@ -56,26 +58,25 @@ class GPSettings:
     acq_optimizer: str = "sampling"  # "sampling": the argmin of EI over n_points random points
     n_points: int = 2000
     acq_restarts: int = 5  # L-BFGS runs on EI, with acq_optimizer="lbfgs" only
-    # Kernel hyperparameters warm-started from the last fit, with this many extra random starts
-    # only when the observation count reaches n_initial_points * 2**j. None: skopt's own GP,
-    # refitted from scratch (3 starts) at every observation.
-    kernel_restarts: int | None = 2
+    # The kernel hyperparameters are optimized (skopt's way: 3 starts) only when the observation
+    # count has grown by this factor since they last were (`kernel_fits`); in between, the GP is
+    # conditioned on each new observation with them held fixed. 1.0: at every observation.
+    kernel_refit_growth: float = 1.0
 
 
 # `fast = true` (benchmarks/search_latency.py --fast: skopt's defaults cost ~300 ms per trial
-# at N = 100 against a ~540 ms digits trial; these ~40 ms, ~7%). Not the default, because the
-# regret after 30 trials is 2-9x higher (--quality), most likely from the warm start below:
-# - EI minimized by one L-BFGS run from the best of 2,000 sampled points. skopt's default is 5
-#   runs from 10,000 points, ~40 ms per run (a Python round trip per gradient). Sampling alone
-#   (no L-BFGS) saves another ~10 ms but has no local refinement: its regret after 30 trials
-#   was up to 7x higher on branin2 and mixed4 (--quality).
-# - the kernel (amplitude, length scales, noise) warm-started from the last fit, as Optuna's
-#   GPSampler does: one L-BFGS run from a nearby optimum, ~15 ms at N = 100 instead of ~500 ms
-#   for 3 cold starts. The random restarts that guard against a poor local optimum still run,
-#   at doubling counts (5, 10, 20, 40, ...), so on average they cost O(1/N) per trial.
+# at N = 100 against a ~450 ms digits trial; these < 5%):
+# - the kernel optimized as skopt does, but only when the data have grown by 20% since it last
+#   was (at 5, 6, 8, 10, 12, 15, 18, 22, ... observations); in between, the GP takes each new
+#   observation with the kernel held fixed (a Cholesky, ~2 ms instead of ~100 ms at N = 100),
+#   as BO systems that refit on a schedule do: hyperparameters move little once there are tens
+#   of points.
+# - EI minimized by one L-BFGS run from the best of 1,000 sampled points. skopt's default is 5
+#   runs from 10,000 points, up to ~40 ms per run (a Python round trip per gradient).
 # - `FastGPR`: the same predictions, with a cheaper predictive variance.
-FAST = GPSettings(acq_optimizer="lbfgs", n_points=2000, acq_restarts=1)
-DEFAULT = GPSettings(acq_optimizer="lbfgs", n_points=10000, acq_restarts=5, kernel_restarts=None)
+# The regret this costs: README ("Black-box searches"), from --quality.
+FAST = GPSettings(acq_optimizer="lbfgs", n_points=1000, acq_restarts=1, kernel_refit_growth=1.2)
+DEFAULT = GPSettings(acq_optimizer="lbfgs", n_points=10000, acq_restarts=5)
 
 
 def dimensions(space: SearchSpace) -> list[Any]:
@@ -153,14 +154,24 @@ def gp_estimator(space: SearchSpace, seed: int) -> Any:
                                   random_state=seed)
 
 
-def warm_started(est: Any, fitted: Any, restarts: int) -> Any:
-    """`est`, its kernel starting from `fitted`'s hyperparameters (the noise too: skopt zeroes
-    it in kernel_ after a fit and keeps it in noise_), bounds unchanged."""
+def held_fixed(est: Any, fitted: Any) -> Any:
+    """`est` with `fitted`'s kernel hyperparameters, not optimized (the noise too: skopt zeroes
+    it in kernel_ after a fit and keeps it in noise_)."""
     from sklearn.base import clone
     from skopt.learning.gaussian_process.kernels import WhiteKernel
 
     kernel = fitted.kernel_.k1 + WhiteKernel(noise_level=fitted.noise_)
-    return clone(est).set_params(kernel=kernel, n_restarts_optimizer=restarts)
+    return clone(est).set_params(kernel=kernel, optimizer=None)
+
+
+def kernel_fits(first: int, growth: float, last: int) -> set[int]:
+    """The observation counts up to `last` at which the kernel is optimized: `first`, then each
+    count at least `growth` times the previous one."""
+    fits, n = set(), first
+    while n <= last:
+        fits.add(n)
+        n = max(n + 1, math.ceil(n * growth - 1e-9))
+    return fits
 
 
 def penalty(losses: list[float]) -> float:
@@ -169,6 +180,18 @@ def penalty(losses: list[float]) -> float:
         return 1.0
     worst, best = max(losses), min(losses)
     return worst + ((worst - best) or abs(worst) or 1.0)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Without skopt's and scikit-learn's warnings in the driver's log: "evaluated at point ...
+    before, using random point", and kernel hyperparameters near a bound (ConvergenceWarning)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
 
 
 def plain(d: Any, value: Any) -> Any:
@@ -185,9 +208,11 @@ class SkoptGPSearch(Search):
 
         settings = settings or (FAST if options.fast else DEFAULT)
         self.space, self.budget = dict(space), budget
-        self.restarts, self.first_fit = settings.kernel_restarts, options.n_initial_points
-        estimator = "GP" if self.restarts is None else gp_estimator(space, seed)
-        self.opt = Optimizer(dimensions(space), base_estimator=estimator,
+        self.first_fit, self.growth = options.n_initial_points, settings.kernel_refit_growth
+        # skopt's own GP by default; FastGPR (the same model, cheaper) when not every fit
+        # optimizes the kernel: a fixed kernel needs an estimator built here.
+        self.estimator = "GP" if self.growth == 1.0 else gp_estimator(space, seed)
+        self.opt = Optimizer(dimensions(space), base_estimator=self.estimator,
                              acq_func=options.acq_func, n_initial_points=options.n_initial_points,
                              random_state=seed, model_queue_size=1,
                              acq_optimizer=settings.acq_optimizer,
@@ -200,8 +225,7 @@ class SkoptGPSearch(Search):
     def suggest(self) -> dict[str, Any] | None:
         if self.suggested >= self.budget:
             return None
-        with warnings.catch_warnings():  # "evaluated at point ... before, using random point"
-            warnings.simplefilter("ignore", UserWarning)
+        with quiet():
             if self.pending:
                 liar = self.opt.copy(random_state=self.opt.rng.randint(0, 2**31 - 1))
                 lie = min(self.opt.yi) if self.opt.yi else 0.0
@@ -224,26 +248,28 @@ class SkoptGPSearch(Search):
             self.opt.yi[i] = bad
         if not ok:
             self.failed.append(len(self.opt.yi))
-        self.opt.tell(point, float(outcome.val_loss) if ok else bad)
-        self._warm_start()
+        with quiet():
+            self.opt.tell(point, float(outcome.val_loss) if ok else bad)
+        self._plan_next_fit()
 
-    def _warm_start(self) -> None:
-        """Let the next fit (this search's, or a liar copy's) start from the latest fitted
-        kernel, with random restarts only at the doubling counts (see `FAST`)."""
-        if self.restarts is None or not self.opt.models:
+    def _plan_next_fit(self) -> None:
+        """The next fit (this search's, or a liar copy's) optimizes the kernel at the counts of
+        `kernel_fits`, else holds the latest fitted kernel fixed (see `FAST`)."""
+        if self.growth == 1.0 or not self.opt.models:
             return
-        n, k = len(self.opt.yi) + 1, self.first_fit  # the count at the next fit
-        while k < n:
-            k *= 2
-        self.opt.base_estimator_ = warm_started(self.opt.base_estimator_, self.opt.models[-1],
-                                                self.restarts if k == n else 0)
+        n = len(self.opt.yi) + 1  # the count at the next fit
+        self.opt.base_estimator_ = (
+            self.estimator if n in kernel_fits(self.first_fit, self.growth, n)
+            else held_fixed(self.estimator, self.opt.models[-1]))
 
     def state_dict(self) -> dict[str, Any]:  # deep copies: the state stays a snapshot
         return copy.deepcopy({k: getattr(self, k) for k in STATE})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = copy.deepcopy(state)
-        self.opt, self.suggested, self.pending, self.failed = (state[k] for k in STATE)
+        state.setdefault("estimator", self.estimator)  # saved before it was part of the state
+        self.opt, self.suggested, self.pending, self.failed, self.estimator = (
+            state[k] for k in STATE)
 
 
 class SkoptGPMethod(Method):

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from bench import cli, journal, runner, suite
+from bench.space import LogUniform
 from methods import get as get_method
 from methods.base import TrialOutcome, TrialStatus, parse_options
 from tests import plugin_dist
@@ -59,6 +60,22 @@ def test_journal_counts_the_time_of_failed_attempts_but_not_of_replays(tmp_path)
               attempt(2.0, 5.0), end(0)]:  # the kept attempt replayed after a resume
         journal.append(path, e)
     assert [r["retry_seconds"] for r in journal.read(path).ended_records()] == [3.0]
+
+
+def test_the_searchers_time_is_journaled_per_call_and_summed(tmp_path):
+    from bench.ray_adapter import SearchAdapter
+
+    path = tmp_path / "j.jsonl"
+    m = get_method("random")
+    space = {"lr": LogUniform(1e-3, 1.0)}
+    adapter = SearchAdapter(m.search(space, 0, 2, m.options_type()), lambda i, hp: hp, path)
+    adapter.suggest("a")
+    adapter.on_trial_complete("a", {"val_loss": 1.0})
+    adapter.suggest("b")
+    calls = [e for e in map(json.loads, path.read_text().splitlines())]
+    assert [e["call"] for e in calls] == ["suggest", "observe", "suggest"]
+    assert journal.read(path).searcher_seconds == pytest.approx(sum(e["seconds"] for e in calls))
+    assert all(e["seconds"] >= 0 for e in calls)
 
 
 # --- --resume: bad input ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 import methods
@@ -78,16 +79,24 @@ def test_skopt_fast_gp_predicts_what_skopt_predicts():
     assert np.allclose(fast[1] ** 2, slow[1] ** 2, rtol=0, atol=1e-6 * prior)
 
 
-def test_skopt_kernel_restarts_only_at_doubling_counts():
+def test_skopt_fast_optimizes_the_kernel_on_a_schedule_and_holds_it_in_between():
+    from methods.skopt_search import kernel_fits
+
+    assert sorted(kernel_fits(5, 1.2, 30)) == [5, 6, 8, 10, 12, 15, 18, 22, 27]
     m = methods.get("skopt-gp")
-    search = m.search(tasks.DIGITS.space, 0, 30, m.options_type(fast=True))
-    restarts = {}
-    for n in range(1, 25):
+    search = m.search(tasks.DIGITS.space, 0, 40, m.options_type(fast=True))
+    optimized, previous = [], None
+    for n in range(1, 31):
         config = search.suggest()
-        search.observe(config, TrialOutcome(TrialStatus.COMPLETED, config["lr"]))
-        if n >= 5:  # the GP's first fit, with restarts, is at n_initial_points = 5
-            restarts[n + 1] = search.opt.base_estimator_.n_restarts_optimizer  # the next fit's
-    assert [n for n, r in restarts.items() if r] == [10, 20], restarts
+        search.observe(config, TrialOutcome(TrialStatus.COMPLETED, config["lr"] + config["wd"]))
+        if n >= 5:  # the GP's first fit is at n_initial_points = 5
+            theta = search.opt.models[-1].kernel_.k1.theta  # k2: the noise, zeroed by skopt
+            if previous is None or not np.array_equal(theta, previous):
+                optimized.append(n)
+            previous = theta
+            assert len(search.opt.models[-1].X_train_) == n  # every observation is in the GP
+    # a held kernel is unchanged; an optimized one moves (but may stay put now and then)
+    assert set(optimized) <= kernel_fits(5, 1.2, 30) and len(optimized) >= 6, optimized
 
 
 def test_optuna_gp_sampler_runs_with_the_bounded_acquisition_effort():
