@@ -37,8 +37,8 @@ class SkoptOptions(Options):
     # benchmark budget pure random search.
     n_initial_points: int = 5
     acq_func: str = "EI"
-    # Cheaper per trial (`FAST`): ~8x less search time at 100 trials, but a 2-9x higher regret
-    # after 30 trials on test functions (README, benchmarks/search_latency.py --quality).
+    # Cheaper per trial (`FAST`): ~12x less search time at 100 trials, < 5% of a digits trial;
+    # regret after 30 trials on test functions 1-7x the default's (README, search_latency.py).
     fast: bool = False
 
     def problems(self) -> list[str]:
@@ -66,16 +66,16 @@ class GPSettings:
 
 # `fast = true` (benchmarks/search_latency.py --fast: skopt's defaults cost ~300 ms per trial
 # at N = 100 against a ~450 ms digits trial; these < 5%):
-# - the kernel optimized as skopt does, but only when the data have grown by 20% since it last
-#   was (at 5, 6, 8, 10, 12, 15, 18, 22, ... observations); in between, the GP takes each new
-#   observation with the kernel held fixed (a Cholesky, ~2 ms instead of ~100 ms at N = 100),
+# - the kernel optimized as skopt does, but only when the data have grown by 30% since it last
+#   was (at 5, 7, 10, 13, 17, 23, 30, 39, 51, 67, 88, ... observations); in between, the GP
+#   takes each new observation with the kernel held fixed (a Cholesky, ~2 ms instead of ~100 ms at N = 100),
 #   as BO systems that refit on a schedule do: hyperparameters move little once there are tens
 #   of points.
 # - EI minimized by one L-BFGS run from the best of 1,000 sampled points. skopt's default is 5
 #   runs from 10,000 points, up to ~40 ms per run (a Python round trip per gradient).
 # - `FastGPR`: the same predictions, with a cheaper predictive variance.
 # The regret this costs: README ("Black-box searches"), from --quality.
-FAST = GPSettings(acq_optimizer="lbfgs", n_points=1000, acq_restarts=1, kernel_refit_growth=1.2)
+FAST = GPSettings(acq_optimizer="lbfgs", n_points=1000, acq_restarts=1, kernel_refit_growth=1.3)
 DEFAULT = GPSettings(acq_optimizer="lbfgs", n_points=10000, acq_restarts=5)
 
 
