@@ -68,9 +68,9 @@ class GPSettings:
 # at N = 100 against a ~450 ms digits trial; these < 5%):
 # - the kernel optimized as skopt does, but only when the data have grown by 30% since it last
 #   was (at 5, 7, 10, 13, 17, 23, 30, 39, 51, 67, 88, ... observations); in between, the GP
-#   takes each new observation with the kernel held fixed (a Cholesky, ~2 ms instead of ~100 ms at N = 100),
-#   as BO systems that refit on a schedule do: hyperparameters move little once there are tens
-#   of points.
+#   takes each new observation with the kernel held fixed (a Cholesky: ~2 ms instead of
+#   ~100 ms at N = 100), as BO systems that refit on a schedule do: hyperparameters move little
+#   once there are tens of points.
 # - EI minimized by one L-BFGS run from the best of 1,000 sampled points. skopt's default is 5
 #   runs from 10,000 points, up to ~40 ms per run (a Python round trip per gradient).
 # - `FastGPR`: the same predictions, with a cheaper predictive variance.
