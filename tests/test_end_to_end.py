@@ -146,17 +146,15 @@ def test_run_json_and_time_to_target(run_dir):
     assert info["finished"] and info["environment"]["packages"]["ray"]
     assert len(info["experiments"]) == len(BLACK_BOX) * 2 + len(ONLINE)
     assert all(e["scheduling_overhead_per_trial"] >= 0 for e in info["experiments"])
-    # the searcher's time is part of the time outside trials; Ray's bookkeeping is the rest
-    assert all(0 <= e["searcher_seconds_per_trial"] <= e["scheduling_overhead_per_trial"]
-               for e in info["experiments"])
+    # every experiment timed its searcher (it may overlap trials that run concurrently)
+    assert all(0 <= e["searcher_seconds_per_trial"] < math.inf for e in info["experiments"])
     assert (run_dir / "ray").is_dir() and (run_dir / "summary.csv").is_file()
     df = pd.read_parquet(run_dir / "records.parquet")
     s = report.summary(df)
     assert set(s["method"]) == set(BLACK_BOX + ONLINE)
     assert s["searcher_s_per_trial"].isna().all()  # summary() alone has no run.json
     timed = report.summary(df, overhead=report.overhead_by_method(info))
-    assert (timed["searcher_s_per_trial"] >= 0).all()
-    assert (timed["searcher_s_per_trial"] <= timed["ray_overhead_s_per_trial"]).all()
+    assert (timed["searcher_s_per_trial"] >= 0).all()  # NaN fails too
     assert any(math.isfinite(v) for v in s["ttt_median_s"])
     online = report.summary(df, target=5.0).query("optimizer == 'online'")
     # One trial: its wall-clock includes evaluation and Ray scheduling, so it is never less
