@@ -112,6 +112,7 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
     reps = reps.merge(ttt, on=REP)
     rows = []
     for (task, method, optimizer), g in reps.groupby(GROUP, sort=False):
+        ray_s, searcher_s = (overhead or {}).get((task, method, optimizer), (math.nan, math.nan))
         loss = g["final_test_loss"].to_numpy(dtype=float)
         reached = np.isfinite(g["seconds_to_target"].to_numpy(dtype=float))
         rows.append({
@@ -125,10 +126,7 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
             "wall_ttt_median_s": float(np.median(g["wall_seconds_to_target"])),
             "trials_to_target": float(np.median(g["trials_to_target"])),
             "trials": int(g["trials"].sum()), "diverged": int(g["diverged_trials"].sum()),
-            "ray_overhead_s_per_trial": (overhead or {}).get((task, method, optimizer),
-                                                             (math.nan, math.nan))[0],
-            "searcher_s_per_trial": (overhead or {}).get((task, method, optimizer),
-                                                         (math.nan, math.nan))[1],
+            "ray_overhead_s_per_trial": ray_s, "searcher_s_per_trial": searcher_s,
         })
     return pd.DataFrame(rows)
 

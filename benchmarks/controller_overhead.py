@@ -26,15 +26,19 @@ import argparse
 import statistics
 
 import torch
-from online_overhead import MNIST, Runner  # benchmarks/, on sys.path when run as a script
+from online_overhead import (  # benchmarks/, on sys.path when run as a script
+    MNIST,
+    Runner,
+    interleaved,
+    prepared,
+)
 
 import bench.tasks
-from bench import harness
 from methods.base import parse_options
 from methods.controller import ControllerMethod, ControllerOptions
 from methods.sgd import SGD
 
-SEED, HPARAMS, WARMUP = 0, {"lr": 0.05, "wd": 1e-4}, 20
+WARMUP = 20  # steps before timing
 
 
 MODELS = {"digits": (bench.tasks.DIGITS, (16, 32, 64)), "mnist": (MNIST, (32, 64, 128))}
@@ -55,12 +59,8 @@ def configs(widths: tuple[int, ...]) -> list[tuple[str, dict, float | None]]:
 
 def time_table(key: str, args, device: torch.device) -> None:
     task, widths = MODELS[key]
-    splits = task.load(SEED).to(device, torch.float32)
-    trainee = harness.Trainee(task, harness.make_model(task, SEED, device, torch.float32))
-    order = torch.randperm(len(splits.x_train), generator=torch.Generator().manual_seed(SEED))
+    splits, trainee, batches = prepared(task, device)
     bs = task.batch_size
-    batches = [(splits.x_train[i], splits.y_train[i]) for i in order.to(device).split(bs)
-               if len(i) == bs]
     print(f"\nmodel={key}: {task.description}; batch={bs} widths={widths} device={device} "
           f"threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds}")
     print(f"{'config':<28}{'ms/step':>9}{'sgd ms':>8}{'ratio':>8}{'target':>9}  verdict")
@@ -78,12 +78,7 @@ def time_table(key: str, args, device: torch.device) -> None:
                    label: Runner(method.update_rule(options), trainee.initial_params(), trainee,
                                  splits, batches,
                                  device)}
-        times: dict[str, list[float]] = {k: [] for k in runners}
-        for r in runners.values():
-            r.run(WARMUP)
-        for i in range(args.rounds):
-            for k in (list(runners) if i % 2 == 0 else list(runners)[::-1]):
-                times[k].append(runners[k].run(args.steps))
+        times = interleaved(runners, args.steps, args.rounds, WARMUP)
         med = {k: statistics.median(v) for k, v in times.items()}
         ratio = med[label] / med["sgd"]
         verdict = "-" if target is None else ("PASS" if ratio <= target else "FAIL")

@@ -145,16 +145,36 @@ def peak_bytes(rule, trainee, splits, batches, device) -> int:
     return max(total for _, _, total in allocs) - start
 
 
-def prepare(key: str, device: torch.device):
-    task = MODELS[key]
+def prepared(task: Task, device: torch.device) -> tuple[Splits, harness.Trainee, list]:
+    """The task's data on `device`, a Trainee of its model, and its full training batches in
+    one seeded order (sliced before timing)."""
     splits = task.load(SEED).to(device, torch.float32)
     trainee = harness.Trainee(task, harness.make_model(task, SEED, device, torch.float32))
     order = torch.randperm(len(splits.x_train), generator=torch.Generator().manual_seed(SEED))
     bs = task.batch_size
     batches = [(splits.x_train[i], splits.y_train[i]) for i in order.to(device).split(bs)
                if len(i) == bs]
+    return splits, trainee, batches
+
+
+def prepare(key: str, device: torch.device):
+    task = MODELS[key]
+    splits, trainee, batches = prepared(task, device)
     n_layers = sum(isinstance(m, torch.nn.Linear) for m in trainee.model.modules())
     return task, splits, trainee, batches, n_layers
+
+
+def interleaved(runners: dict[str, Runner], steps: int, rounds: int, warmup: int = WARMUP
+                ) -> dict[str, list[float]]:
+    """Seconds per step of each runner in `rounds` rounds of `steps` steps, after `warmup`
+    steps, alternating which goes first."""
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for r in runners.values():
+        r.run(warmup)
+    for i in range(rounds):
+        for k in (list(runners) if i % 2 == 0 else list(runners)[::-1]):
+            times[k].append(runners[k].run(steps))
+    return times
 
 
 def time_table(key, args, device, out: dict) -> None:
@@ -174,12 +194,7 @@ def time_table(key, args, device, out: dict) -> None:
         rules = {"sgd": SGD(), label: method.update_rule(options)}
         runners = {k: Runner(rule, trainee.initial_params(), trainee, splits, batches, device)
                    for k, rule in rules.items()}
-        times: dict[str, list[float]] = {k: [] for k in runners}
-        for r in runners.values():
-            r.run(WARMUP)
-        for i in range(args.rounds):
-            for k in (list(runners) if i % 2 == 0 else list(runners)[::-1]):
-                times[k].append(runners[k].run(args.steps))
+        times = interleaved(runners, args.steps, args.rounds)
         state = runners[label].state
         k_tuned = len(state.hypers.tuned) if hasattr(state, "hypers") else len(method.tunes)
         med = {k: statistics.median(v) for k, v in times.items()}
