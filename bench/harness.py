@@ -18,6 +18,10 @@ from methods.base import Batch, Params, StepContext, UpdateRule
 
 Record = dict[str, Any]
 EVAL_CHUNK = 8192
+# A trial has collapsed when its training loss, after reaching half the chance level or less,
+# sits at 90% of the chance level or more for this many epochs in a row. It ends there, like a
+# diverged one: a network at chance (e.g. weights decayed to zero) does not come back.
+COLLAPSE_EPOCHS = 3
 
 
 @dataclass(frozen=True)
@@ -141,9 +145,35 @@ class Trainee:
         return loss_sum / n, (correct / n if self.task.classification else math.nan)
 
 
+def chance_loss(task: Task, y: Tensor) -> float:
+    """The loss of the best constant prediction on targets `y`: log class frequencies as
+    logits (the label entropy, under cross-entropy), or the mean target (regression)."""
+    if task.classification:
+        freq = torch.bincount(y).to(torch.float64) / len(y)
+        logits = freq.clamp_min(1e-12).log().expand(len(y), -1)
+        return float(task.loss(logits, y.cpu()))
+    return float(task.loss(y.mean(0, keepdim=True).expand_as(y), y))
+
+
+@dataclass
+class CollapseWatch:
+    """Counts the epochs in a row at chance level after the training loss was far below."""
+
+    chance: float
+    best: float = math.inf
+    streak: int = 0
+
+    def update(self, train_loss: float) -> bool:
+        self.best = min(self.best, train_loss)
+        learned = self.best <= 0.5 * self.chance
+        self.streak = self.streak + 1 if learned and train_loss >= 0.9 * self.chance else 0
+        return self.streak >= COLLAPSE_EPOCHS
+
+
 def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Splits,
           spec: TrainSpec, report: Callable[[Record], None] | None = None) -> list[Record]:
-    """Train one model with `rule`; one record per epoch. Ends early, flagged, on divergence."""
+    """Train one model with `rule`; one record per epoch. Ends early, flagged, on divergence
+    (a non-finite loss) or collapse (COLLAPSE_EPOCHS)."""
     device = spec.device
     model = make_model(task, spec.seed, device, spec.dtype)
     trainee = Trainee(task, model, noise_seed=spec.seed + 2)
@@ -170,6 +200,7 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
                       criterion=task.loss)
     records: list[Record] = []
     train_total = 0.0
+    collapse = CollapseWatch(chance_loss(task, y))
     for epoch in range(1, spec.epochs + 1):
         ctx.epoch = epoch
         sync(device)
@@ -192,6 +223,7 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
         eval_seconds = time.perf_counter() - start
 
         diverged = not all(math.isfinite(losses[f"{s}_loss"]) for s in ("train", "val"))
+        collapsed = not diverged and collapse.update(losses["train_loss"])
         record = {
             "epoch": epoch,
             "step": ctx.step,
@@ -201,12 +233,14 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
             "eval_seconds": eval_seconds,
             **losses,
             "diverged": diverged,
+            "collapsed": collapsed,
+            "lr_floored": rule.lr_floored(state),
             **{f"hp_{k}": float(v) for k, v in rule.hparams(state).items()},
             **{k: float(v) for k, v in rule.diagnostics(state).items()},
         }
         records.append(record)
         if report is not None:
             report(record)
-        if diverged:
+        if diverged or collapsed:
             break
     return records

@@ -75,6 +75,8 @@ def outcome(result: dict | None, error: bool) -> TrialOutcome:
     val = result.get("val_loss")
     if result.get("diverged") or val is None or not math.isfinite(val):
         return TrialOutcome(TrialStatus.DIVERGED)
+    if result.get("collapsed"):
+        return TrialOutcome(TrialStatus.COLLAPSED)
     return TrialOutcome(TrialStatus.COMPLETED, float(val))
 
 
@@ -144,6 +146,7 @@ class RecordCollector(Callback):
         config = trial.config
         status = (TrialStatus.ERRORED if error else
                   TrialStatus.DIVERGED if last.get("diverged") else
+                  TrialStatus.COLLAPSED if last.get("collapsed") else
                   TrialStatus.STOPPED if last.get("epoch", 0) < config.get("epochs", 0) else
                   TrialStatus.COMPLETED)
         self.trials[trial.trial_id] = {
@@ -160,8 +163,8 @@ class RecordCollector(Callback):
         hp = ", ".join(f"{k}={v:.3g}" for k, v in (config.get("hparams") or {}).items())
         if error:
             what = f"ERRORED: {self.trials[trial.trial_id]['error']}"
-        elif status is TrialStatus.DIVERGED:
-            what = f"diverged at epoch {last.get('epoch')}"
+        elif status in (TrialStatus.DIVERGED, TrialStatus.COLLAPSED):
+            what = f"{status.value} at epoch {last.get('epoch')}"
         elif status is TrialStatus.STOPPED:
             what = (f"stopped early at epoch {last.get('epoch')}: "
                     f"val {last.get('val_loss', math.nan):.4f}")

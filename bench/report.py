@@ -20,6 +20,9 @@ import pandas as pd
 
 GROUP = ["task", "method", "optimizer"]  # one entry of the report
 REP = [*GROUP, "repetition"]
+# Per trial, from its last record: a loss went non-finite; the training loss went back to
+# chance level (bench.harness); an online learning rate sat at its floor (UpdateRule.lr_floored).
+FLAGS = ("diverged", "collapsed", "lr_floored")
 
 
 def incumbent_trace(rep: pd.DataFrame, order: str = "search_seconds") -> pd.DataFrame:
@@ -49,12 +52,13 @@ def repetitions(df: pd.DataFrame) -> pd.DataFrame:
     for key, rep in df.groupby(REP, sort=False):
         trace = incumbent_trace(rep)
         last = trace.iloc[-1]
-        final_trials = rep.groupby("trial")["diverged"].any()
+        ends = rep.groupby("trial").tail(1)  # each trial's last record
+        flagged = {f"{flag}_trials": int(ends[flag].fillna(False).astype(bool).sum())
+                   if flag in ends else 0 for flag in FLAGS}
         out.append({**dict(zip(REP, key, strict=True)),
                     "final_test_loss": last["chosen_test_loss"],
                     "chosen_trial": last["chosen_trial"],
-                    "trials": int(rep["trial"].nunique()),
-                    "diverged_trials": int(final_trials.sum()),
+                    "trials": int(rep["trial"].nunique()), **flagged,
                     "search_seconds": float(rep["search_seconds"].max())})
     return pd.DataFrame(out)
 
@@ -125,7 +129,8 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
             "ttt_median_s": float(np.median(g["seconds_to_target"])),
             "wall_ttt_median_s": float(np.median(g["wall_seconds_to_target"])),
             "trials_to_target": float(np.median(g["trials_to_target"])),
-            "trials": int(g["trials"].sum()), "diverged": int(g["diverged_trials"].sum()),
+            "trials": int(g["trials"].sum()),
+            **{flag: int(g[f"{flag}_trials"].sum()) for flag in FLAGS},
             "ray_overhead_s_per_trial": ray_s, "searcher_s_per_trial": searcher_s,
         })
     return pd.DataFrame(rows)

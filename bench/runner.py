@@ -196,7 +196,7 @@ def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | N
                 "epochs": suite.epochs_for(task), "data_seed": suite.seed,
                 "device": suite.device, "batch_size": suite.batch_size,
                 "val_batch_size": suite.val_batch_size,
-                "options": suite.options.get(method_name, {}), "repetition": repetition,
+                "options": suite.options_for(method_name, task), "repetition": repetition,
                 "trial": index, **suite.trial_keys()}
 
     what = method_name if is_online else f"{method_name} · {optimizer}"

@@ -33,6 +33,7 @@ class MethodKind(enum.Enum):
 class TrialStatus(enum.Enum):
     COMPLETED = "completed"
     DIVERGED = "diverged"  # a loss became NaN or inf: a result, not a crash
+    COLLAPSED = "collapsed"  # the training loss went back to chance level (bench.harness)
     ERRORED = "errored"  # the trial raised
     STOPPED = "stopped"  # stopped early by a scheduler (ASHA): a result, its time counted
 
@@ -100,6 +101,11 @@ class UpdateRule(ABC):
     def diagnostics(self, state: Any) -> dict[str, float]:
         """Latest hypergradients, influence norms, skipped steps... recorded every epoch."""
         return {}
+
+    def lr_floored(self, state: Any) -> bool:
+        """Whether, over the epoch that just ended, a learning rate this rule moves sat at its
+        floor, so that training had all but stopped (recorded as `lr_floored`)."""
+        return False
 
     def evaluator(self, state: Any) -> Callable[[Params, Tensor], Tensor] | None:
         """Outputs for (params, x) the harness evaluates with instead of the task's model

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from methods.base import Batch, Method, MethodKind, Options, Params, StepContext, UpdateRule
+from methods.online import FloorWatch
 from methods.sgd import SGD, SGDState, sgd_direction
 
 
@@ -23,13 +24,18 @@ from methods.sgd import SGD, SGDState, sgd_direction
 class HDOptions(Options):
     beta: float = 1e-3  # hypergradient step size (the authors' value for SGD)
     lr_min: float = 1e-6  # lr never goes below this
+    lr_max: float | None = None  # nor above this; None: the top of the suite's lr range
 
     def problems(self) -> list[str]:
         found = []
         if not self.beta > 0:
             found.append(f"beta: must be > 0, got {self.beta}")
-        if not self.lr_min > 0:
-            found.append(f"lr_min: must be > 0, got {self.lr_min}")
+        if not 0 < self.lr_min < math.inf:
+            found.append(f"lr_min: must be a finite number > 0, got {self.lr_min}")
+        elif self.lr_max is not None and (isinstance(self.lr_max, bool) or not isinstance(
+                self.lr_max, float | int) or not self.lr_min < self.lr_max < math.inf):
+            found.append(f"lr_max: must be a finite number > lr_min = {self.lr_min} (or left "
+                         f"out: the top of the suite's lr range), got {self.lr_max!r}")
         return found
 
 
@@ -38,6 +44,7 @@ class HDState(SGDState):
     previous_direction: list[torch.Tensor] | None = None
     hypergradient: float = math.nan
     skipped: int = 0
+    floor: FloorWatch | None = None
 
 
 class HypergradientDescent(UpdateRule):
@@ -46,10 +53,12 @@ class HypergradientDescent(UpdateRule):
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> HDState:
         base = SGD().init(params, hparams)
-        return HDState(lr=base.lr, wd=base.wd, momentum=base.momentum)
+        return HDState(lr=base.lr, wd=base.wd, momentum=base.momentum,
+                       floor=FloorWatch(self.options.lr_min))
 
     def step(self, state: HDState, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[HDState, Params]:
+        state.floor.observe(ctx.epoch, [state.lr])
         weights = list(params.values())
         grads = torch.autograd.grad(ctx.loss(params, batch), weights)
         with torch.no_grad():
@@ -57,7 +66,9 @@ class HypergradientDescent(UpdateRule):
                 hg = -_dot(grads, state.previous_direction)
                 state.hypergradient = hg
                 if math.isfinite(hg):
-                    state.lr = max(state.lr - self.options.beta * hg, self.options.lr_min)
+                    lr_max = self.options.lr_max or math.inf
+                    state.lr = min(max(state.lr - self.options.beta * hg, self.options.lr_min),
+                                   lr_max)
                 else:
                     state.skipped += 1
             direction = sgd_direction(state, weights, grads)
@@ -68,6 +79,9 @@ class HypergradientDescent(UpdateRule):
 
     def hparams(self, state: HDState) -> dict[str, float]:
         return SGD().hparams(state)
+
+    def lr_floored(self, state: HDState) -> bool:
+        return state.floor.floored()
 
     def diagnostics(self, state: HDState) -> dict[str, float]:
         return {"hg_lr": state.hypergradient, "skipped_hypersteps": float(state.skipped)}

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ from methods.online import (
 )
 
 HVP_MODES = ("exact", "fd")
+JUMP_WARMUP = 20  # steps after a start or reset in which the influence may grow freely
+JUMP_MEMORY = 0.99  # the jump test compares each norm with its running mean over ~100 steps
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class ForwardOptions(GroupedOptions):
     # Influence vectors per batched HVP. 0 = auto: all at once on CUDA; one at a time on CPU,
     # which was faster there on the MNIST MLP and needs the least memory.
     hvp_chunk: int = 0
+    # Zero the influence, and skip that step's hyper-step, when an influence norm exceeds this
+    # factor times its running mean (a loss spike); 0 = off. See README, "Long horizons".
+    jump_reset: float = 3.0
 
     def problems(self) -> list[str]:
         found = super().problems()
@@ -51,6 +57,9 @@ class ForwardOptions(GroupedOptions):
             found.append(f"hvp: {self.hvp!r} is not one of {', '.join(HVP_MODES)}")
         if not self.fd_radius > 0:
             found.append(f"fd_radius: must be > 0, got {self.fd_radius}")
+        if not (self.jump_reset == 0 or 1 < self.jump_reset < float("inf")):
+            found.append(f"jump_reset: must be a finite factor > 1, or 0 (off), got "
+                         f"{self.jump_reset}")
         if self.hvp_chunk < 0:
             found.append(f"hvp_chunk: must be >= 0 (0 = all), got {self.hvp_chunk}")
         return found
@@ -63,6 +72,9 @@ class ForwardState(OnlineState):
     discount: float = 1.0
     discount_sum: float = 0.0
     resets: int = 0
+    jump_resets: int = 0
+    norm_mean: list[float] | None = None  # running mean of the influence norms (jump_reset)
+    since_reset: int = 0
 
 
 class ForwardHypergradient(OnlineRule):
@@ -110,7 +122,10 @@ class ForwardHypergradient(OnlineRule):
 
         self._apply(state, weights, terms)
 
-        if (ctx.step + 1) % o.hyper_every == 0:
+        if o.jump_reset and self._jumped(state):
+            state.jump_resets += 1
+            self._reset(state)
+        elif (ctx.step + 1) % o.hyper_every == 0:
             self._hyper_step(state, params, ctx, terms)
         if o.reset_every and (ctx.step + 1) % o.reset_every == 0:
             self._reset(state)
@@ -139,11 +154,31 @@ class ForwardHypergradient(OnlineRule):
         state.discount_sum += state.discount
         state.discount = min(max(ratio, 0.0), 1.0) ** (1.0 / (1.0 + state.discount_sum))
 
+    def _jumped(self, state: ForwardState) -> bool:
+        """Whether, JUMP_WARMUP steps after the start or the last reset, an influence norm
+        exceeds `jump_reset` times its running mean (bias-corrected, so that steady growth
+        from zero, norm ~ t, stays below 2x). A non-finite influence is left to the hyper-step,
+        which skips and resets."""
+        norms = hg.influence_norms(state.v).tolist()
+        if not all(math.isfinite(n) for n in norms):
+            return False
+        state.since_reset += 1
+        mean = state.norm_mean or [0.0] * len(norms)
+        if state.since_reset > JUMP_WARMUP:
+            correction = 1 - JUMP_MEMORY ** (state.since_reset - 1)
+            if any(n > self.options.jump_reset * m / correction
+                   for n, m in zip(norms, mean, strict=True)):
+                return True
+        state.norm_mean = [JUMP_MEMORY * m + (1 - JUMP_MEMORY) * n
+                           for m, n in zip(mean, norms, strict=True)]
+        return False
+
     @staticmethod
     def _reset(state: ForwardState) -> None:
         for x in state.v + (state.p or []):
             x.zero_()
         state.resets += 1
+        state.norm_mean, state.since_reset = None, 0
 
     def diagnostics(self, state: ForwardState) -> dict[str, float]:
         out = super().diagnostics(state)
@@ -151,6 +186,7 @@ class ForwardHypergradient(OnlineRule):
         out.update({f"influence_{n}": x
                     for n, x in zip(state.hypers.tuned_names(), norms, strict=True)})
         out["influence_resets"] = state.resets
+        out["jump_resets"] = state.jump_resets
         if self.options.discount != 1.0 or self.options.adapt_discount:
             out["discount"] = state.discount
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -17,6 +17,7 @@ import torch
 from methods.base import Batch, Method, MethodKind, Options, Params, StepContext, UpdateRule
 
 META_OPTIMIZERS = ("sgd", "adam")
+FLOOR_ZONE = 10.0  # a learning rate within this factor of lr_min counts as at its floor
 VALIDATE_ON = ("val", "train")
 MOMENTUM_MAX = 0.99
 
@@ -53,14 +54,23 @@ def groups_problems(n_groups: int, task: Any) -> list[str]:
     return []
 
 
-def bounded(kind: str, value: float, lr_min: float) -> float:
-    """Project a hyperparameter into its valid range: lr >= lr_min, wd and noise >= 0,
-    momentum in [0, MOMENTUM_MAX]."""
-    if kind == "lr":
-        return max(value, lr_min)
-    if kind == "momentum":
-        return min(max(value, 0.0), MOMENTUM_MAX)
-    return max(value, 0.0)
+@dataclass(frozen=True)
+class Bounds:
+    """Where each hyperparameter kind may go: lr in [lr_min, lr_max], wd in [0, wd_max],
+    momentum in [0, MOMENTUM_MAX], noise >= 0."""
+
+    lr_min: float = 1e-6
+    lr_max: float = math.inf
+    wd_max: float = math.inf
+
+    def project(self, kind: str, value: float) -> float:
+        if kind == "lr":
+            return min(max(value, self.lr_min), self.lr_max)
+        if kind == "wd":
+            return min(max(value, 0.0), self.wd_max)
+        if kind == "momentum":
+            return min(max(value, 0.0), MOMENTUM_MAX)
+        return max(value, 0.0)
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,11 @@ class OnlineOptions(Options):
     hyper_every: int = 1  # a hyperparameter step every k training steps
     clip: float = 0.0  # clip each hypergradient to [-clip, clip]; 0 = off
     lr_min: float = 1e-6  # learning rates never go below this
+    # Upper bounds. None: the top of the suite's initial range for that hyperparameter (the box
+    # the black-box searches search), filled in by the suite; unbounded when a rule is built
+    # directly. The OHO authors clamp wd to [0, 1e-4] in their MNIST MLP and lr only at 0.
+    lr_max: float | None = None
+    wd_max: float | None = None
     momentum: float = 0.0  # heavy-ball momentum (torch form); 0 = plain SGD
     tune: tuple[str, ...] = ("lr", "wd")  # which hyperparameters move
     validate_on: str = "val"  # "train": hypergradients on training batches (paper 6.5)
@@ -93,10 +108,19 @@ class OnlineOptions(Options):
             found.append(f"meta_optimizer: {self.meta_optimizer!r} is not one of "
                          f"{', '.join(META_OPTIMIZERS)}")
         for name in ("meta_lr", "meta_lr_wd", "meta_lr_momentum", "clip", "perturb_lr"):
-            if not getattr(self, name) >= 0:
-                found.append(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if not self.lr_min > 0:
-            found.append(f"lr_min: must be > 0, got {self.lr_min}")
+            if not 0 <= getattr(self, name) < math.inf:
+                found.append(f"{name}: must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr_min < math.inf:
+            found.append(f"lr_min: must be a finite number > 0, got {self.lr_min}")
+        for name in ("lr_max", "wd_max"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, float | int)
+                                      or not 0 < value < math.inf):
+                found.append(f"{name}: must be a finite number > 0 (or left out: the top of the "
+                             f"suite's {name[:2]} range), got {value!r}")
+        if (isinstance(self.lr_max, float | int) and 0 < self.lr_min < math.inf
+                and self.lr_max <= self.lr_min):
+            found.append(f"lr_max: must be > lr_min = {self.lr_min}, got {self.lr_max}")
         if self.hyper_every < 1:
             found.append(f"hyper_every: must be >= 1, got {self.hyper_every}")
         if not 0 <= self.momentum <= MOMENTUM_MAX:
@@ -113,6 +137,59 @@ class OnlineOptions(Options):
 
     def meta_lr_for(self, kind: str) -> float:
         return getattr(self, "meta_lr" if kind == "lr" else f"meta_lr_{kind}")
+
+    def bounds(self) -> Bounds:
+        inf = math.inf
+        return Bounds(self.lr_min, inf if self.lr_max is None else float(self.lr_max),
+                      inf if self.wd_max is None else float(self.wd_max))
+
+
+@dataclass
+class FloorWatch:
+    """Counts, over the current epoch, the steps at which the smallest learning rate sat within
+    FLOOR_ZONE of its floor: at half of them or more, the epoch is `floored`."""
+
+    lr_min: float
+    epoch: int = -1
+    steps: int = 0
+    low: int = 0
+
+    def observe(self, epoch: int, lrs: Sequence[float]) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.steps, self.low = epoch, 0, 0
+        self.steps += 1
+        self.low += min(lrs) <= FLOOR_ZONE * self.lr_min
+
+    def floored(self) -> bool:
+        return self.steps > 0 and 2 * self.low >= self.steps
+
+
+BOUNDED = {"lr_max": "lr", "wd_max": "wd"}  # option -> the hyperparameter whose range it tops
+
+
+def fill_bounds(options_type: type, given: Mapping[str, Any], space: Mapping[str, Any]
+                ) -> dict[str, Any]:
+    """`given` options with lr_max and wd_max, where the options type defaults them to None
+    and `given` leaves them out, set to the top of `space`'s range for lr and wd (the box the
+    initial values come from)."""
+    unset = {f.name for f in fields(options_type) if f.default is None}
+    out = dict(given)
+    for option, kind in BOUNDED.items():
+        if option in unset and out.get(option) is None and kind in space:
+            out[option] = float(space[kind].high)
+    return out
+
+
+def bound_problems(options: Options, space: Mapping[str, Any]) -> list[str]:
+    """Upper bounds below the top of the initial range would clamp initial values."""
+    found = []
+    for option, kind in BOUNDED.items():
+        value = getattr(options, option, None)
+        if isinstance(value, float | int) and kind in space and value < space[kind].high:
+            found.append(f"{option}: {value} is below the top of the initial {kind} range "
+                         f"({space[kind].high}); use >= {space[kind].high} or narrow the range "
+                         f"with [space] {kind}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -150,7 +227,8 @@ def make_hypers(options: OnlineOptions, initial: Mapping[str, float], n_groups: 
                 ) -> Hypers:
     """One value per group for every kind in `initial`; the kinds in `options.tune` move.
     Tuned scalars are ordered kind-major: lr_0..lr_G, wd_0..wd_G, ..."""
-    values = {k: [float(v)] * n_groups for k, v in initial.items()}
+    bounds = options.bounds()
+    values = {k: [bounds.project(k, float(v))] * n_groups for k, v in initial.items()}
     tuned = [(k, g) for k in options.tune for g in range(n_groups)]
     return Hypers(values, tuned, n_groups)
 
@@ -174,8 +252,9 @@ class MetaOptimizer:
     kind: str
     step_sizes: list[float]
     clip: float
-    lr_min: float
+    bounds: Bounds
     skipped: int = 0
+    clipped: int = 0  # steps where the clip changed a hypergradient
     t: int = 0
     m: list[float] = field(default_factory=list)
     v: list[float] = field(default_factory=list)
@@ -185,12 +264,13 @@ class MetaOptimizer:
         if not all(math.isfinite(h) for h in hypergrads):
             self.skipped += 1
             return False
-        if self.clip:
+        if self.clip and any(abs(h) > self.clip for h in hypergrads):
+            self.clipped += 1
             hypergrads = [min(max(h, -self.clip), self.clip) for h in hypergrads]
         steps = self._directions(hypergrads)
         for (kind, group), size, d in zip(hypers.tuned, self.step_sizes, steps, strict=True):
             value = hypers.values[kind][group] - size * d
-            hypers.values[kind][group] = bounded(kind, value, self.lr_min)
+            hypers.values[kind][group] = self.bounds.project(kind, value)
         return True
 
     def _directions(self, hg: Sequence[float]) -> list[float]:
@@ -210,7 +290,7 @@ class MetaOptimizer:
 
 def meta_optimizer(options: OnlineOptions, hypers: Hypers) -> MetaOptimizer:
     sizes = [options.meta_lr_for(kind) for kind, _ in hypers.tuned]
-    return MetaOptimizer(options.meta_optimizer, sizes, options.clip, options.lr_min)
+    return MetaOptimizer(options.meta_optimizer, sizes, options.clip, options.bounds())
 
 
 def perturb(hypers: Hypers, options: OnlineOptions, epoch: int) -> None:
@@ -243,6 +323,7 @@ class OnlineState:
     buffers: list[torch.Tensor] | None = None  # momentum buffers
     hypergrads: list[float] = field(default_factory=list)  # latest, one per tuned scalar
     epoch: int = 0
+    floor: FloorWatch | None = None  # set when lr is tuned
 
 
 class OnlineRule(UpdateRule):
@@ -258,13 +339,20 @@ class OnlineRule(UpdateRule):
         group_of, n_groups = layer_groups(list(params), groups)
         hypers = make_hypers(self.options, {**initial_values(self.options, hparams),
                                             **(extra or {})}, n_groups)
+        floor = FloorWatch(self.options.lr_min) if "lr" in self.options.tune else None
         return {"hypers": hypers, "meta": meta_optimizer(self.options, hypers),
-                "group_of": group_of, "hypergrads": [math.nan] * len(hypers.tuned)}
+                "group_of": group_of, "hypergrads": [math.nan] * len(hypers.tuned),
+                "floor": floor}
 
     def _begin_step(self, state: OnlineState, ctx: StepContext) -> None:
         if ctx.epoch != state.epoch:
             perturb(state.hypers, self.options, ctx.epoch)
             state.epoch = ctx.epoch
+        if state.floor is not None:
+            state.floor.observe(ctx.epoch, state.hypers.values["lr"])
+
+    def lr_floored(self, state: OnlineState) -> bool:
+        return state.floor is not None and state.floor.floored()
 
     @staticmethod
     def _coefficients(state: OnlineState):
@@ -289,6 +377,7 @@ class OnlineRule(UpdateRule):
         names = state.hypers.tuned_names()
         out = {f"hg_{n}": g for n, g in zip(names, state.hypergrads, strict=True)}
         out["skipped_hypersteps"] = state.meta.skipped
+        out["clipped_hypersteps"] = state.meta.clipped
         return out
 
 

@@ -81,7 +81,7 @@ def test_options_are_typed_and_unknown_keys_named():
     opts, found = parse_options(HDOptions, {"beta": 1}, "hd")
     assert found == [] and opts.beta == 1.0
     _, found = parse_options(HDOptions, {"betta": 1e-3, "lr_min": "x"}, "options.hd")
-    assert found == ["options.hd: unknown option 'betta'; valid: beta, lr_min",
+    assert found == ["options.hd: unknown option 'betta'; valid: beta, lr_min, lr_max",
                      "options.hd.lr_min: expected float, got 'x'"]
     _, found = parse_options(HDOptions, {"beta": -1.0}, "options.hd")
     assert found == ["options.hd.beta: must be > 0, got -1.0"]
