@@ -204,7 +204,7 @@ class OHOMethod(OnlineMethod):
 class LayerwiseOptions(ForwardOptions):
     groups: int = 0
     meta_lr: float = 1e-6  # the OHO paper's layerwise setting
-    meta_lr_wd: float = 1e-6
+    meta_lr_wd: float = 1e-8  # meta_lr * 0.01, as the authors' code
 
 
 class OHOLayerwiseMethod(OHOMethod):
@@ -217,7 +217,7 @@ class OHOLayerwiseMethod(OHOMethod):
 class RTHOOptions(ForwardOptions):
     hyper_every: int = 10  # the hyper-batch Delta
     meta_lr: float = 1e-4  # 10x OHO's, as it steps 10x less often
-    meta_lr_wd: float = 1e-4
+    meta_lr_wd: float = 1e-6
 
 
 class RTHOMethod(OHOMethod):

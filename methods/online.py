@@ -79,7 +79,10 @@ class OnlineOptions(Options):
 
     meta_optimizer: str = "sgd"  # steps the hyperparameters: sgd | adam
     meta_lr: float = 1e-5  # step size for learning rates (OHO paper, MNIST)
-    meta_lr_wd: float = 1e-5  # step size for weight decay
+    # Step size for weight decay: the OHO authors' code uses meta_lr * 0.01 (their MNIST script
+    # runs meta_lr 1e-4; the paper's text says 1e-5). Measured on digits at 300 epochs, 8 inits:
+    # median final val loss 0.0972 at 1e-7 against 0.0977 at 1e-5 (README, "Long horizons").
+    meta_lr_wd: float = 1e-7
     meta_lr_momentum: float = 1e-5  # step size for momentum, when tuned
     hyper_every: int = 1  # a hyperparameter step every k training steps
     clip: float = 0.0  # clip each hypergradient to [-clip, clip]; 0 = off

@@ -30,7 +30,7 @@ from methods.online import (
 class TRHOOptions(GroupedOptions):
     window: int = 10  # Delta: steps differentiated through, one hyperparameter step per window
     meta_lr: float = 1e-4  # 10x OHO's, as it steps 10x less often
-    meta_lr_wd: float = 1e-4
+    meta_lr_wd: float = 1e-6  # meta_lr * 0.01, as the OHO authors' code
 
     def problems(self) -> list[str]:
         found = super().problems()
