@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 from bench.errors import ConfigError
@@ -96,10 +98,26 @@ def cmd_list() -> None:
         extra = ", ".join(f"{k} {space.describe(d)}" for k, d in family.extra(20).items())
         lr = f"; lr {space.describe(family.lr)}" if family.lr else ""
         print(f"  {name:18s} {family.description}{lr}{'; ' + extra if extra else ''}")
-    print("methods:")
+    print("methods (options with their defaults; `[options.NAME]` in a suite):")
     for name, m in sorted(methods.all_methods().items()):
         tuned = ", ".join(m.tunes) if m.tunes else "the task's space"
         print(f"  {name:18s} [{m.kind.value}] {m.description}; tunes: {tuned}")
+        if options := option_defaults(m.options_type):
+            print(textwrap.fill(options, width=100, initial_indent=" " * 21,
+                                subsequent_indent=" " * 23, break_on_hyphens=False))
+
+
+def option_defaults(options_type: type) -> str:
+    """name=default for every option; None bounds read as the suite's range they default to."""
+    from methods.online import BOUNDED
+
+    parts = []
+    for f in dataclasses.fields(options_type):
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if value is None and f.name in BOUNDED:
+            value = f"top of the {BOUNDED[f.name]} range"
+        parts.append(f"{f.name}={value}")
+    return ", ".join(parts)
 
 
 def cmd_run(args: argparse.Namespace) -> None:

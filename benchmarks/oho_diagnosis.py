@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from pathlib import Path
 
 import torch
-from online_stability import SHARED_DATA, trial_config  # benchmarks/, on sys.path as a script
+from mnist_epoch import data_root  # benchmarks/, on sys.path when run as a script
+from online_stability import trial_config
 
 
 def power_iteration(hvp, like: list[torch.Tensor], start: list[torch.Tensor] | None,
@@ -94,12 +96,13 @@ def main() -> None:
 
     torch.set_num_threads(1)
     options = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.option)}
+    tmp = tempfile.TemporaryDirectory()
     cfg = trial_config(args.task, args.method, args.rep, args.epochs, options, 0,
-                       str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
+                       data_root(None, tmp.name))
     task = tasks.get(args.task)
     splits = task.load_splits(0, DataSource.resolve(cfg["data_dir"], False))
     rows: list[dict] = []
-    rule = traced_rule(args.method, options, args.every, args.iters, rows)
+    rule = traced_rule(args.method, cfg["options"], args.every, args.iters, rows)
     spec = harness.TrainSpec(epochs=args.epochs, batch_size=task.batch_size, seed=cfg["seed"])
 
     def progress(record: dict) -> None:

@@ -4,7 +4,7 @@ Run from the repository root, e.g. the cheap reproduction and the MNIST acceptan
 
     python benchmarks/online_stability.py --task digits --method oho --inits 4 --epochs 300
     python benchmarks/online_stability.py --task mnist-mlp --method oho --inits 10 --epochs 100 \
-        --out results/stability/mnist-oho.jsonl
+        --out /tmp/mnist-oho.jsonl
 
 Each initialization is one trial through `bench.trial.run_trial`, drawn exactly as `ohobench
 run` draws an online repetition (same seeds, same ranges), so repetition r here is repetition r
@@ -25,10 +25,12 @@ import math
 import multiprocessing as mp
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from mnist_epoch import data_root  # benchmarks/, on sys.path when run as a script
+
 COUNTERS = ("influence_resets", "jump_resets", "skipped_hypersteps", "clipped_hypersteps")
 
 
@@ -105,12 +107,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the suite seed")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", type=Path, default=None, help="JSON lines; reruns skip done trials")
-    ap.add_argument("--data-dir", default=str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
+    ap.add_argument("--data-dir", default=None, help="default: ../shared/data/mnist linked in "
+                    "torchvision's layout when there, else $OHOBENCH_DATA or ./data")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run(args, data_root(args.data_dir, tmp))
+
+
+def run(args: argparse.Namespace, data_dir: str | None) -> None:
     options = dict(kv.split("=", 1) for kv in args.option)
     options = {k: parse_value(v) for k, v in options.items()}
     configs = [trial_config(args.task, args.method, r, args.epochs, options, args.seed,
-                            args.data_dir) for r in range(args.inits)]
+                            data_dir) for r in range(args.inits)]
 
     done: list[dict] = []
     if args.out and args.out.exists():

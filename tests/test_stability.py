@@ -222,3 +222,14 @@ def test_digits_at_300_epochs_stays_stable_over_ten_initializations(method):
         assert not (last["diverged"] or last["collapsed"] or last["lr_floored"]), (seed, last)
         assert all(v <= options["wd_max"] for r in records for k, v in r.items()
                    if k.startswith("hp_wd"))
+
+
+def test_ohobench_list_shows_the_bounds_and_their_defaults(capsys):
+    from bench.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    oho = out[out.index("\n  oho "):out.index("\n  oho-layerwise ")]
+    for shown in ("lr_max=top of the lr range", "wd_max=top of the wd range",
+                  "meta_lr_wd=1e-07", "jump_reset=3.0"):
+        assert shown in " ".join(oho.split()), shown
