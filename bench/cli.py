@@ -28,7 +28,8 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
                          "validation batch size for hypergradients (default: batch size)"),
     "--seed": ("seed", int, "suite seed: data split, searches and model initializations"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
-    "--max-concurrent": ("max_concurrent", int, "concurrent trials (0: as resources allow)"),
+    "--max-concurrent": ("max_concurrent", int, "trials of one search at once, at most "
+                       "--trials (0: 4 for a model-based search, others as resources allow)"),
     "--cpus-per-trial": ("cpus_per_trial", float, "CPUs reserved per trial"),
     "--gpus-per-trial": ("gpus_per_trial", float, "GPUs per trial; fractions share a GPU"),
     "--amp": ("amp", bool, "bf16 autocast of training losses on CUDA (black-box methods; "
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                          action="append" if repeat else "store")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished "
                      "trials are kept, the others rerun; the suite comes from RUN_DIR/run.json")
-    run.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
     rep = sub.add_parser("report", help="summarize one or more run directories",
                          description="Print the comparison table and write it as CSV and "
                          "Markdown into the (first) run directory; several runs are combined "
@@ -122,6 +123,7 @@ def option_defaults(options_type: type) -> str:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from bench import runner, suite
+    from bench.progress import auto_mode
 
     flags = {key: getattr(args, key) for key, *_ in RUN_FLAGS.values()
              if getattr(args, key) is not None}
@@ -134,8 +136,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         where = args.suite or "suite"
     values.update(flags)
     chosen = suite.build(values, where=where)
-    progress = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    run_dir = runner.run(chosen, progress, resume)
+    run_dir = runner.run(chosen, auto_mode(args.quiet), resume)
     print_report(run_dir, chosen.target)
     print(f"\nresults: {run_dir}\n  table: {run_dir / 'records.parquet'}"
           f"\n  report again: ohobench report {run_dir}")

@@ -5,7 +5,8 @@ unfinished experiment from it, and hands the trials it shows finished to Ray Tun
 experiment so that they are replayed, not retrained. A line cut short by a crash is ignored.
 
 Events, one per line:
-- {"event": "start", "time": t}, first;
+- {"event": "start", "time": t}: when the experiment's first trial started (the earliest such
+  event counts; a resumed run may add later ones);
 - {"event": "result", "trial": i, "record": {...}} for each epoch; an epoch-1 result starts a
   new attempt of trial i and drops the records of its earlier one;
 - {"event": "recover", "trial": i, "error": "..."} when Ray retries trial i after it failed;
@@ -39,7 +40,7 @@ class Journal:
     """What a journal holds: per trial index, the records of its latest attempt and, once it
     ended, its summary."""
 
-    start: float | None = None  # when the experiment first started
+    start: float | None = None  # when the experiment's first trial started
     records: dict[int, list[dict]] = field(default_factory=dict)
     summaries: dict[int, dict] = field(default_factory=dict)
     failures: dict[int, list[str]] = field(default_factory=dict)  # errors of retried attempts
@@ -73,8 +74,8 @@ def read(path: Path) -> Journal:
         except json.JSONDecodeError:  # the last line of a killed driver
             continue
         i = event.get("trial")
-        if event.get("event") == "start":
-            journal.start = journal.start or event["time"]
+        if event.get("event") == "start":  # the earliest trial start journaled
+            journal.start = min(event["time"], journal.start or event["time"])
         elif event.get("event") == "result":
             record = event["record"]
             if record.get("epoch") == 1 or i in journal.summaries:  # a new attempt

@@ -97,72 +97,95 @@ def error_line(trial) -> str:
 
 class RecordCollector(Callback):
     """Appends every reported record, with the trial's Ray id and node, and one summary per
-    ended trial to the experiment's journal (bench/journal.py), which is what the runner reads,
-    and shows progress. A trial that starts over (retried after it raised or its worker died, or
-    resumed after the driver died) is an attempt of its own there; failed ones are counted."""
+    ended trial to its experiment's journal (bench/journal.py), which is what the runner reads,
+    and shows the suite's progress (bench/progress.py). A trial that starts over (retried after
+    it raised or its worker died, or resumed after the driver died) is an attempt of its own
+    there; failed ones are counted. The first trial start of an experiment is journaled as its
+    start: wall-clock time-to-target counts from there."""
 
-    def __init__(self, progress: Callable[[str], None], label: str, budget: int,
-                 journal_path: Path):
-        self.progress, self.label, self.budget = progress, label, budget
-        self.journal_path = Path(journal_path)
-        self.trials: dict[str, dict] = {}
-        self.last: dict[str, dict] = {}
-        self.failures: dict[str, list[str]] = {}  # trial id -> errors of retried attempts
+    def __init__(self, journal_dir: Path, experiments: list, mode: str = "lines"):
+        self.journal_dir, self.experiments, self.mode = Path(journal_dir), experiments, mode
+        self.labels = {e.name: e.label for e in experiments}
+        self.budgets = {e.name: e.budget for e in experiments}
+        self.view = None
+        self.last: dict[str, dict] = {}  # trial id -> its latest record
+        self.failures: dict[str, int] = {}  # trial id -> retried attempts
         self.replayed: set[str] = set()  # trials kept from before an interruption
-        self.ended: set[int] | None = None  # trial indices ended, this session or before
+        self.starts: dict[str, float] = {}  # experiment -> earliest trial start journaled
+        self.ended: dict[str, set[int]] = {}  # experiment -> trial indices ended, ever
+        self.finished: set[str] = set()  # trial ids ended this session
+
+    def path(self, trial) -> Path:
+        return self.journal_dir / f"{trial.config['spec'].experiment}.jsonl"
+
+    def setup(self, **info):
+        from bench.progress import SuiteView
+
+        self.view = SuiteView(self.mode, self.experiments)
+
+    def on_step_end(self, iteration, trials, **info):
+        self.view.update(trials)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        spec = trial.config["spec"]
         record = dict(result["record"], trial_id=trial.trial_id, node=result.get("node_ip"))
         self.last[trial.trial_id] = record
         if result.get("replayed"):
             self.replayed.add(trial.trial_id)
-        journal.append(self.journal_path, {"event": "result", "trial": trial.config.get("trial"),
-                                           "record": record})
+        start = record.get("trial_start")
+        if start is not None and start < self.starts.get(spec.experiment, math.inf):
+            self.starts[spec.experiment] = start
+            journal.append(self.path(trial), {"event": "start", "time": start}, durable=True)
+        journal.append(self.path(trial), {"event": "result", "trial": spec.trial,
+                                          "record": record})
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         error = error_line(trial)
-        self.failures.setdefault(trial.trial_id, []).append(error)
-        journal.append(self.journal_path, {"event": "recover", "trial": trial.config.get("trial"),
-                                           "error": error}, durable=True)
+        self.failures[trial.trial_id] = self.failures.get(trial.trial_id, 0) + 1
+        journal.append(self.path(trial), {"event": "recover", "trial": trial.config["spec"].trial,
+                                          "error": error}, durable=True)
         self.last.pop(trial.trial_id, None)
-        self.progress(f"  [{self.label}] trial {trial.config.get('trial')} raised ({error}); "
-                      f"retrying, attempt {len(self.failures[trial.trial_id]) + 1}")
+        self.view.line(f"  [{self.labels[trial.config['spec'].experiment]}] trial "
+                       f"{trial.config['spec'].trial} raised ({error}); retrying, attempt "
+                       f"{self.failures[trial.trial_id] + 1}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, None)
 
-    def on_experiment_end(self, trials, **info):
-        """Trials still running when the experiment ends (a time budget) are recorded as
-        stopped, with what they reported so far."""
-        for trial in trials:
-            if trial.trial_id not in self.trials and trial.trial_id in self.last:
-                self._finish(trial, None)
-
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, error_line(trial))
 
+    def on_experiment_end(self, trials, **info):
+        """Trials still running when Tune ends are recorded as stopped, with what they
+        reported so far."""
+        for trial in trials:
+            if trial.trial_id not in self.finished and trial.trial_id in self.last:
+                self._finish(trial, None)
+        self.view.update(trials, force=True)
+        self.view.close()
+
     def _finish(self, trial, error: str | None) -> None:
+        self.finished.add(trial.trial_id)
         last = self.last.get(trial.trial_id, {})
-        config = trial.config
+        spec = trial.config["spec"]
         status = (TrialStatus.ERRORED if error else
                   TrialStatus.DIVERGED if last.get("diverged") else
                   TrialStatus.COLLAPSED if last.get("collapsed") else
-                  TrialStatus.STOPPED if last.get("epoch", 0) < config.get("epochs", 0) else
+                  TrialStatus.STOPPED if last.get("epoch", 0) < spec.epochs else
                   TrialStatus.COMPLETED)
-        self.trials[trial.trial_id] = {
-            "trial": config.get("trial"), "trial_id": trial.trial_id, "status": status.value,
-            "seed": config.get("seed"), "hparams": config.get("hparams"),
-            "epochs": last.get("epoch", 0), "error": last_line(error),
-            "start": last.get("trial_start"), "end": last.get("timestamp"),
-        }
-        journal.append(self.journal_path, {"event": "end", "trial": config.get("trial"),
-                                           "summary": self.trials[trial.trial_id]}, durable=True)
-        if self.ended is None:  # a resumed experiment counts the trials that ended before
-            self.ended = set(journal.read(self.journal_path).summaries)
-        self.ended.add(config.get("trial"))
-        hp = ", ".join(f"{k}={v:.3g}" for k, v in (config.get("hparams") or {}).items())
+        summary = {"trial": spec.trial, "trial_id": trial.trial_id, "status": status.value,
+                   "seed": spec.seed, "hparams": spec.hparams, "epochs": last.get("epoch", 0),
+                   "error": last_line(error), "start": last.get("trial_start"),
+                   "end": last.get("timestamp")}
+        path = self.path(trial)
+        journal.append(path, {"event": "end", "trial": spec.trial, "summary": summary},
+                       durable=True)
+        if spec.experiment not in self.ended:  # a resumed experiment counts earlier trials
+            self.ended[spec.experiment] = set(journal.read(path).summaries)
+        self.ended[spec.experiment].add(spec.trial)
+        hp = ", ".join(f"{k}={v:.3g}" for k, v in (spec.hparams or {}).items())
         if error:
-            what = f"ERRORED: {self.trials[trial.trial_id]['error']}"
+            what = f"ERRORED: {summary['error']}"
         elif status in (TrialStatus.DIVERGED, TrialStatus.COLLAPSED):
             what = f"{status.value} at epoch {last.get('epoch')}"
         elif status is TrialStatus.STOPPED:
@@ -174,4 +197,6 @@ class RecordCollector(Callback):
                     f"in {last.get('train_seconds_cum', 0):.1f} s")
         if trial.trial_id in self.replayed:
             what += " (kept from before the interruption)"
-        self.progress(f"  [{self.label}] trial {len(self.ended)}/{self.budget} ({hp}): {what}")
+        self.view.line(f"  [{self.labels[spec.experiment]}] trial "
+                       f"{len(self.ended[spec.experiment])}/{self.budgets[spec.experiment]} "
+                       f"({hp}): {what}", notable=bool(error) or status is TrialStatus.DIVERGED)

@@ -1,4 +1,7 @@
-"""`ohobench run`: every (task, method, repetition) of a suite as one Ray Tune experiment.
+"""`ohobench run`: a whole suite as one Ray Tune experiment. Every (task, method, family,
+repetition) search of the suite (bench/experiment.py) is in flight at once, within its own cap,
+budget and scheduler (bench/multiplex.py), so trials of any experiment start as soon as
+resources free up, and Ray workers are reused across experiments.
 
 A black-box method's repetition is an independent search of `trials` trials; an online
 method's repetition is one trial from one initialization, drawn from the same ranges. Online
@@ -13,29 +16,23 @@ import logging
 import math
 import os
 import time
-import zlib
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
-import numpy as np
-
-import methods as method_registry
 from bench import journal, results
 from bench.errors import ConfigError
+from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRENT: API)
+    MODEL_BASED_CONCURRENT,
+    Experiment,
+    derive_seed,
+    experiment_name,
+    plan,
+)
 from bench.suite import Suite, check_address
-from bench.trial import ONLINE
-from methods.base import MethodKind, parse_options
 
-# Trials a model-based search runs at once when the suite sets no limit (max_concurrent = 0):
-# each proposal then sees all results but those of at most 3 running trials.
-MODEL_BASED_CONCURRENT = 4
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A stable 31-bit seed from the suite seed and names (no dependence on PYTHONHASHSEED)."""
-    ints = [p if isinstance(p, int) else zlib.crc32(p.encode()) for p in parts]
-    return int(np.random.SeedSequence(ints).generate_state(1)[0] >> 1)
+TUNE_NAME = "suite"  # the one Ray Tune experiment of a run, under its storage path
 
 
 def run_dir_for(suite: Suite) -> Path:
@@ -53,10 +50,7 @@ def start_ray(suite: Suite) -> bool:
     Returns whether we started it (and so must stop it)."""
     import ray
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # Let Tune queue as many trials as can run at once (it queues one for a search algorithm).
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(os.cpu_count() or 1))
     if ray.is_initialized():
         return False
     if suite.address:
@@ -76,17 +70,19 @@ def start_ray(suite: Suite) -> bool:
     return True
 
 
-def run(suite: Suite, progress: Callable[[str], None] = print,
-        resume: Path | None = None) -> Path:
+def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
+        trainable: Callable | None = None) -> Path:
     """Run every experiment of `suite` into a new run directory; with `resume`, continue the
-    interrupted run in that directory: finished experiments are kept, an unfinished one is
-    restored from Ray Tune's snapshot (its finished trials are kept, not retrained)."""
+    interrupted run in that directory: Ray Tune's snapshot of the suite is restored (every
+    search from its saved state) and the trials its journals show ended are replayed, not
+    retrained. `mode`: progress display (bench/progress.py). `trainable` replaces
+    bench.trial.ray_trial (benchmarks/scheduling.py sleeps instead of training)."""
     check_address(suite.address)
     if suite.download:  # once, before Ray starts, not in every trial at once
         from bench import tasks
         from bench.datasets import DataSource
 
-        tasks.fetch(suite.tasks, DataSource.resolve(suite.data_dir, True), progress)
+        tasks.fetch(suite.tasks, DataSource.resolve(suite.data_dir, True), say(mode))
     import ray
 
     started_ray = start_ray(suite)
@@ -101,26 +97,141 @@ def run(suite: Suite, progress: Callable[[str], None] = print,
             run_dir, info = resume, json.loads((resume / results.RUN_JSON).read_text())
             info.setdefault("resumed", []).append(time.time())
         info["storage"] = storage_path(suite, run_dir)
+        info["slots"] = slots(suite)
         results.write_json(info, run_dir / results.RUN_JSON)
-        progress(f"ohobench: run directory {run_dir}")
-        finished = {e["name"] for e in info["experiments"]}
-        rows = [r for e in info["experiments"]
-                for r in experiment_records(run_dir, e["name"])[0]]
-        for task, method, optimizer, rep in experiments(suite):
-            if experiment_name(task, method, optimizer, rep) in finished:
-                continue
-            exp, records = run_experiment(suite, task, method, optimizer, rep, run_dir,
-                                          progress, info["storage"], resume is not None)
+        say(mode)(f"ohobench: run directory {run_dir}")
+        experiments = plan(suite)
+        (run_dir / "journal").mkdir(exist_ok=True)
+        earlier = {e.name for e in experiments if journal_path(run_dir, e.name).exists()}
+        fit(suite, experiments, run_dir, info["storage"], mode, resume is not None, trainable)
+        rows = []
+        info["experiments"] = []
+        for exp in experiments:
+            exp_row, records = experiment_result(run_dir, exp, exp.name in earlier)
+            info["experiments"].append(exp_row)
             rows += records
-            info["experiments"].append(exp)
-            results.write_table(results.table(rows), run_dir)
-            results.write_json(info, run_dir / results.RUN_JSON)
+        results.write_table(results.table(rows), run_dir)
         info["finished"] = time.time()
+        info["scheduling"] = utilization(info)
         results.write_json(info, run_dir / results.RUN_JSON)
+        say(mode)(scheduling_line(info["scheduling"]))
     finally:
         if started_ray:
             ray.shutdown()
     return run_dir
+
+
+def say(mode: str) -> Callable[[str], None]:
+    return (lambda _msg: None) if mode == "quiet" else (lambda msg: print(msg, flush=True))
+
+
+def slots(suite: Suite) -> int:
+    """Trials the cluster can run at once with the suite's per-trial resources."""
+    import ray
+
+    have = ray.cluster_resources()
+    n = have.get("CPU", 0) / suite.cpus_per_trial
+    if suite.gpus_per_trial:
+        n = min(n, have.get("GPU", 0) / suite.gpus_per_trial)
+    return max(int(n + 1e-9), 1)
+
+
+def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str, mode: str,
+        resume: bool, trainable: Callable | None, callbacks: tuple = ()) -> None:
+    """One Tuner for the whole suite: a SuiteSearcher over the experiments' searches and a
+    SuiteScheduler over their own schedulers (bench/multiplex.py). `callbacks`: more Ray Tune
+    callbacks (benchmarks/scheduling.py measures the driver with one)."""
+    from ray import tune
+
+    from bench.multiplex import SuiteScheduler, SuiteSearcher
+    from bench.ray_adapter import RecordCollector, SearchAdapter
+    from bench.trial import ray_trial
+
+    replay = {(e.name, i): kept for e in experiments
+              for i, kept in journal.read(journal_path(run_dir, e.name)).replay().items()}
+    trainable = tune.with_resources(
+        tune.with_parameters(trainable or ray_trial, replay=replay),
+        {"cpu": suite.cpus_per_trial, "gpu": suite.gpus_per_trial})
+    # Tune asks a custom searcher for one pending trial at a time unless told more: enough to
+    # fill every slot at once.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots(suite))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # The journals are the records: no per-trial result.json, progress.csv, TensorBoard files.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    path = f"{storage.rstrip('/')}/{TUNE_NAME}"
+    if resume and tune.Tuner.can_restore(path):
+        say(mode)(f"ohobench: resuming; {len(replay)} trial(s) had ended")
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    else:
+        searcher = SuiteSearcher(experiments, {
+            e.name: SearchAdapter(e.search(), partial(tune_config, e),
+                                  journal_path(run_dir, e.name)) for e in experiments})
+        scheduler = SuiteScheduler(searcher, {e.name: asha(e) for e in experiments
+                                              if e.stopping is not None})
+        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=-1, reuse_actors=True,
+            trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(
+                name=TUNE_NAME, storage_path=storage, verbose=0,
+                callbacks=[RecordCollector(run_dir / "journal", experiments, mode),
+                           *callbacks],
+                failure_config=tune.FailureConfig(max_failures=suite.max_failures)))
+    # Tune's result grid looks for the per-trial files the journals replace; it would warn once
+    # per trial that they are missing.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    tuner.fit()
+
+
+def tune_config(experiment: Experiment, index: int, hparams: dict) -> dict:
+    """A trial's Ray Tune config: its TrialConfig, nested so that Tune's keys cannot clash."""
+    return {"spec": experiment.trial_config(index, hparams)}
+
+
+def trial_dirname(trial) -> str:
+    return f"{trial.config['spec'].experiment}_{trial.config['spec'].trial}_{trial.trial_id}"
+
+
+def asha(experiment: Experiment):
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", metric="val_loss", mode="min",
+                         max_t=experiment.trial_base["epochs"],
+                         grace_period=experiment.stopping.grace_period,
+                         reduction_factor=experiment.stopping.reduction_factor)
+
+
+def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[dict, list[dict]]:
+    """The experiment's row of run.json and its records, from its journal."""
+    records, ended = experiment_records(run_dir, exp.name)
+    trials = ended.trials()
+    start = ended.start
+    end = max((t["end"] for t in trials if t.get("end")), default=None)
+    wall = end - start if start is not None and end is not None else math.nan
+    return {"task": exp.task, "method": exp.method, "optimizer": exp.optimizer,
+            "repetition": exp.repetition, "name": exp.name, "resumed": resumed,
+            "start": start, "end": end, "wall_seconds": wall,
+            "scheduling_overhead_per_trial": (overhead_per_trial(start, end, trials)
+                                              if start is not None else math.nan),
+            "searcher_seconds_per_trial": (ended.searcher_seconds / len(trials) if trials
+                                           else math.nan),
+            "trials": trials}, records
+
+
+def utilization(info: dict) -> dict:
+    """Over the run's wall-clock (all sessions of a resumed run together): trial-seconds, the
+    mean number of trials running and the share of the cluster's slots they used."""
+    wall = info["finished"] - info["started"]
+    busy = sum(t["end"] - t["start"] for e in info["experiments"] for t in e["trials"]
+               if t.get("start") and t.get("end"))
+    return {"wall_seconds": wall, "trial_seconds": busy, "slots": info["slots"],
+            "mean_running": busy / wall if wall > 0 else math.nan,
+            "slot_utilization": busy / (info["slots"] * wall) if wall > 0 else math.nan}
+
+
+def scheduling_line(s: dict) -> str:
+    return (f"scheduling: {s['slots']} slots, mean {s['mean_running']:.2f} trials running, "
+            f"slot utilization {s['slot_utilization']:.0%} over {s['wall_seconds']:.1f} s")
 
 
 def storage_path(suite: Suite, run_dir: Path) -> str:
@@ -142,10 +253,6 @@ def check_storage(suite: Suite) -> None:
                           "s3://bucket/ohobench, for Ray Tune's snapshots and trial files")
 
 
-def experiment_name(task: str, method: str, optimizer: str | None, repetition: int) -> str:
-    return "__".join([task, method, *([optimizer] if optimizer else []), f"rep{repetition}"])
-
-
 def journal_path(run_dir: Path, name: str) -> Path:
     return run_dir / "journal" / f"{name}.jsonl"
 
@@ -158,105 +265,6 @@ def experiment_records(run_dir: Path, name: str) -> tuple[list[dict], journal.Jo
     for record in records:
         record["experiment_start"] = kept.start
     return records, kept
-
-
-def experiments(suite: Suite) -> list[tuple[str, str, str | None, int]]:
-    """(task, method, optimizer family, repetition) in run order; online methods have no
-    family (None): they train with their own rule."""
-    return [(task, method, optimizer, rep) for task in suite.tasks for method in suite.methods
-            for optimizer in suite.families_for(method) for rep in range(suite.repetitions)]
-
-
-def run_experiment(suite: Suite, task: str, method_name: str, optimizer: str | None,
-                   repetition: int, run_dir: Path, progress: Callable[[str], None],
-                   storage: str | None = None, resume: bool = False
-                   ) -> tuple[dict, list[dict]]:
-    """One Ray Tune experiment. With `resume`, an experiment that Ray Tune can restore from
-    `storage` continues where it stopped; the trials its journal shows ended are replayed."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from bench.ray_adapter import RecordCollector, SearchAdapter
-    from bench.trial import ray_trial
-
-    method = method_registry.get(method_name)
-    options, _ = parse_options(method.options_type, suite.options.get(method_name, {}),
-                               method_name)
-    is_online = method.kind is MethodKind.ONLINE
-    budget = 1 if is_online else suite.trials
-    # Online methods share initializations per repetition; each search is independent.
-    search_seed = (derive_seed(suite.seed, task, "init", repetition) if is_online else
-                   derive_seed(suite.seed, task, method_name, optimizer, repetition))
-    search = method.search(suite.space_for(task, optimizer), search_seed, budget, options)
-    family = {} if is_online else {"optimizer": optimizer}
-
-    def make_config(index: int, hparams: dict) -> dict:
-        return {"task": task, "method": method_name, **family, "hparams": hparams,
-                "seed": derive_seed(suite.seed, task, "model", repetition, index),
-                "epochs": suite.epochs_for(task), "data_seed": suite.seed,
-                "device": suite.device, "batch_size": suite.batch_size,
-                "val_batch_size": suite.val_batch_size,
-                "options": suite.options_for(method_name, task), "repetition": repetition,
-                "trial": index, **suite.trial_keys()}
-
-    what = method_name if is_online else f"{method_name} · {optimizer}"
-    label = f"{task} · {what} · rep {repetition + 1}/{suite.repetitions}"
-    name = experiment_name(task, method_name, optimizer, repetition)
-    journal_file = journal_path(run_dir, name)
-    journal_file.parent.mkdir(parents=True, exist_ok=True)
-    kept = journal.read(journal_file)
-    start = kept.start  # a resumed experiment's wall-clock spans the time it was down
-    if start is None:
-        start = time.time()
-        journal.append(journal_file, {"event": "start", "time": start}, durable=True)
-    collector = RecordCollector(progress, label, budget, journal_file)
-    resources = {"cpu": suite.cpus_per_trial, "gpu": suite.gpus_per_trial}
-    storage = storage or str(run_dir / "ray")
-    stopping = method.early_stopping(options)
-    scheduler = None if stopping is None else ASHAScheduler(
-        time_attr="training_iteration", metric="val_loss", mode="min",
-        max_t=suite.epochs_for(task), grace_period=stopping.grace_period,
-        reduction_factor=stopping.reduction_factor)
-    searcher, concurrent = limit_concurrency(SearchAdapter(search, make_config, journal_file),
-                                             method, suite.max_concurrent)
-    trainable = tune.with_resources(tune.with_parameters(ray_trial, replay=kept.replay()),
-                                    resources)
-    path = f"{storage.rstrip('/')}/{name}"
-    if resume and tune.Tuner.can_restore(path):
-        progress(f"  [{label}] resuming: {len(kept.summaries)} trial(s) had ended")
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
-    else:
-        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=budget, reuse_actors=True,
-            max_concurrent_trials=concurrent,
-            time_budget_s=None if is_online else suite.budget_seconds),
-        run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0, callbacks=[collector],
-            failure_config=tune.FailureConfig(max_failures=suite.max_failures)))
-    tuner.fit()
-    end = time.time()
-    records, ended = experiment_records(run_dir, name)
-    trials = ended.trials()
-    return {"task": task, "method": method_name, "optimizer": optimizer or ONLINE,
-            "repetition": repetition, "name": name, "resumed": kept.start is not None,
-            "start": start, "end": end, "wall_seconds": end - start,
-            "scheduling_overhead_per_trial": overhead_per_trial(start, end, trials),
-            "searcher_seconds_per_trial": (ended.searcher_seconds / len(trials) if trials
-                                           else math.nan),
-            "trials": trials}, records
-
-
-def limit_concurrency(searcher, method, max_concurrent: int):
-    """(search algorithm, Tuner's max_concurrent_trials). A model-based search goes through
-    Ray's ConcurrencyLimiter, capped at `max_concurrent` or MODEL_BASED_CONCURRENT when that is
-    0; other searches are capped by the Tuner, at `max_concurrent` (0: none)."""
-    from ray.tune.search import ConcurrencyLimiter
-
-    if not method.model_based:
-        return searcher, max_concurrent or None
-    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent or MODEL_BASED_CONCURRENT
-                              ), None
 
 
 def overhead_per_trial(start: float, end: float, trials: list[dict]) -> float:

@@ -38,7 +38,7 @@ class Suite:
     val_batch_size: int | None = None  # hypergradient validation batches; None: batch_size
     seed: int = 0
     device: str = "auto"
-    max_concurrent: int = 0  # 0: as many as the resources allow
+    max_concurrent: int = 0  # trials of one search at once; 0: 4 if model-based, else no cap
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     amp: bool = False  # bf16 autocast of training losses: black-box methods, tasks with amp
@@ -174,6 +174,11 @@ def check(s: Suite) -> list[str]:
                      f"whole number of GPUs, got {s.gpus_per_trial}")
     if s.max_concurrent < 0:
         found.append(f"max_concurrent: must be >= 0, got {s.max_concurrent}")
+    elif s.max_concurrent > s.trials >= 1 and any(
+            all_methods[m].kind is MethodKind.BLACK_BOX for m in s.methods if m in all_methods):
+        found.append(f"max_concurrent: {s.max_concurrent} trials of one search at once is more "
+                     f"than its budget of {s.trials} trials (trials); give at most {s.trials}, "
+                     "or 0 (model-based searches 4 at once, others as resources allow)")
     if s.target is not None and not (s.target > 0 and math.isfinite(s.target)):
         found.append(f"target: must be a positive, finite test loss, got {s.target}")
     found += space_problems(s, all_tasks) + data_problems(s, all_tasks, all_methods)

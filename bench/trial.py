@@ -3,6 +3,7 @@ record per epoch. Ray Tune calls `ray_trial`; tests and debugging call `run_tria
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,17 +14,12 @@ import methods
 from bench import harness, tasks
 from bench.datasets import DataSource
 from bench.errors import raise_if
+from bench.experiment import ONLINE, TrialConfig
 from methods import optimizers
-from methods.base import MethodKind, parse_options
+from methods.base import MethodKind, Options, parse_options
 
-# Keys of a trial config. `hparams` are the fixed (black-box) or initial (online) values.
-REQUIRED = ("task", "method", "hparams", "seed", "epochs")
-OPTIONAL = {"data_seed": 0, "device": "auto", "batch_size": None, "val_batch_size": None,
-            "options": {}, "repetition": 0, "trial": 0, "dtype": "float32",
-            "optimizer": "fixed",  # black-box: the optimizer family; ignored by online methods
-            "data_dir": None, "download": False,  # file-reading tasks; None: $OHOBENCH_DATA
-            "amp": False}  # bf16 autocast of training losses (black-box, tasks with amp)
-ONLINE = "online"  # the `optimizer` recorded for online methods, which train with their own rule
+__all__ = ["ONLINE", "TrialConfig", "run_trial", "ray_trial", "trial_config"]
+FIELDS = {f.name for f in dataclasses.fields(TrialConfig)}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -33,37 +29,49 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_trial(config: Mapping[str, Any],
-              report: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run one trial. Every record carries the trial's identity and its start time."""
-    missing = [k for k in REQUIRED if k not in config]
-    unknown = [k for k in config if k not in REQUIRED and k not in OPTIONAL]
+def trial_config(config: TrialConfig | Mapping[str, Any]) -> TrialConfig:
+    """A TrialConfig as is; a plain mapping (a direct call, e.g. from a test) is checked and
+    its `options` table parsed, naming every problem."""
+    if isinstance(config, TrialConfig):
+        return config
+    missing = [k for k in ("task", "method", "hparams", "seed", "epochs") if k not in config]
+    unknown = [k for k in config if k not in FIELDS]
     raise_if([f"trial config misses {k!r}" for k in missing]
              + [f"trial config has unknown key {k!r}" for k in unknown])
-    cfg = {**OPTIONAL, **config}
+    options = config.get("options")
+    if not isinstance(options, Options | None):
+        method = methods.get(config["method"])
+        options, problems = parse_options(method.options_type, options, config["method"])
+        raise_if(problems)
+    return TrialConfig(**{**config, "options": options})
+
+
+def run_trial(config: TrialConfig | Mapping[str, Any],
+              report: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run one trial. Every record carries the trial's identity and its start time."""
+    cfg = trial_config(config)
     started = time.time()
     # Weights decaying toward zero (a collapsing trial) hit denormal floats, which made CPU
     # epochs up to 20x slower; flushed to zero, they cost nothing. Per process, like threads.
     torch.set_flush_denormal(True)
-    task = tasks.get(cfg["task"])
-    method = methods.get(cfg["method"])
-    options, problems = parse_options(method.options_type, cfg["options"], cfg["method"])
-    device = resolve_device(cfg["device"])
-    raise_if(problems + tasks.amp_problems(cfg["amp"], [task], {cfg["method"]: method.kind},
-                                           device.type))
-    dtype = DTYPES[cfg["dtype"]]
-    data = DataSource.resolve(cfg["data_dir"], cfg["download"])
-    splits = task.load_splits(cfg["data_seed"], data).to(device, dtype)
-    spec = harness.TrainSpec(epochs=cfg["epochs"], batch_size=cfg["batch_size"] or task.batch_size,
-                             seed=cfg["seed"], device=device, dtype=dtype,
-                             val_batch_size=cfg["val_batch_size"], amp=cfg["amp"])
+    task = tasks.get(cfg.task)
+    method = methods.get(cfg.method)
+    options = cfg.options if cfg.options is not None else method.options_type()
+    device = resolve_device(cfg.device)
+    raise_if(tasks.amp_problems(cfg.amp, [task], {cfg.method: method.kind}, device.type))
+    dtype = DTYPES[cfg.dtype]
+    data = DataSource.resolve(cfg.data_dir, cfg.download)
+    splits = task.load_splits(cfg.data_seed, data).to(device, dtype)
+    spec = harness.TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size or task.batch_size,
+                             seed=cfg.seed, device=device, dtype=dtype,
+                             val_batch_size=cfg.val_batch_size, amp=cfg.amp)
     if method.kind is MethodKind.ONLINE:
         rule, optimizer = method.update_rule(options), ONLINE
     else:
-        optimizer = cfg["optimizer"]
-        rule = optimizers.FamilyRule(optimizers.get(optimizer), cfg["epochs"])
-    identity = {"task": cfg["task"], "method": cfg["method"], "optimizer": optimizer,
-                "repetition": cfg["repetition"], "trial": cfg["trial"], "seed": cfg["seed"],
+        optimizer = cfg.optimizer
+        rule = optimizers.FamilyRule(optimizers.get(optimizer), cfg.epochs)
+    identity = {"task": cfg.task, "method": cfg.method, "optimizer": optimizer,
+                "repetition": cfg.repetition, "trial": cfg.trial, "seed": cfg.seed,
                 "trial_start": started, "device": str(device)}
 
     follow_up = method.follow_up(options) if method.kind is MethodKind.ONLINE else None
@@ -74,7 +82,7 @@ def run_trial(config: Mapping[str, Any],
         if report is not None:
             report(record)
 
-    records = harness.train(task, rule, cfg["hparams"], splits, spec, tagged)
+    records = harness.train(task, rule, cfg.hparams, splits, spec, tagged)
     if follow_up is None or records[-1]["diverged"] or records[-1]["collapsed"]:
         return records
     # The second phase continues the trial's epochs, steps and training seconds: the method
@@ -90,24 +98,28 @@ def run_trial(config: Mapping[str, Any],
     return records + harness.train(task, rule, hparams, splits, spec, continued)
 
 
-def ray_trial(config: dict, replay: Mapping[int, dict] | None = None) -> None:
-    """Entry point for Ray Tune. The record travels nested so Ray's own keys cannot clash.
-    `replay` holds the trials a resumed experiment had finished before it was interrupted
-    (bench/journal.py): a trial found there with the same seed and hyperparameters reports its
-    kept records again instead of training."""
+def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None) -> None:
+    """Entry point for Ray Tune; `config["spec"]` is the trial's TrialConfig. The record travels
+    nested so Ray's own keys cannot clash; `trial_start` also travels on top, for the
+    scheduler's time budgets. `replay` holds the trials a resumed run had finished before it
+    was interrupted (bench/journal.py), keyed by (experiment, trial): a trial found there with
+    the same seed and hyperparameters reports its kept records again instead of training."""
     import ray
-    from ray import tune
 
+    spec: TrialConfig = config["spec"]
     node_id = ray.get_runtime_context().get_node_id()
-
-    def report(record: dict, replayed: bool = False) -> None:
-        tune.report({"val_loss": record["val_loss"], "diverged": record["diverged"],
-                     "collapsed": record.get("collapsed", False),
-                     "record": record, "replayed": replayed})
-
-    kept = (replay or {}).get(config.get("trial"))
-    if kept and kept["seed"] == config["seed"] and kept["hparams"] == config["hparams"]:
+    kept = (replay or {}).get((spec.experiment, spec.trial))
+    if kept and kept["seed"] == spec.seed and kept["hparams"] == spec.hparams:
         for record in kept["records"]:  # as first recorded, node included
             report(dict(record), replayed=True)
         return
-    run_trial(config, report=lambda r: report(dict(r, node_id=node_id)))
+    run_trial(spec, report=lambda r: report(dict(r, node_id=node_id)))
+
+
+def report(record: dict, replayed: bool = False) -> None:
+    """One epoch's record to Ray Tune."""
+    from ray import tune
+
+    tune.report({"val_loss": record["val_loss"], "diverged": record["diverged"],
+                 "collapsed": record.get("collapsed", False),
+                 "trial_start": record["trial_start"], "record": record, "replayed": replayed})

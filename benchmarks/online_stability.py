@@ -39,7 +39,7 @@ def trial_config(task: str, method: str, rep: int, epochs: int, options: dict,
     """The config `ohobench run` gives repetition `rep` of an online method."""
     import methods
     from bench import tasks
-    from bench.runner import derive_seed
+    from bench.experiment import derive_seed
     from methods.base import parse_options
     from methods.online import fill_bounds
 

@@ -81,7 +81,7 @@ def test_a_suite_runs_on_both_nodes_of_a_cluster(cluster, tmp_path):
     df = pd.read_parquet(run_dir / "records.parquet")
     assert sorted(df.groupby("trial")["epoch"].apply(sorted).tolist()) == [[1, 2]] * 6
     assert df["node_id"].nunique() == 2  # trials ran on the head and on the worker node
-    assert (tmp_path / "shared" / run_dir.name / "digits__random__fixed__rep0").is_dir()
+    assert (tmp_path / "shared" / run_dir.name / "suite").is_dir()  # the suite's one Tuner
 
 
 def test_a_cluster_of_several_nodes_needs_shared_storage(cluster, tmp_path):

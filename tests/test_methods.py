@@ -87,22 +87,16 @@ def test_options_are_typed_and_unknown_keys_named():
     assert found == ["options.hd.beta: must be > 0, got -1.0"]
 
 
-def test_model_based_searches_are_limited_so_proposals_stay_informed():
-    from ray.tune.search import ConcurrencyLimiter
-
-    from bench.ray_adapter import SearchAdapter
-    from bench.runner import MODEL_BASED_CONCURRENT, limit_concurrency
-
-    def adapter(name):
-        m = methods.get(name)
-        return SearchAdapter(m.search(SPACE, 0, 4, m.options_type()), lambda i, hp: hp), m
+def test_model_based_searches_are_capped_so_proposals_stay_informed():
+    from bench.experiment import MODEL_BASED_CONCURRENT, cap_for, plan
+    from bench.suite import build
 
     for name in ("optuna-tpe", "optuna-gp", "skopt-gp"):
-        for given, cap in ((0, MODEL_BASED_CONCURRENT), (2, 2)):
-            searcher, tuner_cap = limit_concurrency(*adapter(name), given)
-            assert isinstance(searcher, ConcurrencyLimiter) and tuner_cap is None
-            assert searcher.max_concurrent == cap
-    for name in ("random", "asha"):
-        assert limit_concurrency(*adapter(name), 0)[1] is None
-        searcher, tuner_cap = limit_concurrency(*adapter(name), 3)
-        assert isinstance(searcher, SearchAdapter) and tuner_cap == 3
+        assert methods.get(name).model_based
+    assert cap_for(True, 0, 30) == MODEL_BASED_CONCURRENT and cap_for(True, 2, 30) == 2
+    assert cap_for(True, 0, 2) == 2  # never above the search's budget
+    assert cap_for(False, 0, 30) is None and cap_for(False, 3, 30) == 3
+    exps = plan(build({"methods": ["optuna-tpe", "random", "hd"], "repetitions": 2}))
+    caps = {(e.method, e.cap, e.budget) for e in exps}
+    assert caps == {("optuna-tpe", MODEL_BASED_CONCURRENT, 6), ("random", None, 6),
+                    ("hd", None, 1)}

@@ -124,56 +124,69 @@ def wait_for(condition, timeout=300, what=""):
 
 
 def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_once(tmp_path):
-    flags = ["--task", "digits", "--method", "optuna-tpe", "--method", "hd", "--trials", "5",
-             "--repetitions", "1", "--epochs", str(EPOCHS), "--max-concurrent", "1",
-             "--name", "killed"]
+    trials = 4
+    flags = ["--task", "digits", "--method", "optuna-tpe", "--method", "random", "--method",
+             "hd", "--trials", str(trials), "--repetitions", "2", "--epochs", str(EPOCHS),
+             "--max-concurrent", "1", "--name", "killed"]
+    black_box = [f"digits__{m}__fixed__rep{r}" for m in ("optuna-tpe", "random") for r in (0, 1)]
     proc = start_cli(tmp_path, *flags)
-    first = "digits__optuna-tpe__fixed__rep0"
 
-    def journal_file():
-        found = list((tmp_path / "results").glob(f"*/journal/{first}.jsonl"))
-        return found[0] if found else None
+    def ended():
+        files = {f.stem: f for f in (tmp_path / "results").glob("*/journal/*.jsonl")}
+        return {n: len(journal.read(files[n]).summaries) if n in files else 0
+                for n in black_box}
 
-    wait_for(lambda: journal_file() and len(journal.read(journal_file()).summaries) >= 2,
-             what="two finished trials")
+    # Kill with at least three searches mid-flight: some of their trials ended, not all.
+    wait_for(lambda: sum(1 <= n < trials for n in ended().values()) >= 3,
+             what="three searches in flight")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = journal.read(journal_file())
-    kept = {i: r[0] for i, r in before.records.items() if i in before.summaries}
-    assert 2 <= len(kept) < 5, "killed too late to test a resume"
-    run_dir = journal_file().parent.parent
+    at_kill = ended()
+    assert sum(1 <= n < trials for n in at_kill.values()) >= 3, "killed too late"
+    run_dir = next((tmp_path / "results").iterdir())
     assert json.loads((run_dir / "run.json").read_text())["finished"] is None
+    kept = {}
+    for name in black_box:
+        before = journal.read(run_dir / "journal" / f"{name}.jsonl")
+        kept[name] = {i: r[0] for i, r in before.records.items() if i in before.summaries}
 
     out = finish(start_cli(tmp_path, "--resume", str(run_dir)))
     assert "resuming" in out
     df = pd.read_parquet(run_dir / "records.parquet")
-    epochs = df.groupby(["method", "trial"])["epoch"].apply(sorted)
-    assert len(epochs) == 5 + 1 and all(e == list(range(1, EPOCHS + 1)) for e in epochs)
+    epochs = df.groupby(["method", "repetition", "trial"])["epoch"].apply(sorted)
+    assert len(epochs) == 2 * 2 * trials + 2 and all(e == list(range(1, EPOCHS + 1))
+                                                     for e in epochs)
     assert not df.duplicated(["method", "optimizer", "repetition", "trial", "epoch"]).any()
-    tpe = df[df.method == "optuna-tpe"]
-    for i, first_epoch in kept.items():  # kept as recorded, not trained again
-        row = tpe[(tpe.trial == i) & (tpe.epoch == 1)].iloc[0]
-        assert row.trial_start == first_epoch["trial_start"]
-        assert row.val_loss == first_epoch["val_loss"]
+    for name, trials_kept in kept.items():  # kept as recorded, not trained again
+        method, rep = name.split("__")[1], int(name[-1])
+        for i, first_epoch in trials_kept.items():
+            row = df[(df.method == method) & (df.repetition == rep) & (df.trial == i)
+                     & (df.epoch == 1)].iloc[0]
+            assert row.trial_start == first_epoch["trial_start"]
+            assert row.val_loss == first_epoch["val_loss"]
     info = json.loads((run_dir / "run.json").read_text())
     assert info["finished"] and len(info["resumed"]) == 1
-    assert [e["name"] for e in info["experiments"]] == [first, "digits__hd__rep0"]
-    assert info["experiments"][0]["resumed"] and len(info["experiments"][0]["trials"]) == 5
+    rows = {e["name"]: e for e in info["experiments"]}
+    assert all(rows[n]["resumed"] and len(rows[n]["trials"]) == trials for n in black_box)
+    assert all(t["attempts"] == 1 for e in rows.values() for t in e["trials"])
 
-    # The search resumed its state: its proposals are those of one uninterrupted search told
-    # the same outcomes in the same order (one trial at a time, so the order is fixed).
-    chosen = suite.build({"tasks": ["digits"], "methods": ["optuna-tpe"], "trials": 5,
+    # Each TPE search resumed its state: its proposals are those of one uninterrupted search
+    # told the same outcomes in the same order (one trial at a time, so the order is fixed).
+    chosen = suite.build({"tasks": ["digits"], "methods": ["optuna-tpe"], "trials": trials,
                           "epochs": EPOCHS})
     tpe_method = get_method("optuna-tpe")
-    search = tpe_method.search(
-        chosen.space_for("digits", "fixed"),
-        runner.derive_seed(chosen.seed, "digits", "optuna-tpe", "fixed", 0), 5,
-        parse_options(tpe_method.options_type, {}, "optuna-tpe")[0])
-    last = tpe.sort_values("epoch").groupby("trial").last()
-    for i in range(5):
-        proposal = search.suggest()
-        assert proposal == {k: last.loc[i, f"hp_{k}"] for k in proposal}
-        search.observe(proposal, TrialOutcome(TrialStatus.COMPLETED, last.loc[i, "val_loss"]))
+    for rep in (0, 1):
+        search = tpe_method.search(
+            chosen.space_for("digits", "fixed"),
+            runner.derive_seed(chosen.seed, "digits", "optuna-tpe", "fixed", rep), trials,
+            parse_options(tpe_method.options_type, {}, "optuna-tpe")[0])
+        tpe = df[(df.method == "optuna-tpe") & (df.repetition == rep)]
+        last = tpe.sort_values("epoch").groupby("trial").last()
+        for i in range(trials):
+            proposal = search.suggest()
+            assert proposal == {k: last.loc[i, f"hp_{k}"] for k in proposal}
+            search.observe(proposal,
+                           TrialOutcome(TrialStatus.COMPLETED, last.loc[i, "val_loss"]))
 
 
 def test_a_trial_whose_worker_is_killed_is_retried_and_its_attempts_recorded(tmp_path):

@@ -1,0 +1,171 @@
+"""A whole suite as one Ray Tune experiment: a Searcher that multiplexes the experiments'
+searches, and a TrialScheduler that hands each trial to its own experiment's scheduler.
+
+Every trial's config carries its experiment's name (`config["spec"].experiment`), which is how
+results, completions and scheduling decisions reach the right search.
+
+Policy (no starvation): on each `suggest`, among the experiments that may start a trial now
+(budget of trials left, below their own cap, time budget not spent), the one with the least
+progress, trials started / budget, proposes; ties go to suite order. Every experiment with
+capacity is therefore served before any gets ahead of it by a whole trial's share.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from typing import Any
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from bench.experiment import Experiment
+
+
+def experiment_of(trial) -> str:
+    return trial.config["spec"].experiment
+
+
+class SuiteSearcher(Searcher):
+    """Each experiment's search behind one Searcher. Per experiment it enforces what Tune's
+    ConcurrencyLimiter and time_budget_s did for a single one: at most `cap` trials live
+    (suggested and not ended), at most `budget` trials, and no new trial once `budget_seconds`
+    have passed since the experiment's first trial started."""
+
+    def __init__(self, experiments: list[Experiment], adapters: dict[str, Searcher]):
+        super().__init__(metric="val_loss", mode="min")
+        self.experiments = {e.name: e for e in experiments}
+        self.order = {e.name: i for i, e in enumerate(experiments)}
+        self.adapters = adapters  # experiment name -> SearchAdapter
+        self.owner: dict[str, str] = {}  # live trial id -> experiment name
+        self.live = dict.fromkeys(self.experiments, 0)
+        self.started = dict.fromkeys(self.experiments, 0)
+        self.exhausted: set[str] = set()  # will suggest no more
+        self.first_start: dict[str, float] = {}  # earliest trial start seen per experiment
+
+    # --- the policy ---------------------------------------------------------------------------
+    def expired(self, name: str, now: float | None = None) -> bool:
+        """Whether the experiment's time budget, counted from its first trial start, is spent."""
+        limit = self.experiments[name].budget_seconds
+        start = self.first_start.get(name)
+        return limit is not None and start is not None and (now or time.time()) - start >= limit
+
+    def ready(self, now: float) -> list[str]:
+        for name in self.experiments:
+            if name not in self.exhausted and (
+                    self.started[name] >= self.experiments[name].budget
+                    or self.expired(name, now)):
+                self.exhausted.add(name)
+        return [n for n, e in self.experiments.items() if n not in self.exhausted
+                and (e.cap is None or self.live[n] < e.cap)]
+
+    def pick(self, now: float) -> str | None:
+        candidates = self.ready(now)
+        if not candidates:
+            return None
+        return min(candidates, key=lambda n: (self.started[n] / self.experiments[n].budget,
+                                              self.order[n]))
+
+    # --- Searcher -----------------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict | str | None:
+        now = time.time()
+        while (name := self.pick(now)) is not None:
+            config = self.adapters[name].suggest(trial_id)
+            if config == Searcher.FINISHED or config is None:  # its search has no more
+                self.exhausted.add(name)
+                continue
+            self.owner[trial_id] = name
+            self.live[name] += 1
+            self.started[name] += 1
+            return config
+        return Searcher.FINISHED if len(self.exhausted) == len(self.experiments) else None
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        name = self.owner.get(trial_id)
+        if name is not None:
+            self.note_start(name, result)
+            self.adapters[name].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        name = self.owner.pop(trial_id, None)
+        if name is None:
+            return
+        self.live[name] -= 1
+        self.note_start(name, result)
+        self.adapters[name].on_trial_complete(trial_id, result, error)
+
+    def note_start(self, name: str, result: dict | None) -> None:
+        """Keep the earliest `trial_start` reported by the experiment's trials."""
+        start = (result or {}).get("trial_start")
+        if start is not None and math.isfinite(start):
+            self.first_start[name] = min(start, self.first_start.get(name, math.inf))
+
+    def progress(self) -> dict[str, tuple[int, int]]:
+        """(trials started, live) per experiment."""
+        return {n: (self.started[n], self.live[n]) for n in self.experiments}
+
+    # --- resume -------------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {"searches": {n: a.get_state() for n, a in self.adapters.items()},
+                "owner": self.owner, "live": self.live, "started": self.started,
+                "exhausted": self.exhausted, "first_start": self.first_start}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        for name, sub in state["searches"].items():
+            self.adapters[name].set_state(sub)
+        self.owner, self.live, self.started = state["owner"], state["live"], state["started"]
+        self.exhausted, self.first_start = state["exhausted"], state["first_start"]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.get_state(), fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.set_state(pickle.load(fh))
+
+
+class SuiteScheduler(FIFOScheduler):
+    """Trials start in the order they were suggested (FIFO); each result goes to its own
+    experiment's scheduler (ASHA for a search with early stopping, so rungs compare only that
+    search's trials), and a trial whose experiment's time budget is spent is stopped."""
+
+    def __init__(self, searcher: SuiteSearcher, schedulers: dict[str, TrialScheduler]):
+        super().__init__()
+        self.searcher, self.schedulers = searcher, schedulers
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # each experiment's scheduler has its own metric and mode
+
+    def _own(self, trial) -> TrialScheduler | None:
+        return self.schedulers.get(experiment_of(trial))
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if (own := self._own(trial)) is not None:
+            own.on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        name = experiment_of(trial)
+        self.searcher.note_start(name, result)
+        if self.searcher.expired(name):
+            return TrialScheduler.STOP
+        own = self._own(trial)
+        return TrialScheduler.CONTINUE if own is None else own.on_trial_result(
+            tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if (own := self._own(trial)) is not None:
+            own.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        if (own := self._own(trial)) is not None:
+            own.on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        if (own := self._own(trial)) is not None:
+            own.on_trial_error(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return f"SuiteScheduler: {len(self.schedulers)} searches under their own scheduler"

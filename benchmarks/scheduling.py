@@ -1,0 +1,210 @@
+"""Whole-suite scheduling on a simulated 64-slot cluster (issue 15).
+
+Ray is started with 64 logical CPUs (`ray.init(num_cpus=64)`), and trials sleep for known,
+varied durations instead of training, so 64 slots mean something on a 2-core machine. The
+suite goes through ohobench's own runner (bench.runner.fit: one Tuner, the multiplexing
+searcher and per-search schedulers); only the trainable is replaced.
+
+    python benchmarks/scheduling.py            # the suite, the old sequential behaviour, scale
+    python benchmarks/scheduling.py --part suite --base 2.0
+
+Parts:
+- suite: shaped like suites/baselines.toml plus online methods: optuna-tpe, optuna-gp,
+  skopt-gp (model-based, cap 4; the GP searches with `fast = true`), random and asha, x 5
+  families x 3 repetitions, 30 trials each; hd, oho, rtho, t1t2 x 10 initializations. Prints
+  makespan, slot utilization (trial-seconds / (slots x makespan)) and the ratio of makespan to
+  the lower bound max(trial-seconds / slots, the longest search's critical path given its cap).
+- before: the old behaviour, one Tuner per experiment, one after another, against the new one,
+  on a reduced suite (1 family, 1 repetition, 10 trials, 2 initializations; the full one would
+  take about an hour sequentially).
+- scale: >= 5,000 short trials; the driver's CPU seconds per handled result and its peak
+  memory (max RSS), at 10% and at 100% of the results.
+
+Trials: black-box epochs last base x U(0.5, 1.5) seconds (from the trial's seed), online ones
+3x as long (their steps cost more); 4 epochs; the validation loss falls with epochs and depends
+on the hyperparameters, so ASHA has something to stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import ray  # noqa: E402
+from ray.tune import Callback  # noqa: E402
+
+from bench import runner, suite  # noqa: E402
+from bench.experiment import plan  # noqa: E402
+
+SLOTS = 64
+BLACK_BOX = ["optuna-tpe", "optuna-gp", "skopt-gp", "random", "asha"]
+ONLINE = ["hd", "oho", "rtho", "t1t2"]
+FAMILIES = ["fixed", "adam", "step", "exp", "cosine"]
+FAST = {"optuna-gp": {"fast": True}, "skopt-gp": {"fast": True}}
+
+
+def sleeper(base: float):
+    """A trainable whose trials sleep instead of training; records shaped like the harness's."""
+
+    def sleepy(config: dict, replay=None) -> None:
+        run_sleepy(config["spec"], base)
+
+    return sleepy
+
+
+def run_sleepy(spec, base: float) -> None:
+    from ray import tune
+
+    rng = random.Random(spec.seed)
+    per_epoch = base * (3.0 if spec.optimizer == "online" else 1.0) * rng.uniform(0.5, 1.5)
+    quality = sum(abs(math.log10(v)) for v in spec.hparams.values() if v > 0) + rng.random()
+    start = time.time()
+    for epoch in range(1, spec.epochs + 1):
+        time.sleep(per_epoch)
+        loss = quality / epoch
+        record = {"task": spec.task, "method": spec.method, "optimizer": spec.optimizer,
+                  "repetition": spec.repetition, "trial": spec.trial, "seed": spec.seed,
+                  "epoch": epoch, "trial_start": start, "timestamp": time.time(),
+                  "train_seconds": per_epoch, "train_seconds_cum": per_epoch * epoch,
+                  "eval_seconds": 0.0, "train_loss": loss, "val_loss": loss, "test_loss": loss,
+                  "diverged": False}
+        tune.report({"val_loss": loss, "diverged": False, "trial_start": start,
+                     "record": record, "replayed": False})
+
+
+def experiments(reps: int, trials: int, inits: int, families: list[str]):
+    common = {"tasks": ["digits"], "epochs": 4, "seed": 0}
+    black = suite.build({**common, "methods": BLACK_BOX, "optimizers": families,
+                         "repetitions": reps, "trials": trials, "options": FAST})
+    online = suite.build({**common, "methods": ONLINE, "repetitions": inits})
+    # Workers get no method options (their classes would import torch in every worker).
+    return black, [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
+                   for e in plan(black) + plan(online)]
+
+
+class Probe(Callback):
+    """Driver CPU seconds per result and peak RSS around 10% and 100% of `expected` results."""
+
+    def __init__(self, expected: int):
+        self.expected, self.n, self.marks = expected, 0, {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.n += 1
+        for name, at in (("5%", 0.05), ("10%", 0.10), ("95%", 0.95)):
+            if self.n == int(at * self.expected):
+                self.marks[name] = self.mark()
+
+    def on_experiment_end(self, trials, **info):
+        self.marks["100%"] = self.mark()
+
+    def mark(self):
+        return (self.n, time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def run_suite(chosen, exps, base: float, tmp: Path, sequential: bool = False,
+              callbacks: tuple = ()) -> tuple[float, list[dict]]:
+    """(makespan, trial spans) of running `exps`, all at once or one Tuner after another."""
+    from bench import journal
+
+    run_dir = Path(tempfile.mkdtemp(dir=tmp))
+    (run_dir / "journal").mkdir()
+    trainable = sleeper(base)
+    began = time.time()
+    for group in ([[e] for e in exps] if sequential else [exps]):
+        storage = str(run_dir / "ray" / (group[0].name if sequential else "all"))
+        runner.fit(chosen, group, run_dir, storage, "quiet", False, trainable, callbacks)
+    makespan = time.time() - began
+    spans = []
+    for e in exps:
+        for t in journal.read(runner.journal_path(run_dir, e.name)).trials():
+            spans.append({"experiment": e.name, "cap": e.cap, "start": t["start"],
+                          "end": t["end"]})
+    return makespan, spans
+
+
+def lower_bound(spans: list[dict]) -> tuple[float, float, float]:
+    """(trial-seconds, trial-seconds / slots, longest critical path): a search with cap c needs
+    at least max(its longest trial, its trial-seconds / c)."""
+    busy = sum(s["end"] - s["start"] for s in spans)
+    by_exp: dict[str, list[dict]] = {}
+    for s in spans:
+        by_exp.setdefault(s["experiment"], []).append(s)
+    path = max(max(max(d := [t["end"] - t["start"] for t in ts]), sum(d) / (ts[0]["cap"] or 1e9))
+               for ts in by_exp.values())
+    return busy, busy / SLOTS, path
+
+
+def report(name: str, makespan: float, spans: list[dict]) -> float:
+    busy, per_slot, path = lower_bound(spans)
+    bound = max(per_slot, path)
+    print(f"{name}: {len(spans)} trials, makespan {makespan:.1f} s, trial-seconds {busy:.0f}, "
+          f"slot utilization {busy / (SLOTS * makespan):.1%}, lower bound {bound:.1f} s "
+          f"(trial-seconds / {SLOTS} = {per_slot:.1f} s, critical path {path:.1f} s), "
+          f"makespan / bound {makespan / bound:.3f}", flush=True)
+    return makespan
+
+
+def part_suite(tmp: Path, base: float) -> None:
+    chosen, exps = experiments(reps=3, trials=30, inits=10, families=FAMILIES)
+    report("suite (75 searches x 30 trials + 40 online)", *run_suite(chosen, exps, base, tmp))
+
+
+def part_before(tmp: Path, base: float) -> None:
+    chosen, exps = experiments(reps=1, trials=10, inits=2, families=["fixed"])
+    old = report("before, one Tuner per experiment (reduced suite)",
+                 *run_suite(chosen, exps, base, tmp, sequential=True))
+    new = report("after, the whole suite at once (reduced suite)",
+                 *run_suite(chosen, exps, base, tmp))
+    print(f"before / after makespan: {old / new:.1f}x", flush=True)
+
+
+def part_scale(tmp: Path, base: float) -> None:
+    chosen = suite.build({"tasks": ["digits"], "methods": ["random", "asha"], "epochs": 1,
+                          "optimizers": ["fixed", "adam"], "repetitions": 25, "trials": 50})
+    exps = [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
+            for e in plan(chosen)]
+    total = sum(e.budget for e in exps)
+    probe = Probe(total)  # one result per trial (1 epoch)
+    began = time.time()
+    run_suite(chosen, exps, base, tmp, callbacks=(probe,))
+    m = probe.marks
+
+    def per_result(a, b):
+        return (m[b][1] - m[a][1]) / max(m[b][0] - m[a][0], 1) * 1e3
+
+    print(f"scale: {total} trials ({len(exps)} searches), {probe.n} results in "
+          f"{time.time() - began:.0f} s; driver CPU per result {per_result('5%', '10%'):.2f} ms "
+          f"at 10%, {per_result('95%', '100%'):.2f} ms at 100%; peak RSS "
+          f"{m['10%'][2] / 1024:.0f} MiB at 10%, {m['100%'][2] / 1024:.0f} MiB at 100%",
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["suite", "before", "scale"], action="append")
+    parser.add_argument("--base", type=float, default=1.5, help="seconds per black-box epoch")
+    parser.add_argument("--scale-base", type=float, default=0.05,
+                        help="seconds per epoch in the scale part")
+    args = parser.parse_args()
+    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
+    tmp = Path(tempfile.mkdtemp(prefix="ohobench-scheduling-"))
+    try:
+        for part in args.part or ["suite", "before", "scale"]:
+            {"suite": lambda: part_suite(tmp, args.base),
+             "before": lambda: part_before(tmp, args.base),
+             "scale": lambda: part_scale(tmp, args.scale_base)}[part]()
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

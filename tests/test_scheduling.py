@@ -1,0 +1,232 @@
+"""Whole-suite scheduling: the multiplexing searcher's policy, caps and budgets; per-search ASHA;
+and one real Ray run where every experiment is in flight at once."""
+
+import itertools
+import json
+import time
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
+
+from bench import experiment as ex
+from bench import runner, suite
+from bench.cli import main
+from bench.multiplex import SuiteScheduler, SuiteSearcher
+from bench.ray_adapter import SearchAdapter
+
+
+def searcher_for(values, tmp_path=None):
+    exps = ex.plan(suite.build(values))
+    adapters = {e.name: SearchAdapter(e.search(), lambda i, hp, e=e: {
+        "spec": e.trial_config(i, hp)}) for e in exps}
+    return exps, SuiteSearcher(exps, adapters)
+
+
+def suggest_names(s, n):
+    ids = [f"t{next(COUNTER)}" for _ in range(n)]
+    out = []
+    for trial_id in ids:
+        config = s.suggest(trial_id)
+        out.append(config if not isinstance(config, dict) else
+                   (trial_id, config["spec"].experiment))
+    return out
+
+
+COUNTER = itertools.count()
+
+
+def test_least_progress_first_caps_and_budgets():
+    # 2 TPE searches (cap 4, 5 trials each), 2 random searches (no cap), 2 online repetitions
+    exps, s = searcher_for({"methods": ["optuna-tpe", "random", "hd"], "repetitions": 2,
+                            "trials": 5})
+    tpe0, tpe1, rnd0, rnd1, hd0, hd1 = (e.name for e in exps)
+    got = suggest_names(s, 6)
+    # Every experiment gets its first trial before any gets a second (all at 0 progress).
+    assert [n for _, n in got] == [tpe0, tpe1, rnd0, rnd1, hd0, hd1]
+    got = suggest_names(s, 12)
+    assert [n for _, n in got] == [tpe0, tpe1, rnd0, rnd1] * 3  # online ones are done
+    # TPE searches are at their cap (4 live): only the random ones go on, to their budget.
+    assert [n if n is None else n[1] for n in suggest_names(s, 3)] == [rnd0, rnd1, None]
+    assert s.progress()[tpe0] == (4, 4) and s.progress()[rnd0] == (5, 5)
+    first_tpe = next(t for t, n in s.owner.items() if n == tpe0)
+    s.on_trial_complete(first_tpe, {"val_loss": 1.0, "trial_start": time.time()})
+    assert [n for _, n in suggest_names(s, 1)] == [tpe0] and suggest_names(s, 1) == [None]
+    for trial_id in list(s.owner):
+        s.on_trial_complete(trial_id, {"val_loss": 1.0})
+    assert [n for _, n in suggest_names(s, 1)] == [tpe1]
+    s.on_trial_complete(next(iter(s.owner)), {"val_loss": 1.0})
+    assert suggest_names(s, 1) == [Searcher.FINISHED]
+
+
+def test_a_time_budget_counts_from_the_searchs_first_trial_start():
+    exps, s = searcher_for({"methods": ["random"], "repetitions": 2, "trials": 50,
+                            "budget_seconds": 30.0})
+    [(t0, first), (t1, second)] = suggest_names(s, 2)
+    s.on_trial_result(t0, {"trial_start": time.time() - 31})  # started 31 s ago
+    s.on_trial_result(t1, {"trial_start": time.time() - 1})
+    assert s.expired(first) and not s.expired(second)
+    assert {n for _, n in suggest_names(s, 3)} == {second}
+
+
+def test_searcher_state_covers_every_search(tmp_path):
+    values = {"methods": ["optuna-tpe", "random"], "repetitions": 2, "trials": 4}
+    _, a = searcher_for(values)
+    for trial_id, _ in suggest_names(a, 3):
+        a.on_trial_complete(trial_id, {"val_loss": 0.5})
+    suggest_names(a, 2)  # two live trials
+    a.save(str(tmp_path / "s.pkl"))
+    _, b = searcher_for(values)
+    b.restore(str(tmp_path / "s.pkl"))
+    assert b.owner == a.owner and b.progress() == a.progress()
+    ids = [f"x{i}" for i in range(4)]
+    assert [b.suggest(i)["spec"] for i in ids] == [a.suggest(i)["spec"] for i in ids]
+
+
+def fake_trial(name, trial_id):
+    return SimpleNamespace(trial_id=trial_id, config={"spec": SimpleNamespace(experiment=name)})
+
+
+def test_asha_compares_trials_of_the_same_search_only():
+    exps = ex.plan(suite.build({"methods": ["asha"], "repetitions": 2, "epochs": 3,
+                                "options": {"asha": {"reduction_factor": 2}}}))
+    _, searcher = searcher_for({"methods": ["asha"], "repetitions": 2})
+    s = SuiteScheduler(searcher, {e.name: runner.asha(e) for e in exps})
+    a, b = exps[0].name, exps[1].name
+    good = [fake_trial(a, f"a{i}") for i in range(3)]
+    bad = fake_trial(b, "b0")
+    for t in [*good, bad]:
+        s.on_trial_add(None, t)
+    result = lambda v: {"training_iteration": 1, "val_loss": v, "trial_start": 0.0}  # noqa
+    assert all(s.on_trial_result(None, t, result(0.1)) == TrialScheduler.CONTINUE for t in good)
+    # The first trial of search b at the rung is compared with b's trials only: none yet.
+    assert s.on_trial_result(None, bad, result(9.0)) == TrialScheduler.CONTINUE
+    worse = fake_trial(a, "a9")
+    s.on_trial_add(None, worse)
+    assert s.on_trial_result(None, worse, result(9.0)) == TrialScheduler.STOP  # within a
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--max-concurrent", "-1"], "max_concurrent: must be >= 0, got -1"),
+    (["--max-concurrent", "9", "--trials", "6"],
+     "max_concurrent: 9 trials of one search at once is more than its budget of 6 trials"),
+])
+def test_bad_concurrency_gets_one_line_and_exit_2(capsys, tmp_path, argv, expected):
+    code = main(["run", "--out", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and expected in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # before Ray or anything started
+
+
+# --- through Ray ----------------------------------------------------------------------------
+
+SLOTS = 8  # logical CPUs: more than a model-based search's cap of 4, so the cap is what binds
+
+
+@pytest.fixture(scope="module")
+def suite_run(tmp_path_factory):
+    import ray
+
+    tmp = tmp_path_factory.mktemp("sched")
+    chosen = suite.build({"name": "sched", "tasks": ["digits"],
+                          "methods": ["optuna-tpe", "asha", "hd", "oho"], "repetitions": 2,
+                          "trials": 6, "epochs": 3, "out": str(tmp),
+                          "options": {"asha": {"reduction_factor": 2}}})
+    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
+    try:
+        began = time.time()
+        run_dir = runner.run(chosen, mode="quiet")
+        elapsed = time.time() - began
+    finally:
+        ray.shutdown()
+    return run_dir, elapsed
+
+
+def intervals(run_dir):
+    info = json.loads((run_dir / "run.json").read_text())
+    return pd.DataFrame([dict(name=e["name"], method=e["method"], **t)
+                         for e in info["experiments"] for t in e["trials"]]), info
+
+
+def most_at_once(spans):
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def overlap(a, b):
+    return min(a[1], b[1]) > max(a[0], b[0])
+
+
+def experiments_at_once(df):
+    """The most experiments with a trial running at one moment."""
+    moments = sorted(set(df.start))
+    return max(df[(df.start <= t) & (df.end > t)].name.nunique() for t in moments)
+
+
+def test_every_experiment_in_flight_together(suite_run):
+    run_dir, _ = suite_run
+    df, info = intervals(run_dir)
+    assert info["scheduling"]["slots"] == SLOTS
+    spans = {n: (g.start.min(), g.end.max()) for n, g in df.groupby("name")}
+    assert len(spans) == 2 * 2 + 2 * 2
+    # No experiment waited for the others: each overlaps another, and many run at once (a
+    # sequential runner gives 1).
+    assert all(any(overlap(spans[a], spans[b]) for b in spans if b != a) for a in spans)
+    assert experiments_at_once(df) >= 4
+    online = df[df.method.isin(["hd", "oho"])]
+    assert most_at_once(list(zip(online.start, online.end, strict=True))) >= 2
+    assert experiments_at_once(online) >= 2
+
+
+def test_per_search_cap_never_exceeded_and_table_complete(suite_run):
+    run_dir, _ = suite_run
+    df, info = intervals(run_dir)
+    tpe = df[df.method == "optuna-tpe"]
+    peaks = [most_at_once(list(zip(g.start, g.end, strict=True))) for _, g in tpe.groupby("name")]
+    assert max(peaks) <= ex.MODEL_BASED_CONCURRENT
+    table = pd.read_parquet(run_dir / "records.parquet")
+    trial = ["method", "optimizer", "repetition", "trial"]
+    assert table.groupby(trial).ngroups == 2 * 6 + 2 * 6 + 2 + 2
+    assert not table.duplicated([*trial, "epoch"]).any()
+    full = table[table.method != "asha"].groupby(trial)["epoch"].apply(sorted)
+    assert all(e == [1, 2, 3] for e in full)
+    asha = table[table.method == "asha"].groupby(["repetition", "trial"]).agg(
+        epochs=("epoch", "max"), status=("status", "first"))
+    assert ((asha.status == "stopped") == (asha.epochs < 3)).all()
+    # Per search, the first trial to reach the last rung is never stopped.
+    assert asha.groupby("repetition")["epochs"].max().eq(3).all()
+    assert set(table[table.method != "asha"].status) == {"completed"}
+    online = table[(table.epoch == 1) & table.method.isin(["hd", "oho"])]
+    assert online.groupby("repetition")["seed"].nunique().eq(1).all()  # still paired
+
+
+def test_progress_counts_per_experiment_and_prints_plain_lines(capsys):
+    from bench.progress import SuiteView, count
+
+    exps = ex.plan(suite.build({"methods": ["random", "hd"], "repetitions": 2, "trials": 3}))
+    trials = [SimpleNamespace(status=status, config={"spec": SimpleNamespace(experiment=e.name)})
+              for e, status in [(exps[0], "TERMINATED"), (exps[0], "RUNNING"),
+                                (exps[0], "PENDING"), (exps[1], "ERROR"), (exps[2], "RUNNING")]]
+    assert count(trials) == {exps[0].name: (1, 1, 1), exps[1].name: (1, 0, 0),
+                             exps[2].name: (0, 1, 0)}
+    view = SuiteView("lines", exps)
+    view.began -= 10  # 2 of 8 trials done in 10 s: 30 s left at that rate
+    view.update(trials, force=True)
+    view.line("  [a trial line]", notable=False)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("suite: 2/8 trials done · 2 running · 1 pending · elapsed 0:00:10")
+    assert out[0].endswith("ETA 0:00:30") and out[1] == "  [a trial line]"
+    quiet = SuiteView("quiet", exps)
+    quiet.update(trials, force=True)
+    quiet.line("x")
+    assert capsys.readouterr().out == ""
+    bars = SuiteView("bars", exps)  # tqdm, one bar per experiment under the suite's
+    bars.update(trials, force=True)
+    assert [b.n for b in bars.bars] == [2, 1, 1, 0, 0] and len(bars.bars) == 1 + len(exps)
+    bars.close()
