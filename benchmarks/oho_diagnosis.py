@@ -5,8 +5,9 @@
 
 Repetition r is `ohobench run`'s online repetition r (benchmarks/online_stability.py draws it).
 Every training step records lr, wd, the hypergradients and the influence norms. Every --every
-steps, the training batch's Hessian at w_t (the one the recursion multiplies by) is probed by
-power iteration: its largest eigenvalue lambda_max and its smallest lambda_min. The recursion
+steps (and every step in --dense START:END), the training batch's Hessian at w_t (the one the
+recursion multiplies by) is probed by power iteration: its largest eigenvalue lambda_max and its
+smallest lambda_min, with the batch's loss and gradient norm. The recursion
     v <- (I - lr (H + wd I)) v - (g + wd w)
 amplifies v along an eigenvector of H when |1 - lr (lambda + wd)| > 1: lr lambda_max > 2 (the
 edge of stability) or lambda_min < -wd. `--plot PNG` draws lr lambda_max against 2 next to the
@@ -40,7 +41,8 @@ def power_iteration(hvp, like: list[torch.Tensor], start: list[torch.Tensor] | N
     return lam, [x / norm for x in v]
 
 
-def traced_rule(method: str, options: dict, every: int, iters: int, rows: list[dict]):
+def traced_rule(method: str, options: dict, every: int, iters: int, rows: list[dict],
+                dense: tuple[int, int] = (0, 0)):
     import methods
     from methods.base import parse_options
 
@@ -52,9 +54,12 @@ def traced_rule(method: str, options: dict, every: int, iters: int, rows: list[d
     class Traced(type(base)):
         def step(self, state, params, batch, ctx):
             row = {"step": ctx.step, "epoch": ctx.epoch}
-            if ctx.step % every == 0:
+            if ctx.step % every == 0 or dense[0] <= ctx.step < dense[1]:
                 weights = list(params.values())
-                grads = torch.autograd.grad(ctx.loss(params, batch), weights, create_graph=True)
+                loss = ctx.loss(params, batch)
+                grads = torch.autograd.grad(loss, weights, create_graph=True)
+                row["batch_loss"] = float(loss)
+                row["grad_norm"] = float(torch.sqrt(sum((g * g).sum() for g in grads)))
 
                 def hvp(v):
                     return list(torch.autograd.grad(grads, weights, v, retain_graph=True))
@@ -82,10 +87,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--every", type=int, default=9, help="steps between Hessian probes")
     ap.add_argument("--iters", type=int, default=12, help="power iterations per probe")
+    ap.add_argument("--dense", default="0:0", metavar="START:END",
+                    help="also probe every step in [START, END), e.g. around a jump")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", type=Path, required=True, help="per-step trace (.parquet)")
     ap.add_argument("--epochs-out", type=Path, default=None, help="per-epoch records (.parquet)")
     ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--replot", action="store_true", help="only draw --plot from --out")
     args = ap.parse_args()
     import json
 
@@ -94,6 +102,11 @@ def main() -> None:
     from bench import harness, tasks
     from bench.datasets import DataSource
 
+    dense = tuple(int(x) for x in args.dense.split(":"))
+    if args.replot:
+        plot(pd.read_parquet(args.out), args.plot, f"{args.task} · {args.method} · rep "
+             f"{args.rep}", dense)
+        return
     torch.set_num_threads(1)
     options = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.option)}
     tmp = tempfile.TemporaryDirectory()
@@ -102,7 +115,7 @@ def main() -> None:
     task = tasks.get(args.task)
     splits = task.load_splits(0, DataSource.resolve(cfg["data_dir"], False))
     rows: list[dict] = []
-    rule = traced_rule(args.method, cfg["options"], args.every, args.iters, rows)
+    rule = traced_rule(args.method, cfg["options"], args.every, args.iters, rows, dense)
     spec = harness.TrainSpec(epochs=args.epochs, batch_size=task.batch_size, seed=cfg["seed"])
 
     def progress(record: dict) -> None:
@@ -119,44 +132,56 @@ def main() -> None:
         pd.DataFrame(records).to_parquet(args.epochs_out)
     print(f"trace: {len(trace)} steps -> {args.out}")
     if args.plot:
-        plot(trace, args.plot, f"{args.task} · {args.method} · rep {args.rep}")
+        plot(trace, args.plot, f"{args.task} · {args.method} · rep {args.rep}", dense)
 
 
-def plot(trace, path: Path, title: str) -> None:
+def plot(trace, path: Path, title: str, dense: tuple[int, int] = (0, 0)) -> None:
+    """The whole run; with a dense window, that window again on the right, step by step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    zoom = dense[1] > dense[0]
+    fig, axes = plt.subplots(4, 2 if zoom else 1, figsize=(14 if zoom else 9, 10),
+                             sharex="col", squeeze=False)
+    draw(axes[:, 0], trace, every_probe=False)
+    axes[0, 0].set_title(title)
+    if zoom:
+        window = trace[(trace["step"] >= dense[0]) & (trace["step"] < dense[1])]
+        draw(axes[:, 1], window, every_probe=True)
+        axes[0, 1].set_title(f"steps {dense[0]}-{dense[1] - 1}, probed every step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"figure -> {path}")
+
+
+def draw(axes, trace, every_probe: bool) -> None:
     probes = trace.dropna(subset=["lambda_max"])
     influence = [c for c in trace if c.startswith("influence_") and c != "influence_resets"]
-    fig, axes = plt.subplots(4, 1, figsize=(9, 10), sharex=True)
+    marker = {"marker": ".", "ms": 4} if every_probe else {}
     ax = axes[0]
-    ax.plot(probes["step"], probes["lr"] * probes["lambda_max"], lw=0.8,
+    ax.plot(probes["step"], probes["lr"] * probes["lambda_max"], lw=0.8, **marker,
             label="lr · λmax (batch Hessian)")
     ax.axhline(2, color="k", ls="--", lw=0.8, label="2: edge of stability")
+    if every_probe:
+        ax.plot(probes["step"], probes["batch_loss"] / probes["batch_loss"].median(), lw=0.8,
+                color="C3", **marker, label="batch loss / its median")
     ax.set_yscale("log")
     ax.legend(loc="upper left", fontsize=8)
     ax = axes[1]
     for c in influence:
-        ax.plot(trace["step"], trace[c], lw=0.8, label=c.replace("influence_", "|v| "))
+        ax.plot(trace["step"], trace[c], lw=0.8, **marker, label=c.replace("influence_", "|v| "))
     ax.set_yscale("log")
     ax.legend(loc="upper left", fontsize=8)
     ax = axes[2]
-    ax.plot(trace["step"], trace["lr"], lw=0.8, label="lr")
-    ax.set_yscale("log")
+    ax.plot(trace["step"], trace["lr"], lw=0.8, **marker, label="lr")
     ax.legend(loc="upper left", fontsize=8)
     ax = axes[3]
-    ax.plot(trace["step"], trace["wd"].clip(lower=1e-8), lw=0.8, label="wd", color="C3")
-    ax.plot(probes["step"], (-probes["lambda_min"]).clip(lower=1e-8), lw=0.6,
-            label="-λmin (batch Hessian)", color="C2")
-    ax.set_yscale("log")
+    ax.plot(trace["step"], trace["wd"], lw=0.8, **marker, label="wd", color="C3")
+    ax.set_yscale("symlog", linthresh=1e-4)
     ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel("training step")
-    axes[0].set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    print(f"figure -> {path}")
 
 
 if __name__ == "__main__":
