@@ -101,6 +101,8 @@ def main() -> None:
     ap.add_argument("--task", default="digits")
     ap.add_argument("--method", default="oho")
     ap.add_argument("--inits", type=int, default=4)
+    ap.add_argument("--reps", type=int, nargs="*", default=None,
+                    help="run only these repetitions (of 0..inits-1)")
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="a method option (JSON value), e.g. --option wd_max=1e-3")
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace, data_dir: str | None) -> None:
     options = dict(kv.split("=", 1) for kv in args.option)
     options = {k: parse_value(v) for k, v in options.items()}
     configs = [trial_config(args.task, args.method, r, args.epochs, options, args.seed,
-                            data_dir) for r in range(args.inits)]
+                            data_dir) for r in (args.reps or range(args.inits))]
 
     done: list[dict] = []
     if args.out and args.out.exists():

@@ -18,6 +18,7 @@ from methods.base import Batch, Method, MethodKind, Options, Params, StepContext
 
 META_OPTIMIZERS = ("sgd", "adam")
 FLOOR_ZONE = 10.0  # a learning rate within this factor of lr_min counts as at its floor
+RMS_MEMORY, RMS_WARMUP = 1000, 100  # clip_rms: hyper-steps remembered, and seen before it acts
 VALIDATE_ON = ("val", "train")
 MOMENTUM_MAX = 0.99
 
@@ -86,6 +87,9 @@ class OnlineOptions(Options):
     meta_lr_momentum: float = 1e-5  # step size for momentum, when tuned
     hyper_every: int = 1  # a hyperparameter step every k training steps
     clip: float = 0.0  # clip each hypergradient to [-clip, clip]; 0 = off
+    # Clip each hypergradient to clip_rms times its running RMS (~1000 hyper-steps); 0 = off.
+    # Limits one meta-step after an influence blow-up (docs/long-horizons.md).
+    clip_rms: float = 0.0
     lr_min: float = 1e-6  # learning rates never go below this
     # Upper bounds. None: the top of the suite's initial range for that hyperparameter (the box
     # the black-box searches search), filled in by the suite; unbounded when a rule is built
@@ -110,7 +114,8 @@ class OnlineOptions(Options):
         if self.meta_optimizer not in META_OPTIMIZERS:
             found.append(f"meta_optimizer: {self.meta_optimizer!r} is not one of "
                          f"{', '.join(META_OPTIMIZERS)}")
-        for name in ("meta_lr", "meta_lr_wd", "meta_lr_momentum", "clip", "perturb_lr"):
+        for name in ("meta_lr", "meta_lr_wd", "meta_lr_momentum", "clip", "clip_rms",
+                     "perturb_lr"):
             if not 0 <= getattr(self, name) < math.inf:
                 found.append(f"{name}: must be a finite number >= 0, got {getattr(self, name)}")
         if not 0 < self.lr_min < math.inf:
@@ -256,8 +261,11 @@ class MetaOptimizer:
     step_sizes: list[float]
     clip: float
     bounds: Bounds
+    clip_rms: float = 0.0  # clip each hypergradient to this many times its running RMS
     skipped: int = 0
-    clipped: int = 0  # steps where the clip changed a hypergradient
+    clipped: int = 0  # steps where a clip changed a hypergradient
+    seen: int = 0  # hyper-steps taken (for clip_rms)
+    mean_sq: list[float] = field(default_factory=list)  # running mean of hypergradient^2
     t: int = 0
     m: list[float] = field(default_factory=list)
     v: list[float] = field(default_factory=list)
@@ -267,14 +275,36 @@ class MetaOptimizer:
         if not all(math.isfinite(h) for h in hypergrads):
             self.skipped += 1
             return False
-        if self.clip and any(abs(h) > self.clip for h in hypergrads):
+        limits = [self.clip or math.inf] * len(hypergrads)
+        if self.clip_rms:
+            limits = [min(lim, limit) for lim, limit in
+                      zip(limits, self._rms_limits(hypergrads), strict=True)]
+        if any(abs(h) > lim for h, lim in zip(hypergrads, limits, strict=True)):
             self.clipped += 1
-            hypergrads = [min(max(h, -self.clip), self.clip) for h in hypergrads]
+            hypergrads = [min(max(h, -lim), lim)
+                          for h, lim in zip(hypergrads, limits, strict=True)]
+        if self.clip_rms:
+            self._remember(hypergrads)
         steps = self._directions(hypergrads)
         for (kind, group), size, d in zip(hypers.tuned, self.step_sizes, steps, strict=True):
             value = hypers.values[kind][group] - size * d
             hypers.values[kind][group] = self.bounds.project(kind, value)
         return True
+
+    def _rms_limits(self, hg: Sequence[float]) -> list[float]:
+        """`clip_rms` times each hypergradient's running RMS (over ~RMS_MEMORY hyper-steps,
+        bias-corrected), once RMS_WARMUP hyper-steps have been seen; inf before."""
+        if self.seen < RMS_WARMUP:
+            return [math.inf] * len(hg)
+        correction = 1 - (1 - 1 / RMS_MEMORY) ** self.seen
+        return [self.clip_rms * math.sqrt(m / correction) for m in self.mean_sq]
+
+    def _remember(self, hg: Sequence[float]) -> None:
+        """The running mean of squares takes the clipped values: one outlier cannot raise it."""
+        decay = 1 - 1 / RMS_MEMORY
+        self.mean_sq = [decay * m + (1 - decay) * h * h
+                        for m, h in zip(self.mean_sq or [0.0] * len(hg), hg, strict=True)]
+        self.seen += 1
 
     def _directions(self, hg: Sequence[float]) -> list[float]:
         """SGD: the hypergradient. Adam (Kingma & Ba, torch's defaults): m_hat / (sqrt(v_hat)
@@ -293,7 +323,8 @@ class MetaOptimizer:
 
 def meta_optimizer(options: OnlineOptions, hypers: Hypers) -> MetaOptimizer:
     sizes = [options.meta_lr_for(kind) for kind, _ in hypers.tuned]
-    return MetaOptimizer(options.meta_optimizer, sizes, options.clip, options.bounds())
+    return MetaOptimizer(options.meta_optimizer, sizes, options.clip, options.bounds(),
+                         options.clip_rms)
 
 
 def perturb(hypers: Hypers, options: OnlineOptions, epoch: int) -> None:

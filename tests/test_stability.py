@@ -87,6 +87,23 @@ def test_a_jump_of_the_influence_resets_it_and_skips_that_hyper_step():
     assert norm > 1.5 * off.diagnostics(quiet)["influence_lr"]  # the spike stays in it
 
 
+def test_clip_rms_cuts_an_outlier_to_a_multiple_of_the_running_rms():
+    from methods.online import RMS_WARMUP, Bounds, Hypers, MetaOptimizer
+
+    meta = MetaOptimizer("sgd", [1e-3], clip=0.0, bounds=Bounds(), clip_rms=10.0)
+    hypers = Hypers({"lr": [0.1]}, [("lr", 0)], 1)
+    rng = np.random.default_rng(0)
+    for _ in range(RMS_WARMUP + 50):
+        meta.step(hypers, [float(rng.choice([-1.0, 1.0]))])  # RMS 1
+    assert meta.clipped == 0
+    before = hypers.values["lr"][0]
+    meta.step(hypers, [-1e4])  # an influence blow-up
+    assert meta.clipped == 1
+    assert hypers.values["lr"][0] - before == pytest.approx(1e-3 * 10, rel=1e-6)
+    meta.step(hypers, [1.0])
+    assert meta.clipped == 1  # the outlier did not raise the RMS much
+
+
 def test_ordinary_training_triggers_no_jump_reset(digits_trial):
     records = digits_trial(method="oho", epochs=4)
     assert records[-1]["jump_resets"] == 0 and records[-1]["influence_lr"] > 0
@@ -181,6 +198,7 @@ def test_the_report_counts_collapsed_and_floored_trials():
     ({"clip": float("nan")}, "clip: must be a finite number >= 0"),
     ({"clip": float("inf")}, "clip: must be a finite number >= 0"),
     ({"clip": -1.0}, "clip: must be a finite number >= 0"),
+    ({"clip_rms": -1.0}, "clip_rms: must be a finite number >= 0"),
     ({"jump_reset": 1.0}, "jump_reset: must be a finite factor > 1, or 0 (off)"),
     ({"jump_reset": float("nan")}, "jump_reset: must be a finite factor > 1, or 0 (off)"),
 ])
