@@ -55,6 +55,15 @@ def trial_config(task: str, method: str, rep: int, epochs: int, options: dict,
             "data_dir": data_dir}
 
 
+def same_options(method: str, a: dict, b: dict) -> bool:
+    """Equal once parsed: an option given at its default equals the option left out."""
+    import methods
+    from methods.base import parse_options
+
+    kind = methods.get(method).options_type
+    return parse_options(kind, a, method)[0] == parse_options(kind, b, method)[0]
+
+
 def run_one(config: dict) -> dict:
     import torch
 
@@ -125,7 +134,7 @@ def run(args: argparse.Namespace, data_dir: str | None) -> None:
     done: list[dict] = []
     if args.out and args.out.exists():
         done = [json.loads(line) for line in args.out.read_text().splitlines() if line]
-        done = [d for d in done if d["options"] == configs[0]["options"]]
+        done = [d for d in done if same_options(args.method, d["options"], configs[0]["options"])]
     todo = [c for c in configs if c["repetition"] not in {d["repetition"] for d in done}]
     print(f"{args.task} · {args.method} {options or ''}: {args.inits} inits x {args.epochs} "
           f"epochs, {len(done)} done, {len(todo)} to run on {args.workers} workers", flush=True)

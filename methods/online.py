@@ -89,7 +89,7 @@ class OnlineOptions(Options):
     clip: float = 0.0  # clip each hypergradient to [-clip, clip]; 0 = off
     # Clip each hypergradient to clip_rms times its running RMS (~1000 hyper-steps); 0 = off.
     # Limits one meta-step after an influence blow-up (docs/long-horizons.md).
-    clip_rms: float = 0.0
+    clip_rms: float = 10.0
     lr_min: float = 1e-6  # learning rates never go below this
     # Upper bounds. None: the top of the suite's initial range for that hyperparameter (the box
     # the black-box searches search), filled in by the suite; unbounded when a rule is built

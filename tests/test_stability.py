@@ -269,5 +269,5 @@ def test_ohobench_list_shows_the_bounds_and_their_defaults(capsys):
     out = capsys.readouterr().out
     oho = out[out.index("\n  oho "):out.index("\n  oho-layerwise ")]
     for shown in ("lr_max=top of the lr range", "wd_max=top of the wd range",
-                  "meta_lr_wd=1e-07", "jump_reset=3.0"):
+                  "meta_lr_wd=1e-07", "jump_reset=3.0", "clip_rms=10.0"):
         assert shown in " ".join(oho.split()), shown
