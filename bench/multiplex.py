@@ -135,6 +135,8 @@ class SuiteScheduler(FIFOScheduler):
     def __init__(self, searcher: SuiteSearcher, schedulers: dict[str, TrialScheduler]):
         super().__init__()
         self.searcher, self.schedulers = searcher, schedulers
+        # Trials not ended, in the order added: FIFO without scanning every trial of the run.
+        self.queue: dict[str, Any] = {}
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # each experiment's scheduler has its own metric and mode
@@ -142,7 +144,17 @@ class SuiteScheduler(FIFOScheduler):
     def _own(self, trial) -> TrialScheduler | None:
         return self.schedulers.get(experiment_of(trial))
 
+    def choose_trial_to_run(self, tune_controller):
+        """The first pending trial, else the first paused one, in the order added (as
+        FIFOScheduler, which scans all the run's trials at every step)."""
+        for status in ("PENDING", "PAUSED"):
+            for trial in self.queue.values():
+                if trial.status == status:
+                    return trial
+        return None
+
     def on_trial_add(self, tune_controller, trial) -> None:
+        self.queue[trial.trial_id] = trial
         if (own := self._own(trial)) is not None:
             own.on_trial_add(tune_controller, trial)
 
@@ -156,14 +168,17 @@ class SuiteScheduler(FIFOScheduler):
             tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self.queue.pop(trial.trial_id, None)
         if (own := self._own(trial)) is not None:
             own.on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
+        self.queue.pop(trial.trial_id, None)
         if (own := self._own(trial)) is not None:
             own.on_trial_remove(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial) -> None:
+        self.queue.pop(trial.trial_id, None)
         if (own := self._own(trial)) is not None:
             own.on_trial_error(tune_controller, trial)
 

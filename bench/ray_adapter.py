@@ -108,12 +108,11 @@ class RecordCollector(Callback):
         self.labels = {e.name: e.label for e in experiments}
         self.budgets = {e.name: e.budget for e in experiments}
         self.view = None
-        self.last: dict[str, dict] = {}  # trial id -> its latest record
+        self.last: dict[str, dict] = {}  # trial id -> its latest record, until it ends
         self.failures: dict[str, int] = {}  # trial id -> retried attempts
         self.replayed: set[str] = set()  # trials kept from before an interruption
         self.starts: dict[str, float] = {}  # experiment -> earliest trial start journaled
         self.ended: dict[str, set[int]] = {}  # experiment -> trial indices ended, ever
-        self.finished: set[str] = set()  # trial ids ended this session
 
     def path(self, trial) -> Path:
         return self.journal_dir / f"{trial.config['spec'].experiment}.jsonl"
@@ -135,7 +134,7 @@ class RecordCollector(Callback):
         start = record.get("trial_start")
         if start is not None and start < self.starts.get(spec.experiment, math.inf):
             self.starts[spec.experiment] = start
-            journal.append(self.path(trial), {"event": "start", "time": start}, durable=True)
+            journal.append(self.path(trial), {"event": "start", "time": start})
         journal.append(self.path(trial), {"event": "result", "trial": spec.trial,
                                           "record": record})
 
@@ -159,14 +158,13 @@ class RecordCollector(Callback):
         """Trials still running when Tune ends are recorded as stopped, with what they
         reported so far."""
         for trial in trials:
-            if trial.trial_id not in self.finished and trial.trial_id in self.last:
+            if trial.trial_id in self.last:  # reported, not ended
                 self._finish(trial, None)
         self.view.update(trials, force=True)
         self.view.close()
 
     def _finish(self, trial, error: str | None) -> None:
-        self.finished.add(trial.trial_id)
-        last = self.last.get(trial.trial_id, {})
+        last = self.last.pop(trial.trial_id, {})
         spec = trial.config["spec"]
         status = (TrialStatus.ERRORED if error else
                   TrialStatus.DIVERGED if last.get("diverged") else

@@ -114,7 +114,7 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
         info["finished"] = time.time()
         info["scheduling"] = utilization(info)
         results.write_json(info, run_dir / results.RUN_JSON)
-        say(mode)(scheduling_line(info["scheduling"]))
+        print(scheduling_line(info["scheduling"]), flush=True)  # a summary: even with --quiet
     finally:
         if started_ray:
             ray.shutdown()

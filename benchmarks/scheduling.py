@@ -45,7 +45,7 @@ from ray.tune import Callback  # noqa: E402
 from bench import runner, suite  # noqa: E402
 from bench.experiment import plan  # noqa: E402
 
-SLOTS = 64
+SLOTS = 64  # logical CPUs by default (--slots), one per trial
 BLACK_BOX = ["optuna-tpe", "optuna-gp", "skopt-gp", "random", "asha"]
 ONLINE = ["hd", "oho", "rtho", "t1t2"]
 FAMILIES = ["fixed", "adam", "step", "exp", "cosine"]
@@ -81,14 +81,18 @@ def run_sleepy(spec, base: float) -> None:
                      "record": record, "replayed": False})
 
 
-def experiments(reps: int, trials: int, inits: int, families: list[str]):
+def experiments(reps: int, trials: int, inits: int, families: list[str], cheap: bool = False):
+    """The suite's experiments. `cheap`: model-based searches propose like random search (each
+    keeps its cap of 4), so that the driver's time is the scheduler's, not the GP fits'."""
     common = {"tasks": ["digits"], "epochs": 4, "seed": 0}
     black = suite.build({**common, "methods": BLACK_BOX, "optimizers": families,
                          "repetitions": reps, "trials": trials, "options": FAST})
     online = suite.build({**common, "methods": ONLINE, "repetitions": inits})
     # Workers get no method options (their classes would import torch in every worker).
-    return black, [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
-                   for e in plan(black) + plan(online)]
+    exps = [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
+            for e in plan(black) + plan(online)]
+    return black, [dataclasses.replace(e, method="random") if cheap and e.model_based else e
+                   for e in exps]
 
 
 class Probe(Callback):
@@ -111,8 +115,9 @@ class Probe(Callback):
 
 
 def run_suite(chosen, exps, base: float, tmp: Path, sequential: bool = False,
-              callbacks: tuple = ()) -> tuple[float, list[dict]]:
-    """(makespan, trial spans) of running `exps`, all at once or one Tuner after another."""
+              callbacks: tuple = ()) -> tuple[float, list[dict], float]:
+    """(makespan, trial spans, start time) of running `exps`, all at once or one Tuner after
+    another."""
     from bench import journal
 
     run_dir = Path(tempfile.mkdtemp(dir=tmp))
@@ -128,10 +133,10 @@ def run_suite(chosen, exps, base: float, tmp: Path, sequential: bool = False,
         for t in journal.read(runner.journal_path(run_dir, e.name)).trials():
             spans.append({"experiment": e.name, "cap": e.cap, "start": t["start"],
                           "end": t["end"]})
-    return makespan, spans
+    return makespan, spans, began
 
 
-def lower_bound(spans: list[dict]) -> tuple[float, float, float]:
+def lower_bound(spans: list[dict], slots: int) -> tuple[float, float, float]:
     """(trial-seconds, trial-seconds / slots, longest critical path): a search with cap c needs
     at least max(its longest trial, its trial-seconds / c)."""
     busy = sum(s["end"] - s["start"] for s in spans)
@@ -140,22 +145,48 @@ def lower_bound(spans: list[dict]) -> tuple[float, float, float]:
         by_exp.setdefault(s["experiment"], []).append(s)
     path = max(max(max(d := [t["end"] - t["start"] for t in ts]), sum(d) / (ts[0]["cap"] or 1e9))
                for ts in by_exp.values())
-    return busy, busy / SLOTS, path
+    return busy, busy / slots, path
 
 
-def report(name: str, makespan: float, spans: list[dict]) -> float:
-    busy, per_slot, path = lower_bound(spans)
+def ramp(spans: list[dict], began: float, slots: int) -> tuple[float, float]:
+    """Seconds from the start until the first trial started, and until 90% of the slots were
+    first busy at once (worker processes start on the machine's 2 real cores)."""
+    events = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
+    running, full = 0, math.nan
+    for t, step in events:
+        running += step
+        if running >= 0.9 * slots:
+            full = t - began
+            break
+    return events[0][0] - began, full
+
+
+def report(name: str, makespan: float, spans: list[dict], began: float) -> float:
+    import ray
+
+    slots = int(ray.cluster_resources()["CPU"])
+    busy, per_slot, path = lower_bound(spans, slots)
     bound = max(per_slot, path)
+    first, full = ramp(spans, began, slots)
     print(f"{name}: {len(spans)} trials, makespan {makespan:.1f} s, trial-seconds {busy:.0f}, "
-          f"slot utilization {busy / (SLOTS * makespan):.1%}, lower bound {bound:.1f} s "
-          f"(trial-seconds / {SLOTS} = {per_slot:.1f} s, critical path {path:.1f} s), "
-          f"makespan / bound {makespan / bound:.3f}", flush=True)
+          f"slot utilization {busy / (slots * makespan):.1%}, lower bound {bound:.1f} s "
+          f"(trial-seconds / {slots} = {per_slot:.1f} s, critical path {path:.1f} s), "
+          f"makespan / bound {makespan / bound:.3f}; first trial started at {first:.1f} s, "
+          f"90% of slots busy at {full:.1f} s", flush=True)
     return makespan
 
 
-def part_suite(tmp: Path, base: float) -> None:
-    chosen, exps = experiments(reps=3, trials=30, inits=10, families=FAMILIES)
-    report("suite (75 searches x 30 trials + 40 online)", *run_suite(chosen, exps, base, tmp))
+def part_suite(tmp: Path, base: float, args) -> None:
+    families = FAMILIES[:args.families]
+    chosen, exps = experiments(args.reps, args.trials, args.inits, families, args.cheap)
+    report(f"suite ({len(BLACK_BOX) * len(families) * args.reps} searches x {args.trials} "
+           f"trials + {len(ONLINE) * args.inits} online{', cheap' if args.cheap else ''})",
+           *run_suite(chosen, exps, base, tmp))
+
+
+def part_reduced(tmp: Path, base: float) -> None:
+    chosen, exps = experiments(reps=1, trials=10, inits=2, families=["fixed"])
+    report("the whole suite at once (reduced suite)", *run_suite(chosen, exps, base, tmp))
 
 
 def part_before(tmp: Path, base: float) -> None:
@@ -167,9 +198,10 @@ def part_before(tmp: Path, base: float) -> None:
     print(f"before / after makespan: {old / new:.1f}x", flush=True)
 
 
-def part_scale(tmp: Path, base: float) -> None:
+def part_scale(tmp: Path, base: float, trials: int) -> None:
     chosen = suite.build({"tasks": ["digits"], "methods": ["random", "asha"], "epochs": 1,
-                          "optimizers": ["fixed", "adam"], "repetitions": 25, "trials": 50})
+                          "optimizers": ["fixed", "adam"], "repetitions": 25,
+                          "trials": max(trials // 100, 1)})
     exps = [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
             for e in plan(chosen)]
     total = sum(e.budget for e in exps)
@@ -190,18 +222,31 @@ def part_scale(tmp: Path, base: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["suite", "before", "scale"], action="append")
+    parser.add_argument("--part", choices=["suite", "before", "scale", "reduced"], action="append")
     parser.add_argument("--base", type=float, default=1.5, help="seconds per black-box epoch")
     parser.add_argument("--scale-base", type=float, default=0.05,
                         help="seconds per epoch in the scale part")
+    parser.add_argument("--scale-trials", type=int, default=5000,
+                        help="trials in the scale part (100 searches)")
+    parser.add_argument("--trials", type=int, default=30, help="trials per search (suite)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per search (suite)")
+    parser.add_argument("--families", type=int, default=5, help="optimizer families (suite)")
+    parser.add_argument("--inits", type=int, default=10, help="online initializations (suite)")
+    parser.add_argument("--cheap", action="store_true", help="model-based searches propose "
+                        "like random search (caps kept): the driver's time is the scheduler's")
+    parser.add_argument("--slots", type=int, default=SLOTS, help="logical CPUs")
     args = parser.parse_args()
-    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
+    # 64 logical CPUs on 2 real cores: Ray's prestarting of idle workers for queued actors
+    # (then killed as surplus) would keep the 2 cores busy starting processes.
+    ray.init(address="local", num_cpus=args.slots, include_dashboard=False, log_to_driver=False,
+             _system_config={"enable_worker_prestart": False})
     tmp = Path(tempfile.mkdtemp(prefix="ohobench-scheduling-"))
     try:
         for part in args.part or ["suite", "before", "scale"]:
-            {"suite": lambda: part_suite(tmp, args.base),
+            {"suite": lambda: part_suite(tmp, args.base, args),
              "before": lambda: part_before(tmp, args.base),
-             "scale": lambda: part_scale(tmp, args.scale_base)}[part]()
+             "reduced": lambda: part_reduced(tmp, args.base),
+             "scale": lambda: part_scale(tmp, args.scale_base, args.scale_trials)}[part]()
     finally:
         ray.shutdown()
 
