@@ -133,7 +133,8 @@ def run(args: argparse.Namespace, data_dir: str | None) -> None:
 
     done: list[dict] = []
     if args.out and args.out.exists():
-        done = [json.loads(line) for line in args.out.read_text().splitlines() if line]
+        done = [json.loads(line) for line in args.out.read_text().splitlines()
+                if line.endswith("}")]  # a line cut short by a kill is run again
         done = [d for d in done if same_options(args.method, d["options"], configs[0]["options"])]
     todo = [c for c in configs if c["repetition"] not in {d["repetition"] for d in done}]
     print(f"{args.task} · {args.method} {options or ''}: {args.inits} inits x {args.epochs} "
