@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the suite seed")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", type=Path, default=None, help="JSON lines; reruns skip done trials")
+    ap.add_argument("--report", action="store_true", help="print what --out holds; run nothing")
     ap.add_argument("--data-dir", default=None, help="default: ../shared/data/mnist linked in "
                     "torchvision's layout when there, else $OHOBENCH_DATA or ./data")
     args = ap.parse_args()
@@ -136,7 +137,8 @@ def run(args: argparse.Namespace, data_dir: str | None) -> None:
         done = [json.loads(line) for line in args.out.read_text().splitlines()
                 if line.endswith("}")]  # a line cut short by a kill is run again
         done = [d for d in done if same_options(args.method, d["options"], configs[0]["options"])]
-    todo = [c for c in configs if c["repetition"] not in {d["repetition"] for d in done}]
+    todo = [] if args.report else [
+        c for c in configs if c["repetition"] not in {d["repetition"] for d in done}]
     print(f"{args.task} · {args.method} {options or ''}: {args.inits} inits x {args.epochs} "
           f"epochs, {len(done)} done, {len(todo)} to run on {args.workers} workers", flush=True)
     with mp.get_context("spawn").Pool(args.workers) as pool:
