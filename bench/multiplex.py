@@ -13,7 +13,6 @@ capacity is therefore served before any gets ahead of it by a whole trial's shar
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from typing import Any
 
@@ -21,13 +20,14 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from bench.experiment import Experiment
+from bench.ray_adapter import PickledState
 
 
 def experiment_of(trial) -> str:
     return trial.config["spec"].experiment
 
 
-class SuiteSearcher(Searcher):
+class SuiteSearcher(PickledState, Searcher):
     """Each experiment's search behind one Searcher. Per experiment it enforces what Tune's
     ConcurrencyLimiter and time_budget_s did for a single one: at most `cap` trials live
     (suggested and not ended), at most `budget` trials, and no new trial once `budget_seconds`
@@ -117,14 +117,6 @@ class SuiteSearcher(Searcher):
             self.adapters[name].set_state(sub)
         self.owner, self.live, self.started = state["owner"], state["live"], state["started"]
         self.exhausted, self.first_start = state["exhausted"], state["first_start"]
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.get_state(), fh)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.set_state(pickle.load(fh))
 
 
 class SuiteScheduler(FIFOScheduler):

@@ -17,7 +17,19 @@ from bench import journal
 from methods.base import Search, TrialOutcome, TrialStatus
 
 
-class SearchAdapter(Searcher):
+class PickledState:
+    """Ray's Searcher checkpoint (save/restore to a file) through get_state/set_state."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.get_state(), fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.set_state(pickle.load(fh))
+
+
+class SearchAdapter(PickledState, Searcher):
     """Ray asks for configurations; the wrapped Search proposes hyperparameters, and the adapter
     completes them into trial configs (task, seed, epochs...) with `make_config(index, hp)`.
     With `journal_path`, the seconds of every suggest and observe go to the journal."""
@@ -59,14 +71,6 @@ class SearchAdapter(Searcher):
     def set_state(self, state: dict[str, Any]) -> None:
         self.search.load_state_dict(state["search"])
         self.started, self.live = state["started"], state["live"]
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.get_state(), fh)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.set_state(pickle.load(fh))
 
 
 def outcome(result: dict | None, error: bool) -> TrialOutcome:
