@@ -71,7 +71,9 @@ def configs(n_layers: int) -> list[tuple[str, str, dict]]:
     """(label, registered method, options): oho groups=1 is the global 'oho' row."""
     return [("oho", "oho", {}), ("oho batched HVP", "oho", {"hvp_chunk": ALL}),
             *[(f"oho groups={g}", "oho", {"groups": g}) for g in range(2, n_layers + 1)],
-            ("oho-layerwise", "oho-layerwise", {}), ("rtho", "rtho", {}),
+            ("oho-layerwise", "oho-layerwise", {}),
+            ("oho-layerwise shared", "oho-layerwise", {"influence": "shared"}),
+            ("rtho", "rtho", {}),
             ("trho window=10", "trho", {"window": 10}), ("t1t2", "t1t2", {}),
             ("t1t2 tune=wd", "t1t2", {"tune": ["wd"]}), ("hd", "hd", {}), ("marthe", "marthe", {})]
 

@@ -132,6 +132,17 @@ def hypergradients(v: Sequence[Tensor], val_grads: Sequence[Tensor]) -> Tensor:
                for vi, gi in zip(v, val_grads, strict=True))
 
 
+def sliced_hypergradients(v: Sequence[Tensor], val_grads: Sequence[Tensor], kinds: Sequence[str],
+                          tuned: Sequence[tuple[str, int]], group_of: Sequence[int]) -> Tensor:
+    """Shared influence (one vector V_kind per kind): <grad E_val, V_kind> restricted to the
+    parameter tensors of group g, for every tuned scalar (kind, g), as one vector."""
+    per_tensor = [vi.reshape(vi.shape[0], -1) @ gi.reshape(-1)
+                  for vi, gi in zip(v, val_grads, strict=True)]
+    return torch.stack([sum(per_tensor[i][kinds.index(kind)]
+                            for i, g in enumerate(group_of) if g == group)
+                        for kind, group in tuned])
+
+
 def influence_norms(v: Sequence[Tensor]) -> Tensor:
     return torch.sqrt(sum(vi.reshape(vi.shape[0], -1).square().sum(1) for vi in v))
 

@@ -29,6 +29,7 @@ from methods.online import (
 )
 
 HVP_MODES = ("exact", "fd")
+INFLUENCES = ("exact", "shared")
 JUMP_WARMUP = 20  # steps after a start or reset in which the influence may grow freely
 JUMP_MEMORY = 0.99  # the jump test compares each norm with its running mean over ~100 steps
 
@@ -46,9 +47,19 @@ class ForwardOptions(GroupedOptions):
     # Zero the influence, and skip that step's hyper-step, when an influence norm exceeds this
     # factor times its running mean (a loss spike); 0 = off. See README, "Long horizons".
     jump_reset: float = 3.0
+    # On a jump reset, also multiply every lr by this (1 = leave lr alone). A jump marks a
+    # catapult, lr x lambda_max > 2; without the backoff, the fresh influence's greedy
+    # hypergradient raised lr again (README, "Long horizons").
+    jump_backoff: float = 0.5
+    # With groups != 1: "exact", one influence vector per (kind, group), one HVP each; "shared",
+    # one per kind with each group's slice advanced by its own hyperparameters, as the OHO
+    # authors' layerwise code (2 HVPs whatever the groups). See README, "Shared influence".
+    influence: str = "exact"
 
     def problems(self) -> list[str]:
         found = super().problems()
+        if self.influence not in INFLUENCES:
+            found.append(f"influence: {self.influence!r} is not one of {', '.join(INFLUENCES)}")
         if self.reset_every < 0:
             found.append(f"reset_every: must be >= 0 (0 = never), got {self.reset_every}")
         if not 0 <= self.discount <= 1:
@@ -60,6 +71,8 @@ class ForwardOptions(GroupedOptions):
         if not (self.jump_reset == 0 or 1 < self.jump_reset < float("inf")):
             found.append(f"jump_reset: must be a finite factor > 1, or 0 (off), got "
                          f"{self.jump_reset}")
+        if not 0 < self.jump_backoff <= 1:
+            found.append(f"jump_backoff: must be in (0, 1] (1 = off), got {self.jump_backoff}")
         if self.hvp_chunk < 0:
             found.append(f"hvp_chunk: must be >= 0 (0 = all), got {self.hvp_chunk}")
         return found
@@ -68,6 +81,11 @@ class ForwardOptions(GroupedOptions):
 @dataclass(kw_only=True)
 class ForwardState(OnlineState):
     v: list[torch.Tensor]  # dw/dlambda_k, shape (K, *param.shape) per parameter tensor
+    # The scalar each influence vector follows, and the group of each parameter tensor as the
+    # influence sees it: the tuned scalars and group_of ("exact"), or one kind each over a
+    # single group ("shared": dw/dlambda summed over the groups).
+    follows: list[tuple[str, int]]
+    follows_group_of: list[int]
     p: list[torch.Tensor] | None  # db/dlambda_k (momentum buffers), same shapes
     discount: float = 1.0
     discount_sum: float = 0.0
@@ -82,14 +100,19 @@ class ForwardHypergradient(OnlineRule):
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> ForwardState:
         common = self._common(params, hparams, self.options.groups)
-        k = len(common["hypers"].tuned)
+        follows, follows_group_of = common["hypers"].tuned, common["group_of"]
+        if self.options.influence == "shared":
+            follows = [(kind, 0) for kind in dict.fromkeys(k for k, _ in follows)]
+            follows_group_of = [0] * len(follows_group_of)
+        k = len(follows)
         v = [torch.zeros(k, *w.shape, dtype=w.dtype, device=w.device) for w in params.values()]
         p = [torch.zeros_like(x) for x in v] if "momentum" in common["hypers"].values else None
-        return ForwardState(**common, v=v, p=p, discount=self.options.discount)
+        return ForwardState(**common, v=v, p=p, discount=self.options.discount, follows=follows,
+                            follows_group_of=follows_group_of)
 
     def step(self, state: ForwardState, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[ForwardState, Params]:
-        o, h = self.options, state.hypers
+        o = self.options
         self._begin_step(state, ctx)
         weights = list(params.values())
         exact = o.hvp == "exact"
@@ -104,7 +127,7 @@ class ForwardHypergradient(OnlineRule):
             shifted = dict(zip(params, ws, strict=True))
             return torch.autograd.grad(ctx.loss(shifted, batch), ws)
 
-        k = len(h.tuned)
+        k = len(state.follows)
         size = o.hvp_chunk or (k if weights[0].is_cuda else 1)
         for start in range(0, k, size):
             chunk = slice(start, min(start + size, k))
@@ -114,17 +137,19 @@ class ForwardHypergradient(OnlineRule):
             else:
                 hv = hg.fd_hvp(lambda ws: grad_at([w.requires_grad_() for w in ws]), weights,
                                vs, o.fd_radius)
-            hg.advance_influence(state.v, state.p, hv, chunk, terms, h.tuned, state.group_of)
+            hg.advance_influence(state.v, state.p, hv, chunk, terms, state.follows,
+                                 state.follows_group_of)
         values = [g.detach() for g in grads]
         del grads  # frees the graph; the direction is then written over the gradients
         hg.set_direction(terms, values, in_place=True)
-        hg.add_direction_term(state.v, terms.new_buffers, h.tuned, state.group_of)
+        hg.add_direction_term(state.v, terms.new_buffers, state.follows, state.follows_group_of)
 
         self._apply(state, weights, terms)
 
         if o.jump_reset and self._jumped(state):
             state.jump_resets += 1
             self._reset(state)
+            self._back_off(state)
         elif (ctx.step + 1) % o.hyper_every == 0:
             self._hyper_step(state, params, ctx, terms)
         if o.reset_every and (ctx.step + 1) % o.reset_every == 0:
@@ -136,7 +161,12 @@ class ForwardHypergradient(OnlineRule):
         weights = list(params.values())
         val_grads = torch.autograd.grad(ctx.val_loss(params, hyper_batch(self.options, ctx)),
                                         weights)
-        state.hypergrads = hg.hypergradients(state.v, val_grads).tolist()
+        if state.follows == state.hypers.tuned:
+            state.hypergrads = hg.hypergradients(state.v, val_grads).tolist()
+        else:
+            state.hypergrads = hg.sliced_hypergradients(
+                state.v, val_grads, [k for k, _ in state.follows], state.hypers.tuned,
+                state.group_of).tolist()
         if not state.meta.step(state.hypers, state.hypergrads):
             if not all(torch.isfinite(x).all() for x in state.v):
                 self._reset(state)  # a blown-up influence would poison every later step
@@ -173,6 +203,12 @@ class ForwardHypergradient(OnlineRule):
                            for m, n in zip(mean, norms, strict=True)]
         return False
 
+    def _back_off(self, state: ForwardState) -> None:
+        if "lr" in state.hypers.values and self.options.jump_backoff != 1:
+            bounds = self.options.bounds()
+            state.hypers.values["lr"] = [bounds.project("lr", lr * self.options.jump_backoff)
+                                         for lr in state.hypers.values["lr"]]
+
     @staticmethod
     def _reset(state: ForwardState) -> None:
         for x in state.v + (state.p or []):
@@ -183,8 +219,9 @@ class ForwardHypergradient(OnlineRule):
     def diagnostics(self, state: ForwardState) -> dict[str, float]:
         out = super().diagnostics(state)
         norms = hg.influence_norms(state.v).tolist()
-        out.update({f"influence_{n}": x
-                    for n, x in zip(state.hypers.tuned_names(), norms, strict=True)})
+        names = (state.hypers.tuned_names() if state.follows == state.hypers.tuned
+                 else [kind for kind, _ in state.follows])
+        out.update({f"influence_{n}": x for n, x in zip(names, norms, strict=True)})
         out["influence_resets"] = state.resets
         out["jump_resets"] = state.jump_resets
         if self.options.discount != 1.0 or self.options.adapt_discount:

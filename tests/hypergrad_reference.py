@@ -88,3 +88,24 @@ def true_hypergradients(model, params, batches, val_batch, hypers: dict[str, lis
                                  tensors.get("momentum"), group_of, window_start)
     grads = torch.autograd.grad(value, list(tensors.values()))
     return {k: g.tolist() for k, g in zip(tensors, grads, strict=True)}
+
+
+def shared_hypergradients(model, params, batches, val_batch, hypers: dict[str, list[float]],
+                          group_of) -> dict[str, list[float]]:
+    """The shared influence's objective, by autodiff of the unrolled run: for each kind, shift
+    every group's value by one scalar alpha; the (kind, g) hypergradient is d/dalpha of
+    <grad E_val(w_T), w_T(alpha)> over group g's tensors, the gradient held fixed."""
+    out = {}
+    for kind in hypers:
+        alpha = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        tensors = {k: torch.tensor(v, dtype=torch.float64) + (alpha if k == kind else 0)
+                   for k, v in hypers.items()}
+        value, w = unrolled_val_loss(model, params, batches, val_batch, tensors["lr"],
+                                     tensors["wd"], tensors.get("momentum"), group_of)
+        val_grads = torch.autograd.grad(value, w, retain_graph=True)
+        out[kind] = []
+        for group in sorted(set(group_of)):
+            inner = sum(torch.vdot(gv.detach().reshape(-1), wi.reshape(-1))
+                        for gv, wi, g in zip(val_grads, w, group_of, strict=True) if g == group)
+            out[kind].append(float(torch.autograd.grad(inner, alpha, retain_graph=True)[0]))
+    return out

@@ -6,7 +6,12 @@ import pytest
 
 import methods
 from methods.online import layer_groups
-from tests.hypergrad_reference import problem, run_rule, true_hypergradients
+from tests.hypergrad_reference import (
+    problem,
+    run_rule,
+    shared_hypergradients,
+    true_hypergradients,
+)
 
 REL = 1e-6
 FROZEN = {"meta_lr": 0.0, "meta_lr_wd": 0.0, "meta_lr_momentum": 0.0}  # hypers stay put
@@ -47,6 +52,39 @@ def test_forward_hypergradient_matches_unrolled_autodiff(act, momentum, method, 
     if momentum:
         hypers["momentum"] = [momentum] * n
     compare(state, true_hypergradients(model, params, batches, val, hypers, group_of))
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_shared_influence_matches_autodiff_of_its_objective(act, momentum):
+    """influence = "shared" (the OHO authors' layerwise): each layer's hypergradient is the
+    change of E_val through that layer's weights when every layer's value moves together."""
+    model, params, batches, val = problem(act, 6)
+    tune = ("lr", "wd", "momentum") if momentum else ("lr", "wd")
+    state, _ = run_rule(rule_for("oho-layerwise", influence="shared", momentum=momentum,
+                                 tune=tune), model, params, batches, val, {"lr": 0.3, "wd": 0.05})
+    group_of, n = layer_groups(list(params), 0)
+    hypers = {"lr": [0.3] * n, "wd": [0.05] * n}
+    if momentum:
+        hypers["momentum"] = [momentum] * n
+    compare(state, shared_hypergradients(model, params, batches, val, hypers, group_of))
+    exact = true_hypergradients(model, params, batches, val, hypers, group_of)
+    for kind, values in exact.items():  # the layers' sum is exact; the split is not
+        got = [h for (k, _), h in zip(state.hypers.tuned, state.hypergrads, strict=True)
+               if k == kind]
+        assert sum(got) == pytest.approx(sum(values), rel=REL)
+        assert got != pytest.approx(values, rel=1e-3)
+
+
+def test_shared_influence_with_one_group_is_global_oho():
+    model, params, batches, val = problem("relu", 30)
+    hparams = {"lr": 0.3, "wd": 0.05}
+    moving = {"meta_lr": 1e-3, "meta_lr_wd": 1e-3}
+    exact, _ = run_rule(rule_for("oho", **moving), model, params, batches, val, hparams)
+    shared, _ = run_rule(rule_for("oho", influence="shared", **moving), model, params, batches,
+                         val, hparams)
+    assert shared.hypergrads == exact.hypergrads
+    assert shared.hypers.values == exact.hypers.values
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 6])

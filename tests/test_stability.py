@@ -75,7 +75,7 @@ def spiked_run(r, spike_at: int, steps: int = 40):
 def test_a_jump_of_the_influence_resets_it_and_skips_that_hyper_step():
     """The influence norm jumps far above its running mean: the rule zeroes it and does not
     step the hyperparameters there; with jump_reset = 0 it keeps the blown-up influence."""
-    r = rule("oho", meta_lr=1e-3, meta_lr_wd=1e-3)
+    r = rule("oho", meta_lr=1e-3, meta_lr_wd=1e-3, jump_backoff=1.0)
     state, stepped = spiked_run(r, spike_at=30)
     assert state.jump_resets == 1 and state.resets == 1 and not stepped
     quiet, _ = spiked_run(r, spike_at=-1)
@@ -85,6 +85,20 @@ def test_a_jump_of_the_influence_resets_it_and_skips_that_hyper_step():
     assert kept.jump_resets == 0 and kept.resets == 0 and stepped
     norm = off.diagnostics(kept)["influence_lr"]
     assert norm > 1.5 * off.diagnostics(quiet)["influence_lr"]  # the spike stays in it
+
+
+def test_a_jump_reset_backs_lr_off():
+    """jump_backoff halves lr at the jump (lr is not stepped there, so the halving is exact);
+    at 1 the jump leaves lr where it was."""
+    halved = rule("oho", meta_lr=0.0, meta_lr_wd=0.0, jump_backoff=0.5)
+    state, _ = spiked_run(halved, spike_at=30)
+    assert state.jump_resets == 1 and halved.hparams(state)["lr"] == pytest.approx(0.15)
+    kept = rule("oho", meta_lr=0.0, meta_lr_wd=0.0, jump_backoff=1.0)
+    state, _ = spiked_run(kept, spike_at=30)
+    assert state.jump_resets == 1 and kept.hparams(state)["lr"] == pytest.approx(0.3)
+    floor = rule("oho", meta_lr=0.0, meta_lr_wd=0.0, jump_backoff=1e-9)
+    state, _ = spiked_run(floor, spike_at=30)
+    assert floor.hparams(state)["lr"] == pytest.approx(floor.options.lr_min)  # projected
 
 
 def test_clip_rms_cuts_an_outlier_to_a_multiple_of_the_running_rms():
@@ -201,6 +215,9 @@ def test_the_report_counts_collapsed_and_floored_trials():
     ({"clip_rms": -1.0}, "clip_rms: must be a finite number >= 0"),
     ({"jump_reset": 1.0}, "jump_reset: must be a finite factor > 1, or 0 (off)"),
     ({"jump_reset": float("nan")}, "jump_reset: must be a finite factor > 1, or 0 (off)"),
+    ({"jump_backoff": 0.0}, "jump_backoff: must be in (0, 1] (1 = off)"),
+    ({"jump_backoff": 1.5}, "jump_backoff: must be in (0, 1] (1 = off)"),
+    ({"jump_backoff": float("nan")}, "jump_backoff: must be in (0, 1] (1 = off)"),
 ])
 def test_bad_safeguard_options_are_named(bad, message):
     _, problems = parse_options(methods.get("oho").options_type, bad, "oho")
