@@ -12,6 +12,10 @@ there. Trials run in --workers processes with one torch thread each. Every finis
 appended to --out (JSON lines, its per-epoch records included), and a rerun with the same --out
 skips the trials already there: an interrupted study resumes.
 
+`--method random` trains each initialization with its hyperparameters fixed (the `fixed` SGD
+family), at the same draws and model seeds as the online methods: a random search of --inits
+trials, paired with them; its choice (best final validation loss) is printed too.
+
 Printed per trial: final and best-validation-epoch test loss, the status flags (diverged,
 collapsed, lr at its floor), the largest wd and influence norm seen, and the safeguards'
 counts. Then the median and IQR of the final test loss. A measurement, not a test: exit 0.
@@ -31,6 +35,7 @@ from pathlib import Path
 
 from mnist_epoch import data_root  # benchmarks/, on sys.path when run as a script
 
+BLACK_BOX = ("random",)  # --method random: fixed hyperparameters at the online methods' draws
 COUNTERS = ("influence_resets", "jump_resets", "skipped_hypersteps", "clipped_hypersteps")
 
 
@@ -168,6 +173,12 @@ def run(args: argparse.Namespace, data_dir: str | None) -> None:
               f"{q[2]:.4f}], {sum(s['diverged'] for s in rows)} diverged, "
               f"{sum(s['collapsed'] for s in rows)} collapsed, "
               f"{sum(s['lr_floored'] for s in rows)} with lr at its floor, of {len(rows)}")
+    if args.method in BLACK_BOX and rows:
+        choice = min(rows, key=lambda s: s["final_val"] if math.isfinite(s["final_val"])
+                     else math.inf)
+        print(f"a random search of these {len(rows)} trials chooses rep {choice['rep']} (best "
+              f"final val loss {choice['final_val']:.4f}): final test loss "
+              f"{choice['final_test']:.4f}")
 
 
 if __name__ == "__main__":
