@@ -138,6 +138,19 @@ def sliced_hypergradients(v: Sequence[Tensor], val_grads: Sequence[Tensor], kind
     parameter tensors of group g, for every tuned scalar (kind, g), as one vector."""
     per_tensor = [vi.reshape(vi.shape[0], -1) @ gi.reshape(-1)
                   for vi, gi in zip(v, val_grads, strict=True)]
+    return _sum_by_group(per_tensor, kinds, tuned, group_of)
+
+
+def sliced_influence_norms(v: Sequence[Tensor], kinds: Sequence[str],
+                           tuned: Sequence[tuple[str, int]], group_of: Sequence[int]) -> Tensor:
+    """Shared influence: the norm of V_kind over group g's tensors, per tuned (kind, g)."""
+    per_tensor = [vi.reshape(vi.shape[0], -1).square().sum(1) for vi in v]
+    return torch.sqrt(_sum_by_group(per_tensor, kinds, tuned, group_of))
+
+
+def _sum_by_group(per_tensor: Sequence[Tensor], kinds: Sequence[str],
+                  tuned: Sequence[tuple[str, int]], group_of: Sequence[int]) -> Tensor:
+    """Entry [kind] of each tensor's values, summed over the tensors of each tuned (kind, g)."""
     return torch.stack([sum(per_tensor[i][kinds.index(kind)]
                             for i, g in enumerate(group_of) if g == group)
                         for kind, group in tuned])
