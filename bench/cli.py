@@ -26,6 +26,8 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--batch-size": ("batch_size", int, "training batch size (default: the task's)"),
     "--val-batch-size": ("val_batch_size", int,
                          "validation batch size for hypergradients (default: batch size)"),
+    "--train-eval-size": ("train_eval_size", int, "training examples evaluated per epoch, a "
+                          "fixed random subset (default 0: all)"),
     "--seed": ("seed", int, "suite seed: data split, searches and model initializations"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
     "--max-concurrent": ("max_concurrent", int, "trials of one search at once, at most "

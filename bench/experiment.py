@@ -51,6 +51,7 @@ class TrialConfig:
     device: str = "auto"
     batch_size: int | None = None
     val_batch_size: int | None = None
+    train_eval_size: int = 0  # training examples evaluated per epoch; 0 = all
     repetition: int = 0
     trial: int = 0  # the trial's index within its experiment
     dtype: str = "float32"
@@ -126,7 +127,8 @@ def _experiment(suite: Suite, task: str, name: str, method, online: bool, option
     base = {"task": task, "method": name, "experiment": exp, "optimizer": optimizer,
             "options": options, "epochs": suite.epochs_for(task), "data_seed": suite.seed,
             "device": suite.device, "batch_size": suite.batch_size,
-            "val_batch_size": suite.val_batch_size, "repetition": rep, **suite.trial_keys()}
+            "val_batch_size": suite.val_batch_size, "train_eval_size": suite.train_eval_size,
+            "repetition": rep, **suite.trial_keys()}
     return Experiment(
         name=exp, task=task, method=name, optimizer=optimizer, repetition=rep,
         label=f"{task} · {what} · rep {rep + 1}/{suite.repetitions}", budget=budget,

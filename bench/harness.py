@@ -22,6 +22,7 @@ EVAL_CHUNK = 8192
 # sits at 90% of the chance level or more for this many epochs in a row. It ends there, like a
 # diverged one: a network at chance (e.g. weights decayed to zero) does not come back.
 COLLAPSE_EPOCHS = 3
+TRAIN_EVAL_SEED = 0  # draws the training subset evaluated each epoch (TrainSpec.train_eval_size)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,18 @@ class TrainSpec:
     dtype: torch.dtype = torch.float32
     val_batch_size: int | None = None  # defaults to batch_size
     amp: bool = False  # training losses under bf16 autocast (evaluation stays in dtype)
+    # Training loss and accuracy per epoch on this many training examples, a subset fixed by
+    # TRAIN_EVAL_SEED (the same in every trial on these splits); 0 = the whole split.
+    train_eval_size: int = 0
+
+
+def train_eval_split(x: Tensor, y: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """The training examples a trial evaluates each epoch: all, or a fixed random subset."""
+    if not size or size >= len(x):
+        return x, y
+    pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(TRAIN_EVAL_SEED))
+    pick = pick[:size].sort().values.to(x.device)
+    return x[pick], y[pick]
 
 
 def sync(device: torch.device) -> None:
@@ -201,6 +214,9 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
     records: list[Record] = []
     train_total = 0.0
     collapse = CollapseWatch(chance_loss(task, y))
+    x_eval, y_eval = train_eval_split(x, y, spec.train_eval_size)
+    eval_on = {"train": (x_eval, y_eval), "val": (splits.x_val, splits.y_val),
+               "test": (splits.x_test, splits.y_test)}
     for epoch in range(1, spec.epochs + 1):
         ctx.epoch = epoch
         sync(device)
@@ -217,9 +233,9 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
 
         start = time.perf_counter()
         losses, forward = {}, rule.evaluator(state)
-        for split in ("train", "val", "test"):
+        for split, (xs, ys) in eval_on.items():
             losses[f"{split}_loss"], losses[f"{split}_acc"] = trainee.evaluate(
-                params, getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}"), forward)
+                params, xs, ys, forward)
         eval_seconds = time.perf_counter() - start
 
         diverged = not all(math.isfinite(losses[f"{s}_loss"]) for s in ("train", "val"))
@@ -232,6 +248,7 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
             "train_seconds_cum": train_total,
             "eval_seconds": eval_seconds,
             **losses,
+            "train_eval_size": len(x_eval),
             "diverged": diverged,
             "collapsed": collapsed,
             "lr_floored": rule.lr_floored(state),

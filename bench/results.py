@@ -25,7 +25,7 @@ COLUMNS = KEY + [
     "experiment_start", "trial_start", "timestamp",  # unix seconds
     "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds", "eval_seconds",
     "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
-    "collapsed", "lr_floored",
+    "collapsed", "lr_floored", "train_eval_size",
 ]  # then hp_<name> (hyperparameter values) and method diagnostics such as hg_lr
 
 

@@ -36,6 +36,9 @@ class Suite:
     epochs: int | None = None  # None: the task's default
     batch_size: int | None = None  # None: the task's default
     val_batch_size: int | None = None  # hypergradient validation batches; None: batch_size
+    # Training loss per epoch on a fixed random subset of this many examples; 0 = all of them
+    # (validation and test are always evaluated in full).
+    train_eval_size: int = 0
     seed: int = 0
     device: str = "auto"
     max_concurrent: int = 0  # trials of one search at once; 0: 4 if model-based, else no cap
@@ -155,6 +158,9 @@ def check(s: Suite) -> list[str]:
                                              and math.isfinite(s.budget_seconds)):
         found.append(f"budget_seconds: must be a positive number of seconds, "
                      f"got {s.budget_seconds}")
+    if s.train_eval_size < 0:
+        found.append(f"train_eval_size: must be >= 0 (0 = the whole training split), got "
+                     f"{s.train_eval_size}")
     if s.max_failures < 0:
         found.append(f"max_failures: must be >= 0, got {s.max_failures}")
     if s.device not in DEVICES and not s.device.startswith("cuda:"):

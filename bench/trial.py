@@ -64,7 +64,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
     splits = task.load_splits(cfg.data_seed, data).to(device, dtype)
     spec = harness.TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size or task.batch_size,
                              seed=cfg.seed, device=device, dtype=dtype,
-                             val_batch_size=cfg.val_batch_size, amp=cfg.amp)
+                             val_batch_size=cfg.val_batch_size, amp=cfg.amp,
+                             train_eval_size=cfg.train_eval_size)
     if method.kind is MethodKind.ONLINE:
         rule, optimizer = method.update_rule(options), ONLINE
     else:

@@ -29,6 +29,7 @@ def suite_file(tmp_path):
     (["--epochs", "0"], "epochs: must be >= 1, got 0"),
     (["--trials", "0"], "trials: must be >= 1, got 0"),
     (["--repetitions", "-1"], "repetitions: must be >= 1, got -1"),
+    (["--train-eval-size", "-5"], "train_eval_size: must be >= 0 (0 = the whole training split)"),
     (["--device", "tpu"], "device: 'tpu' is not one of auto, cpu, cuda"),
     (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
     (["--suite", "/nonexistent/suite.toml"], "cannot read suite file '/nonexistent/suite.toml'"),

@@ -32,6 +32,22 @@ def test_one_record_per_epoch_with_losses_accuracy_and_timing(digits_trial):
     assert records[-1]["train_loss"] < records[0]["train_loss"]
 
 
+def test_train_eval_size_evaluates_a_fixed_training_subset(digits_trial):
+    """The subset is the same in every trial on these splits (so a resumed or repeated trial
+    reports the same training loss), its size is recorded, and validation and test stay whole."""
+    full = digits_trial(epochs=1)[0]
+    sub, again = (digits_trial(epochs=1, train_eval_size=300)[0] for _ in range(2))
+    other_seed = digits_trial(epochs=1, train_eval_size=300, seed=4)[0]
+    assert full["train_eval_size"] > 300 and sub["train_eval_size"] == 300
+    assert sub["train_loss"] == again["train_loss"] != full["train_loss"]
+    assert (sub["val_loss"], sub["test_loss"]) == (full["val_loss"], full["test_loss"])
+    splits = tasks.DIGITS.load(0)
+    x300, _ = harness.train_eval_split(splits.x_train, splits.y_train, 300)
+    x300b, _ = harness.train_eval_split(splits.x_train, splits.y_train, 300)
+    assert torch.equal(x300, x300b) and other_seed["train_eval_size"] == 300
+    assert harness.train_eval_split(splits.x_train, splits.y_train, 0)[0] is splits.x_train
+
+
 def test_divergence_ends_the_trial_flagged_not_crashed():
     """Linear regression with lr far above 2 / curvature blows up exponentially."""
     records = run_trial({"task": "synthetic-ridge", "method": "random", "seed": 0,
