@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished "
                      "trials are kept, the others rerun; the suite comes from RUN_DIR/run.json")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--dry-run", action="store_true", help="check the suite and print its "
+                     "estimated cost (each method timed for a few steps here); run nothing")
     rep = sub.add_parser("report", help="summarize one or more run directories",
                          description="Print the comparison table and write it as CSV and "
                          "Markdown into the (first) run directory; several runs are combined "
@@ -137,7 +139,13 @@ def cmd_run(args: argparse.Namespace) -> None:
         values = suite.read_toml(args.suite) if args.suite else {}
         where = args.suite or "suite"
     values.update(flags)
-    chosen = suite.build(values, where=where)
+    chosen = suite.build(values, where=where, need_data=not args.dry_run)
+    if args.dry_run:
+        from bench import estimate
+
+        print(f"suite {chosen.name!r} is valid; estimating its cost ...", flush=True)
+        print(estimate.format_estimate(estimate.estimate(chosen), estimate.local_slots(chosen)))
+        return
     run_dir = runner.run(chosen, auto_mode(args.quiet), resume)
     print_report(run_dir, chosen.target)
     print(f"\nresults: {run_dir}\n  table: {run_dir / 'records.parquet'}"

@@ -118,8 +118,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"suite file {str(path)!r} is not valid TOML: {exc}") from None
 
 
-def build(values: dict[str, Any], where: str = "suite") -> Suite:
-    """A validated Suite from plain values (a TOML table merged with flags)."""
+def build(values: dict[str, Any], where: str = "suite", need_data: bool = True) -> Suite:
+    """A validated Suite from plain values (a TOML table merged with flags). Without
+    `need_data`, missing dataset files are no problem (a cost estimate)."""
     problems = [f"{where}: unknown key {k!r}; valid: {', '.join(FIELDS)}"
                 for k in values if k not in FIELDS]
     known = {k: v for k, v in values.items() if k in FIELDS}
@@ -136,11 +137,11 @@ def build(values: dict[str, Any], where: str = "suite") -> Suite:
             problems.append(f"{k}: expected {expected.__name__}, got {v!r}")
             del known[k]
     suite = replace(Suite(), **known)
-    raise_if(problems + check(suite))
+    raise_if(problems + check(suite, need_data))
     return suite
 
 
-def check(s: Suite) -> list[str]:
+def check(s: Suite, need_data: bool = True) -> list[str]:
     all_tasks, all_methods = task_registry.all_tasks(), method_registry.all_methods()
     found = []
     for what, names, reg in (("task", s.tasks, all_tasks), ("method", s.methods, all_methods),
@@ -187,7 +188,7 @@ def check(s: Suite) -> list[str]:
                      "or 0 (model-based searches 4 at once, others as resources allow)")
     if s.target is not None and not (s.target > 0 and math.isfinite(s.target)):
         found.append(f"target: must be a positive, finite test loss, got {s.target}")
-    found += space_problems(s, all_tasks) + data_problems(s, all_tasks, all_methods)
+    found += space_problems(s, all_tasks) + data_problems(s, all_tasks, all_methods, need_data)
     for m, opts in s.options.items():
         if m not in s.methods:
             found.append(f"options.{m}: method {m!r} is not in this suite's methods "
@@ -205,13 +206,14 @@ def check(s: Suite) -> list[str]:
     return found
 
 
-def data_problems(s: Suite, all_tasks: dict, all_methods: dict) -> list[str]:
-    """Missing dataset files (unless `download`) and mixed precision where it is not allowed,
-    found before Ray starts."""
+def data_problems(s: Suite, all_tasks: dict, all_methods: dict, need_data: bool = True
+                  ) -> list[str]:
+    """Missing dataset files (unless `download`, or not `need_data`) and mixed precision where
+    it is not allowed, found before Ray starts."""
     chosen = [all_tasks[t] for t in s.tasks if t in all_tasks]
     data = DataSource.resolve(s.data_dir, s.download)
-    found = [f"{t.name}: {problem}" for t in chosen if t.missing_data and not s.download
-             and (problem := t.missing_data(data))]
+    found = [f"{t.name}: {problem}" for t in chosen if t.missing_data and need_data
+             and not s.download and (problem := t.missing_data(data))]
     kinds = {m: all_methods[m].kind for m in s.methods if m in all_methods}
     device = None  # on a cluster (address), trials check their own device
     if s.amp and not s.address and s.device in DEVICES:

@@ -44,6 +44,15 @@ class Splits:
 
 
 @dataclass(frozen=True)
+class DataShape:
+    """What a task's data looks like, for a cost estimate when its files are not here."""
+
+    example: tuple[int, ...]  # one input
+    classes: int
+    sizes: tuple[int, int, int]  # training, validation and test examples
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     description: str
@@ -64,6 +73,7 @@ class Task:
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = field(default=None,
                                                                          compare=False)
     amp: bool = False  # bf16 autocast is safe here (suite key `amp`, black-box methods only)
+    shape: DataShape | None = field(default=None, compare=False)  # file tasks: for estimates
 
     def load_splits(self, seed: int, data: DataSource | None = None) -> Splits:
         """The splits for a data seed; file-reading tasks get `data` (default: resolved from
@@ -230,15 +240,23 @@ def resnet18_cifar(classes: int = 10) -> nn.Module:
     return model
 
 
+IMAGE_SHAPES = {"MNIST": ((1, 28, 28), 60_000, 10_000), "FashionMNIST": ((1, 28, 28), 60_000,
+                                                                         10_000),
+                "CIFAR10": ((3, 32, 32), 50_000, 10_000)}  # image, official train and test
+
+
 def image_task(name: str, dataset: str, description: str, make_model: Callable[[], nn.Module],
                n_val: int, flatten: bool, epochs: int, **extra) -> Task:
     folder = datasets.SETS[dataset].folder
+    image, n_train, n_test = IMAGE_SHAPES[dataset]
+    example = (math.prod(image),) if flatten else image
     return Task(
         name=name, description=f"{description}; files in DATA_DIR/{folder}/",
         load=lambda seed, data: image_splits(dataset, seed, data, n_val, flatten),
         make_model=make_model, loss=F.cross_entropy, classification=True, space=IMAGE_SPACE,
         batch_size=100, epochs=epochs,
-        missing_data=lambda data: datasets.missing_message(dataset, data), **extra)
+        missing_data=lambda data: datasets.missing_message(dataset, data),
+        shape=DataShape(example, 10, (n_train - n_val, n_val, n_test)), **extra)
 
 
 MNIST_MLP = image_task("mnist-mlp", "MNIST", "MNIST (50k/10k/10k test), MLP 784-128-128-128-10",

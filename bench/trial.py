@@ -47,8 +47,10 @@ def trial_config(config: TrialConfig | Mapping[str, Any]) -> TrialConfig:
 
 
 def run_trial(config: TrialConfig | Mapping[str, Any],
-              report: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run one trial. Every record carries the trial's identity and its start time."""
+              report: Callable[[dict], None] | None = None,
+              splits: tasks.Splits | None = None) -> list[dict]:
+    """Run one trial. Every record carries the trial's identity and its start time. `splits`
+    replaces the task's data (bench.estimate times trials on a slice of it)."""
     cfg = trial_config(config)
     started = time.time()
     # Weights decaying toward zero (a collapsing trial) hit denormal floats, which made CPU
@@ -60,8 +62,9 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
     device = resolve_device(cfg.device)
     raise_if(tasks.amp_problems(cfg.amp, [task], {cfg.method: method.kind}, device.type))
     dtype = DTYPES[cfg.dtype]
-    data = DataSource.resolve(cfg.data_dir, cfg.download)
-    splits = task.load_splits(cfg.data_seed, data).to(device, dtype)
+    if splits is None:
+        splits = task.load_splits(cfg.data_seed, DataSource.resolve(cfg.data_dir, cfg.download))
+    splits = splits.to(device, dtype)
     spec = harness.TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size or task.batch_size,
                              seed=cfg.seed, device=device, dtype=dtype,
                              val_batch_size=cfg.val_batch_size, amp=cfg.amp,

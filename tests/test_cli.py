@@ -104,3 +104,32 @@ def test_help_lists_every_command(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert all(flag in out for flag in ("--suite", "--address", "--gpus-per-trial", "--trials"))
+
+
+def test_dry_run_prints_the_estimate_and_runs_nothing(capsys, tmp_path):
+    code = main(["run", "--out", str(tmp_path / "out"), "--dry-run", "--task", "digits",
+                 "--method", "random", "--method", "oho", "--trials", "3", "--repetitions", "2",
+                 "--epochs", "5"])
+    out = capsys.readouterr().out
+    assert not code, out
+    assert "random · fixed" in out and "\ndigits             oho " in out and "total:" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_estimate_scales_the_timed_steps_to_the_suite(tmp_path):
+    from bench import estimate, suite
+
+    s = suite.build({"tasks": ["digits", "mnist-mlp"], "methods": ["random", "hd"],
+                     "trials": 3, "repetitions": 2, "epochs": 5, "train_eval_size": 100,
+                     "data_dir": str(tmp_path)}, need_data=False)  # no MNIST here: random data
+    costs = {(c.task, c.label): c for c in estimate.estimate(s)}
+    assert set(costs) == {("digits", "random · fixed"), ("digits", "hd"),
+                          ("mnist-mlp", "random · fixed"), ("mnist-mlp", "hd")}
+    random, hd = costs[("mnist-mlp", "random · fixed")], costs[("mnist-mlp", "hd")]
+    assert (random.trials, hd.trials, random.epochs) == (6, 2, 5)
+    assert random.steps_per_epoch == 500 and random.eval_examples == 100 + 10_000 + 10_000
+    assert "random data" in random.data and costs[("digits", "hd")].data == "its data"
+    assert random.step_seconds > 0 and random.eval_seconds_per_example > 0
+    assert random.seconds == pytest.approx(6 * 5 * (500 * random.step_seconds
+                                                   + 20_100 * random.eval_seconds_per_example))
+    assert "total:" in estimate.format_estimate(list(costs.values()), slots=2)

@@ -1,0 +1,157 @@
+"""What a suite will cost, before it runs: `ohobench run --dry-run`.
+
+Each (task, method, family) of the suite trains one trial, through the same code path as a real
+trial, for two short epochs on a slice of its data (random data of the task's shape when the
+files are not here). The second epoch's seconds per training step and per evaluated example,
+times the suite's steps, epochs, trials and repetitions, give the estimate. It assumes every
+trial runs all its epochs: early stopping (asha) and `budget_seconds` only lower it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from bench import tasks
+from bench.datasets import DataSource
+from bench.errors import ConfigError
+from bench.experiment import ONLINE, Experiment, plan
+from bench.suite import Suite
+from bench.tasks import Splits, Task
+
+CALIBRATION_STEPS = 20  # training steps in each timed epoch
+EVAL_EXAMPLES = 500  # validation and test examples evaluated per timed epoch
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The estimated cost of one (task, method, family) over all its repetitions."""
+
+    task: str
+    label: str  # method, or method · family
+    trials: int  # over all repetitions
+    epochs: int
+    steps_per_epoch: int
+    eval_examples: int  # per epoch: training subset, validation and test
+    step_seconds: float
+    eval_seconds_per_example: float
+    data: str  # what it was timed on
+
+    @property
+    def epoch_seconds(self) -> float:
+        return (self.steps_per_epoch * self.step_seconds
+                + self.eval_examples * self.eval_seconds_per_example)
+
+    @property
+    def trial_seconds(self) -> float:
+        return self.epochs * self.epoch_seconds
+
+    @property
+    def seconds(self) -> float:
+        return self.trials * self.trial_seconds
+
+
+def task_data(task: Task, suite: Suite) -> tuple[Splits, str]:
+    """The task's splits, or random data of its shape when its files are missing."""
+    try:
+        return task.load_splits(suite.seed, DataSource.resolve(suite.data_dir)), "its data"
+    except ConfigError:
+        if task.shape is None:
+            raise
+    s, gen = task.shape, torch.Generator().manual_seed(0)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randn(n, *s.example, generator=gen),
+                torch.randint(s.classes, (n,), generator=gen))
+
+    return Splits(*draw(s.sizes[0]), *draw(s.sizes[1]), *draw(s.sizes[2])), \
+        "random data of its shape (files missing)"
+
+
+def calibration_slice(splits: Splits, batch_size: int) -> Splits:
+    n = batch_size * CALIBRATION_STEPS
+    return Splits(splits.x_train[:n], splits.y_train[:n], splits.x_val[:EVAL_EXAMPLES],
+                  splits.y_val[:EVAL_EXAMPLES], splits.x_test[:EVAL_EXAMPLES],
+                  splits.y_test[:EVAL_EXAMPLES])
+
+
+def time_trial(exp: Experiment, splits: Splits) -> tuple[float, float]:
+    """Seconds per training step and per evaluated example of this experiment's first trial,
+    from the second of two epochs on `splits` (the first one warms up)."""
+    from bench.trial import run_trial
+
+    hparams = exp.search().suggest()
+    config = dataclasses.replace(exp.trial_config(0, hparams), epochs=2)
+    records = run_trial(config, splits=splits)
+    last = records[-1]
+    steps = last["step"] - (records[-2]["step"] if len(records) > 1 else 0)
+    examples = last["train_eval_size"] + len(splits.x_val) + len(splits.x_test)
+    return last["train_seconds"] / steps, last["eval_seconds"] / examples
+
+
+def estimate(suite: Suite) -> list[Cost]:
+    """One Cost per (task, method, family), timed with the torch threads a trial gets."""
+    groups: dict[tuple[str, str, str], list[Experiment]] = {}
+    for exp in plan(suite):
+        groups.setdefault((exp.task, exp.method, exp.optimizer), []).append(exp)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(suite.cpus_per_trial)))
+    try:
+        data: dict[str, tuple[Splits, str]] = {}
+        costs = []
+        for (task_name, method, family), exps in groups.items():
+            task = tasks.get(task_name)
+            if task_name not in data:
+                data[task_name] = task_data(task, suite)
+            splits, source = data[task_name]
+            batch = suite.batch_size or task.batch_size
+            step_s, eval_s = time_trial(exps[0], calibration_slice(splits, batch))
+            n_train = len(splits.x_train)
+            train_eval = min(suite.train_eval_size or n_train, n_train)
+            costs.append(Cost(
+                task=task_name, label=method if family == ONLINE else f"{method} · {family}",
+                trials=sum(e.budget for e in exps), epochs=suite.epochs_for(task_name),
+                steps_per_epoch=math.ceil(n_train / batch),
+                eval_examples=train_eval + len(splits.x_val) + len(splits.x_test),
+                step_seconds=step_s, eval_seconds_per_example=eval_s, data=source))
+        return costs
+    finally:
+        torch.set_num_threads(threads)
+
+
+def local_slots(suite: Suite) -> int:
+    """Trials this machine runs at once under the suite's resources per trial."""
+    if suite.gpus_per_trial:
+        return max(1, int(torch.cuda.device_count() / suite.gpus_per_trial))
+    return max(1, int((os.cpu_count() or 1) / suite.cpus_per_trial))
+
+
+def hours(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def format_estimate(costs: list[Cost], slots: int) -> str:
+    lines = [f"{'task':<18} {'method':<26} {'trials':>6} {'epochs':>6} {'ms/step':>8} "
+             f"{'s/epoch':>8} {'per trial':>10} {'total':>10}"]
+    for c in costs:
+        lines.append(f"{c.task:<18} {c.label:<26} {c.trials:>6} {c.epochs:>6} "
+                     f"{c.step_seconds * 1e3:>8.2f} {c.epoch_seconds:>8.2f} "
+                     f"{hours(c.trial_seconds):>10} {hours(c.seconds):>10}")
+    total = sum(c.seconds for c in costs)
+    longest = max((c.trial_seconds for c in costs), default=0.0)
+    wall = max(total / slots, longest)
+    lines.append(f"total: {hours(total)} of trial time; on this machine, {slots} trials at "
+                 f"once: at least {hours(wall)} of wall-clock (the longer of total / {slots} "
+                 f"and the longest trial), plus Ray's start-up and scheduling")
+    for task, source in dict.fromkeys((c.task, c.data) for c in costs):
+        lines.append(f"{task}: timed on {source}, {CALIBRATION_STEPS} steps per epoch, "
+                     f"the second of two epochs")
+    lines.append("every trial is assumed to run all its epochs: asha and budget_seconds only "
+                 "lower this")
+    return "\n".join(lines)
