@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,11 @@ def test_the_estimate_scales_the_timed_steps_to_the_suite(tmp_path):
     assert random.seconds == pytest.approx(6 * 5 * (500 * random.step_seconds
                                                    + 20_100 * random.eval_seconds_per_example))
     assert "total:" in estimate.format_estimate(list(costs.values()), slots=2)
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in
+                                        (Path(__file__).parents[1] / "suites").glob("*.toml")))
+def test_every_shipped_suite_file_is_valid(path):
+    from bench import suite
+
+    suite.build(suite.read_toml(path), where=path, need_data=False)  # raises on any problem
