@@ -210,7 +210,8 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
     aug_gen = None if augment is None else torch.Generator(device).manual_seed(spec.seed + 3)
     ctx = StepContext(loss=loss, val_loss=trainee.val_loss, val_batch=val_batch,
                       train_sample=train_sample, noisy_loss=trainee.noisy_loss,
-                      criterion=task.loss)
+                      criterion=task.loss, epochs=spec.epochs,
+                      steps_per_epoch=math.ceil(len(x) / spec.batch_size))
     records: list[Record] = []
     train_total = 0.0
     collapse = CollapseWatch(chance_loss(task, y))

@@ -77,6 +77,9 @@ class StepContext:
     noisy_loss: Callable[[Params, Batch, Mapping[str, Tensor]], Tensor]
     step: int = 0  # global training step, counted from 0
     epoch: int = 0  # counted from 1 while training
+    # The run's length, for rules that schedule over it (0: not known, e.g. a direct call).
+    epochs: int = 0
+    steps_per_epoch: int = 0
     criterion: Callable[[Tensor, Tensor], Tensor] | None = None  # the task's loss(outputs, y)
 
 

@@ -48,6 +48,22 @@ def test_train_eval_size_evaluates_a_fixed_training_subset(digits_trial):
     assert harness.train_eval_split(splits.x_train, splits.y_train, 0)[0] is splits.x_train
 
 
+def test_an_update_rule_is_told_the_run_length():
+    from methods.sgd import SGD
+
+    seen = set()
+
+    class Watching(SGD):
+        def step(self, state, params, batch, ctx):
+            seen.add((ctx.epoch, ctx.epochs, ctx.steps_per_epoch))
+            return super().step(state, params, batch, ctx)
+
+    splits = tasks.DIGITS.load(0)
+    harness.train(tasks.DIGITS, Watching(), {"lr": 0.1, "wd": 0.0}, splits,
+                  harness.TrainSpec(epochs=2, batch_size=500, seed=0))
+    assert seen == {(1, 2, 3), (2, 2, 3)}  # 1149 training examples in batches of 500
+
+
 def test_divergence_ends_the_trial_flagged_not_crashed():
     """Linear regression with lr far above 2 / curvature blows up exponentially."""
     records = run_trial({"task": "synthetic-ridge", "method": "random", "seed": 0,
