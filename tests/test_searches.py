@@ -9,7 +9,16 @@ import methods
 from bench import tasks
 from bench.trial import run_trial
 from methods.base import TrialOutcome, TrialStatus
-from tests.search_conformance import SearchConformance
+from bench.testing import SearchConformance
+
+
+class SlowImprovement:
+    """A GP's proposals cost up to seconds each: its 16 seeds x 30 proposals against random
+    search run in `tox -e slow`."""
+
+    @pytest.mark.slow
+    def test_a_model_based_search_beats_random_search(self):
+        SearchConformance.test_a_model_based_search_beats_random_search(self)
 
 
 class TestRandom(SearchConformance):
@@ -20,7 +29,7 @@ class TestOptunaTPE(SearchConformance):
     method = "optuna-tpe"
 
 
-class TestOptunaGP(SearchConformance):
+class TestOptunaGP(SlowImprovement, SearchConformance):
     method = "optuna-gp"
 
 
@@ -46,16 +55,16 @@ def test_bo_on_ridge_ends_closer_to_the_optimal_weight_decay_than_it_starts(name
     assert len(tried) == 12 and distance(best_wd) < distance(tried[0][1]), tried
 
 
-class TestOptunaGPFast(SearchConformance):
+class TestOptunaGPFast(SlowImprovement, SearchConformance):
     method = "optuna-gp"
     options = {"fast": True}
 
 
-class TestSkoptGP(SearchConformance):
+class TestSkoptGP(SlowImprovement, SearchConformance):
     method = "skopt-gp"
 
 
-class TestSkoptGPFast(SearchConformance):
+class TestSkoptGPFast(SlowImprovement, SearchConformance):
     method = "skopt-gp"
     options = {"fast": True}
 

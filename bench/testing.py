@@ -1,14 +1,23 @@
-"""Checks every black-box search must pass. A test class sets `method` and inherits them:
+"""The conformance kit for plugin authors: checks every search must pass, as a mixin of plain
+`test_*` methods (pytest collects them; nothing here imports pytest).
+
+    from bench.testing import SearchConformance
 
     class TestMySearch(SearchConformance):
-        method = "my-search"
-        options = {"some_option": 1}  # optional: the method's options (default: none)
+        method = "my-search"            # its registered name
+        options = {"some_option": 1}    # optional: the method's options (default: none)
+
+A model-based search (`model_based = True`) must also beat random search: over IMPROVE_SEEDS
+seeds, its best objective after IMPROVE_BUDGET proposals is below random search's (same seed)
+in enough pairs that a one-sided sign test rejects "no better than random" at level
+IMPROVE_ALPHA, and its median best is below random's median best.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import statistics
 
 from bench.space import IntUniform, LogUniform, Uniform, contains
 from methods import get
@@ -17,6 +26,7 @@ from methods.base import TrialOutcome, TrialStatus
 # lr and wd as in the tasks, plus an integer, so every translation of the space is exercised.
 SPACE = {"lr": LogUniform(1e-3, 0.5), "wd": Uniform(0.0, 1e-3), "step_size": IntUniform(1, 10)}
 BUDGET = 8
+IMPROVE_SEEDS, IMPROVE_BUDGET, IMPROVE_ALPHA = 16, 30, 0.05
 
 
 def objective(config) -> float:
@@ -42,10 +52,20 @@ def run(search, count: int, fail_every: int = 0) -> list[dict]:
     return seen
 
 
+def sign_test_p(wins: int, pairs: int) -> float:
+    """One-sided sign test: P(at least `wins` of `pairs` fair coin flips)."""
+    return sum(math.comb(pairs, k) for k in range(wins, pairs + 1)) / 2 ** pairs
+
+
+def best_after(method: str, options: dict, seed: int, budget: int) -> float:
+    m = get(method)
+    search = m.search(SPACE, seed, budget, m.options_type(**options))
+    return min(objective(c) for c in run(search, budget))
+
+
 class SearchConformance:
     method: str
     options: dict = {}  # noqa: RUF012 (read only)
-    method: str
 
     def make(self, seed: int, budget: int = BUDGET):
         m = get(self.method)
@@ -80,7 +100,15 @@ class SearchConformance:
         restored.observe(pending, TrialOutcome(TrialStatus.COMPLETED, objective(pending)))
         assert run(restored, BUDGET) == rest and len(rest) == BUDGET - 4
 
-    def test_model_based_proposals_improve_on_the_first(self):
-        seen = run(self.make(5, budget=16), 16)
-        losses = [objective(c) for c in seen]
-        assert min(losses) < losses[0]
+    def test_a_model_based_search_beats_random_search(self):
+        if not get(self.method).model_based:
+            return  # nothing to beat: a model-free search proposes without a model
+        ours = [best_after(self.method, self.options, s, IMPROVE_BUDGET)
+                for s in range(IMPROVE_SEEDS)]
+        random = [best_after("random", {}, s, IMPROVE_BUDGET) for s in range(IMPROVE_SEEDS)]
+        wins = sum(a < b for a, b in zip(ours, random, strict=True))
+        p = sign_test_p(wins, IMPROVE_SEEDS)
+        assert p <= IMPROVE_ALPHA and statistics.median(ours) < statistics.median(random), (
+            f"{self.method} beat random search in {wins} of {IMPROVE_SEEDS} seeds (sign test "
+            f"p = {p:.3f} > {IMPROVE_ALPHA}); median best {statistics.median(ours):.4g} "
+            f"against {statistics.median(random):.4g}")
