@@ -9,7 +9,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, RunInterrupted
 
 RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--name": ("name", str, "run name, used in the run directory's name"),
@@ -244,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ohobench: error: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"ohobench: {exc}", file=sys.stderr)
+        return 130 if exc.by_signal else 1
     except KeyboardInterrupt:
-        print("ohobench: interrupted; finished experiments are in the run directory",
-              file=sys.stderr)
+        print("ohobench: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -1,0 +1,76 @@
+"""Ctrl-C through real Ray: one SIGINT, or two in quick succession, leave a run that is not
+finished, whose cut trials are journaled as interrupted and whose ended trials are kept; then
+`--resume` completes every trial exactly once."""
+
+import json
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+from bench import journal
+from tests.test_resume import finish, start_cli, wait_for
+
+EPOCHS, REPETITIONS = 3, 4
+SUITE = """
+tasks = ["digits"]
+methods = ["flaky"]
+repetitions = {repetitions}
+epochs = {epochs}
+[options.flaky]
+marker_dir = "{markers}"
+fail_attempts = 0
+step_sleep = 0.02
+"""
+
+
+def journals(tmp_path) -> dict[str, journal.Journal]:
+    return {f.stem: journal.read(f) for f in (tmp_path / "results").glob("*/journal/*.jsonl")}
+
+
+def mid_flight(tmp_path) -> bool:
+    """Some trial ended and another has reported without ending."""
+    kept = journals(tmp_path).values()
+    return (any(j.summaries for j in kept)
+            and any(set(j.records) - set(j.summaries) for j in kept))
+
+
+@pytest.mark.parametrize("sigints", [1, 2])
+def test_ctrl_c_leaves_a_resumable_run_that_completes_every_trial_once(tmp_path, sigints):
+    (tmp_path / "markers").mkdir()
+    (tmp_path / "suite.toml").write_text(SUITE.format(
+        repetitions=REPETITIONS, epochs=EPOCHS, markers=tmp_path / "markers"))
+    proc = start_cli(tmp_path, "--suite", str(tmp_path / "suite.toml"))
+    wait_for(lambda: mid_flight(tmp_path), what="a trial ended and another mid-flight")
+    sent = time.monotonic()
+    for _ in range(sigints):
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.2)
+    assert proc.wait(timeout=120) == 130
+    print(f"{sigints} SIGINT(s): exited {time.monotonic() - sent:.1f} s after the first")
+    out = open(proc.log).read()
+    run_dir = next((tmp_path / "results").iterdir())
+    assert f"continue with: ohobench run --resume {run_dir}" in out
+    assert "Traceback" not in out
+    assert json.loads((run_dir / "run.json").read_text())["finished"] is None
+    before = {name: j for name, j in journals(tmp_path).items()}
+    assert any(j.interrupted for j in before.values())  # cut short, and journaled so
+    assert all(not j.interrupted & set(j.summaries) for j in before.values())
+    ended = {(name, i): recs[0] for name, j in before.items() for i, recs in j.records.items()
+             if i in j.summaries}
+    assert ended
+
+    out = finish(start_cli(tmp_path, "--resume", str(run_dir)))
+    assert "resuming" in out
+    df = pd.read_parquet(run_dir / "records.parquet")
+    epochs = df.groupby(["method", "repetition", "trial"])["epoch"].apply(sorted)
+    assert len(epochs) == REPETITIONS
+    assert all(e == list(range(1, EPOCHS + 1)) for e in epochs)
+    assert set(df.status) == {"completed"}
+    for (name, i), first in ended.items():  # kept as recorded, not trained again
+        row = df[(df.repetition == int(name[-1])) & (df.trial == i) & (df.epoch == 1)].iloc[0]
+        assert row.trial_start == first["trial_start"]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["finished"] and len(info["interrupted"]) == 1
