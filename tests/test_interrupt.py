@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bench import journal
-from tests.test_resume import finish, start_cli, wait_for
+from tests.test_resume import end, finish, record, start_cli, wait_for
 
 EPOCHS, REPETITIONS = 3, 4
 SUITE = """
@@ -24,6 +24,19 @@ marker_dir = "{markers}"
 fail_attempts = 0
 step_sleep = 0.02
 """
+
+
+def test_trials_cut_short_are_journaled_as_interrupted_and_trained_again(tmp_path):
+    path = tmp_path / "j.jsonl"
+    for e in [record(0, 1), record(0, 2), end(0), record(1, 1, trial_start=5.0)]:
+        journal.append(path, e)
+    assert journal.mark_interrupted(path) == 1 and journal.mark_interrupted(path) == 0
+    kept = journal.read(path)
+    assert kept.interrupted == {1} and set(kept.summaries) == {0}
+    assert set(kept.replay()) == {0}  # not replayed: trained again
+    journal.append(path, record(1, 1, trial_start=9.0))  # its new attempt
+    kept = journal.read(path)
+    assert kept.interrupted == set() and [r["trial_start"] for r in kept.records[1]] == [9.0]
 
 
 def journals(tmp_path) -> dict[str, journal.Journal]:
