@@ -31,6 +31,7 @@ from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRE
     plan,
 )
 from bench.interrupt import SigintWatch
+from bench.runlock import RunLock
 from bench.suite import Suite, check_address
 
 TUNE_NAME = "suite"  # the one Ray Tune experiment of a run, under its storage path
@@ -90,10 +91,14 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
         tasks.fetch(suite.tasks, DataSource.resolve(suite.data_dir, True), say(mode))
     import ray
 
+    lock = RunLock()  # one driver per run directory
+    if resume is not None:
+        lock.take(resume)  # before Ray starts
     started_ray = start_ray(suite)
     try:
         check_storage(suite)
         run_dir, info = open_run(suite, resume)
+        lock.take(run_dir)
         say(mode)(f"ohobench: run directory {run_dir}")
         experiments = plan(suite)
         (run_dir / "journal").mkdir(exist_ok=True)
@@ -114,6 +119,7 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
                 raise RunInterrupted(run_dir, cut, by_signal=bool(sigint.count))
             finish_run(run_dir, info, experiments, earlier)
     finally:
+        lock.release()
         if started_ray:
             ray.shutdown()
     return run_dir
@@ -199,8 +205,8 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     # The journals are the records: no per-trial result.json, progress.csv, TensorBoard files.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     path = f"{storage.rstrip('/')}/{TUNE_NAME}"
-    # Tune's result grid (and a restore) looks for the per-trial files the journals replace; it would warn once
-    # per trial that they are missing.
+    # Tune's result grid (and a restore) looks for the per-trial files the journals replace;
+    # it would warn once per trial that they are missing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if resume and tune.Tuner.can_restore(path):
         say(mode)(f"ohobench: resuming; {len(replay)} trial(s) had ended")

@@ -10,7 +10,9 @@ import time
 import pandas as pd
 import pytest
 
-from bench import journal
+from bench import cli, journal
+from bench.errors import ConfigError
+from bench.runlock import RunLock
 from tests.test_resume import end, finish, record, start_cli, wait_for
 
 EPOCHS, REPETITIONS = 3, 4
@@ -87,3 +89,43 @@ def test_ctrl_c_leaves_a_resumable_run_that_completes_every_trial_once(tmp_path,
         assert row.trial_start == first["trial_start"]
     info = json.loads((run_dir / "run.json").read_text())
     assert info["finished"] and len(info["interrupted"]) == 1
+
+
+# --- one driver per run directory ------------------------------------------------------------
+
+def unfinished_run(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps(
+        {"suite": {"tasks": ["digits"], "methods": ["random"]}, "finished": None}))
+    return run_dir
+
+
+def test_a_second_driver_is_refused_while_the_first_holds_the_run(tmp_path, capsys):
+    import ray
+
+    run_dir = unfinished_run(tmp_path)
+    first = RunLock()
+    first.take(run_dir)
+    try:
+        code = cli.main(["run", "--resume", str(run_dir)])
+    finally:
+        first.release()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"being run by another ohobench driver (pid {os.getpid()} on " in err
+    assert not ray.is_initialized()  # refused before Ray starts
+
+
+def test_the_lock_left_by_a_killed_driver_does_not_block(tmp_path):
+    run_dir = unfinished_run(tmp_path)
+    (run_dir / ".lock").write_text("pid 999999999 on elsewhere\n")  # its driver is gone
+    lock = RunLock()
+    lock.take(run_dir)
+    try:
+        assert (run_dir / ".lock").read_text().startswith(f"pid {os.getpid()} on ")
+        with pytest.raises(ConfigError, match="another ohobench driver"):
+            RunLock().take(run_dir)
+    finally:
+        lock.release()
+    RunLock().take(run_dir)  # released: free again
