@@ -1,5 +1,5 @@
 """Bad user input (ConfigError: the CLI prints it as one line and exits 2), and a run left
-unfinished (RunInterrupted: one line saying how to resume; exit 130 after Ctrl-C)."""
+unfinished (RunInterrupted: one line saying how to resume)."""
 
 
 class ConfigError(ValueError):
@@ -16,12 +16,10 @@ def raise_if(problems: list[str]) -> None:
 
 
 class RunInterrupted(Exception):
-    """A run that stopped before every search used its budget (Ctrl-C, or `by_signal` False:
-    Ray Tune ended early). Its run directory is left resumable."""
+    """A run left unfinished, resumable: `why` it stopped (Ctrl-C: exit code 130; Ray Tune
+    ending early, a full disk: 1)."""
 
-    def __init__(self, run_dir, cut_short: int, by_signal: bool):
-        self.run_dir, self.cut_short, self.by_signal = run_dir, cut_short, by_signal
-        why = "interrupted" if by_signal else "stopped before every search used its budget"
-        super().__init__(f"{why}; trials that ended are kept in {run_dir}, {cut_short} cut "
-                         f"short will train again; continue with: ohobench run --resume "
-                         f"{run_dir}")
+    def __init__(self, run_dir, why: str, exit_code: int = 1):
+        self.run_dir, self.exit_code = run_dir, exit_code
+        super().__init__(f"{why}; the trials that ended are kept in {run_dir}; continue with: "
+                         f"ohobench run --resume {run_dir}")

@@ -65,7 +65,7 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     run_dir = Path(run_dir)
     df = pd.read_parquet(run_dir / TABLE)
     if "optimizer" not in df:  # written before optimizer families existed
-        df.insert(2, "optimizer", "-")
+        df.insert(min(2, df.shape[1]), "optimizer", "-")
     return df, json.loads((run_dir / RUN_JSON).read_text())
 
 

@@ -24,7 +24,11 @@ class RunLock:
         if self.fd is not None:
             return
         path = Path(run_dir) / LOCK
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise ConfigError(f"cannot lock {str(run_dir)!r}: cannot write {str(path)!r} "
+                              f"({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -32,7 +32,7 @@ from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRE
 )
 from bench.interrupt import SigintWatch
 from bench.runlock import RunLock
-from bench.suite import Suite, check_address
+from bench.suite import Suite, check_address, check_paths
 
 TUNE_NAME = "suite"  # the one Ray Tune experiment of a run, under its storage path
 
@@ -84,6 +84,7 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
     Ctrl-C (bench/interrupt.py) or anything else ended the run before every search used its
     budget: run.json is then not marked finished, and `--resume` continues the run."""
     check_address(suite.address)
+    check_paths(suite, new_run=resume is None)
     if suite.download:  # once, before Ray starts, not in every trial at once
         from bench import tasks
         from bench.datasets import DataSource
@@ -97,32 +98,47 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
     started_ray = start_ray(suite)
     try:
         check_storage(suite)
-        run_dir, info = open_run(suite, resume)
+        try:
+            run_dir, info = open_run(suite, resume)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {exc.filename!r}: {exc.strerror}") from None
         lock.take(run_dir)
         say(mode)(f"ohobench: run directory {run_dir}")
-        experiments = plan(suite)
-        (run_dir / "journal").mkdir(exist_ok=True)
-        earlier = {e.name for e in experiments if journal_path(run_dir, e.name).exists()}
-        with SigintWatch() as sigint:
-            try:
-                fit(suite, experiments, run_dir, info["storage"], mode, resume is not None,
-                    trainable)
-            except KeyboardInterrupt:  # a second Ctrl-C: Tune's own clean-up cut short
-                if not sigint.count:
-                    raise
-            sigint.hold()  # what follows is short, and must not be cut
-            cut = sum(journal.mark_interrupted(journal_path(run_dir, e.name))
-                      for e in experiments)
-            if sigint.count or not budgets_spent(run_dir, experiments):
-                info.setdefault("interrupted", []).append(time.time())
-                results.write_json(info, run_dir / results.RUN_JSON)
-                raise RunInterrupted(run_dir, cut, by_signal=bool(sigint.count))
-            finish_run(run_dir, info, experiments, earlier)
+        try:
+            run_experiments(suite, run_dir, info, mode, resume is not None, trainable)
+        except OSError as exc:  # e.g. a full disk: journals and run.json are kept consistent
+            raise RunInterrupted(run_dir, f"cannot write {exc.filename!r}: {exc.strerror}"
+                                 ) from None
     finally:
         lock.release()
         if started_ray:
             ray.shutdown()
     return run_dir
+
+
+def run_experiments(suite: Suite, run_dir: Path, info: dict, mode: str, resume: bool,
+                    trainable: Callable | None) -> None:
+    """Fit the suite, then write its records and mark the run finished; on a Ctrl-C, journal
+    the trials cut short and leave the run resumable."""
+    experiments = plan(suite)
+    (run_dir / "journal").mkdir(exist_ok=True)
+    earlier = {e.name for e in experiments if journal_path(run_dir, e.name).exists()}
+    with SigintWatch() as sigint:
+        try:
+            fit(suite, experiments, run_dir, info["storage"], mode, resume, trainable)
+        except KeyboardInterrupt:  # a second Ctrl-C: Tune's own clean-up cut short
+            if not sigint.count:
+                raise
+        sigint.hold()  # what follows is short, and must not be cut
+        cut = sum(journal.mark_interrupted(journal_path(run_dir, e.name)) for e in experiments)
+        if sigint.count or not budgets_spent(run_dir, experiments):
+            info.setdefault("interrupted", []).append(time.time())
+            results.write_json(info, run_dir / results.RUN_JSON)
+            raise RunInterrupted(
+                run_dir, f"interrupted; {cut} trial(s) cut short will train again" if
+                sigint.count else "stopped before every search used its budget",
+                130 if sigint.count else 1)
+        finish_run(run_dir, info, experiments, earlier)
 
 
 def open_run(suite: Suite, resume: Path | None) -> tuple[Path, dict]:
