@@ -98,6 +98,7 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
     started_ray = start_ray(suite)
     try:
         check_storage(suite)
+        check_resources(suite)
         try:
             run_dir, info = open_run(suite, resume)
         except OSError as exc:
@@ -302,6 +303,24 @@ def storage_path(suite: Suite, run_dir: Path) -> str:
     if suite.storage is None:
         return str(run_dir / "ray")
     return f"{suite.storage.rstrip('/')}/{run_dir.name}"
+
+
+def check_resources(suite: Suite) -> None:
+    """Refuse, before any trial starts, per-trial resources that no node of the cluster has
+    (Ray would wait for them forever)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(n.get("CPU", 0) >= suite.cpus_per_trial and n.get("GPU", 0) >= suite.gpus_per_trial
+           for n in nodes):
+        return
+    largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+    raise ConfigError(
+        f"--cpus-per-trial {suite.cpus_per_trial:g} --gpus-per-trial {suite.gpus_per_trial:g}: "
+        f"no node of this Ray cluster has that much; its {len(nodes)} node(s) have at most "
+        f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs "
+        f"(cluster total: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
+        f"{ray.cluster_resources().get('GPU', 0):g} GPUs)")
 
 
 def check_storage(suite: Suite) -> None:

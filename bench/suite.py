@@ -23,6 +23,7 @@ from methods.base import MethodKind, parse_options
 from methods.online import bound_problems, fill_bounds
 
 DEVICES = ("auto", "cpu", "cuda")
+RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where `--address auto` looks
 NAME = re.compile(r"[A-Za-z0-9._-]+")  # a run's name: part of its directory's name
 
 
@@ -182,10 +183,10 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
         if not torch.cuda.is_available():
             found.append(f"device: {s.device!r} requested but CUDA is not available here; "
                          "use --device auto or cpu")
-    if not s.cpus_per_trial > 0:
-        found.append(f"cpus_per_trial: must be > 0, got {s.cpus_per_trial}")
-    if not s.gpus_per_trial >= 0:
-        found.append(f"gpus_per_trial: must be >= 0, got {s.gpus_per_trial}")
+    if not 0 < s.cpus_per_trial < math.inf:
+        found.append(f"cpus_per_trial: must be a finite number > 0, got {s.cpus_per_trial}")
+    if not 0 <= s.gpus_per_trial < math.inf:
+        found.append(f"gpus_per_trial: must be a finite number >= 0, got {s.gpus_per_trial}")
     elif s.gpus_per_trial > 1 and not s.gpus_per_trial.is_integer():
         found.append(f"gpus_per_trial: a fraction must be below 1 (trials share a GPU) or a "
                      f"whole number of GPUs, got {s.gpus_per_trial}")
@@ -277,10 +278,19 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
     if address == "auto":
         if os.environ.get("RAY_ADDRESS"):
             return check_address(os.environ["RAY_ADDRESS"], timeout)
-        if not Path("/tmp/ray/ray_current_cluster").exists():
+        try:  # what Ray resolves "auto" to; the file outlives a cluster that was killed
+            current = RAY_CURRENT_CLUSTER.read_text().strip()
+        except OSError:
+            current = ""
+        if not current:
             raise ConfigError("--address auto: no running Ray cluster found on this machine "
                               "(start one with `ray start --head`)")
-        return
+        try:
+            return check_address(current, timeout)
+        except ConfigError:
+            raise ConfigError(f"--address auto: the cluster at {current} (named in "
+                              f"{RAY_CURRENT_CLUSTER}) does not answer (checked for "
+                              f"{timeout:.0f} s); start one with `ray start --head`") from None
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--address {address!r}: expected HOST:PORT or auto")

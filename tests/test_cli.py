@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.errors import ConfigError
 from methods import all_methods
 
 
@@ -205,3 +206,48 @@ def test_report_target_must_be_positive_and_finite(capsys, tmp_path, target):
     code, err = run_cli(capsys, "report", str(tmp_path), "--target", target)
     expected = f"--target must be a positive, finite test loss, got {float(target)}"
     assert code == 2 and expected in err
+
+
+def test_address_auto_naming_a_stale_cluster_fails_fast(capsys, tmp_path, monkeypatch):
+    from bench import suite
+
+    (tmp_path / "ray_current_cluster").write_text("127.0.0.1:1\n")  # its cluster was killed
+    monkeypatch.setattr(suite, "RAY_CURRENT_CLUSTER", tmp_path / "ray_current_cluster")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    start = time.monotonic()
+    code, err = run_cli(capsys, "run", "--address", "auto")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--address auto: the cluster at 127.0.0.1:1 (named in " in err
+    assert "does not answer" in err
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--cpus-per-trial", "inf"], "cpus_per_trial: must be a finite number > 0, got inf"),
+    (["--gpus-per-trial", "inf"], "gpus_per_trial: must be a finite number >= 0, got inf"),
+])
+def test_infinite_resources_are_refused(capsys, argv, expected):
+    code, err = run_cli(capsys, "run", *argv)
+    assert code == 2 and expected in err
+
+
+def test_resources_no_node_has_are_refused_naming_what_the_cluster_has(capsys, tmp_path):
+    import ray
+
+    code, err = run_cli(capsys, "run", "--cpus-per-trial", "1000", "--out", str(tmp_path / "o"))
+    err = err.splitlines()[-1]  # Ray's own warnings may come first
+    assert code == 2 and "--cpus-per-trial 1000 --gpus-per-trial 0: no node of this Ray " in err
+    assert f"at most {os.cpu_count()} CPUs and 0 GPUs" in err
+    assert not (tmp_path / "o").exists() and not ray.is_initialized()
+
+
+def test_gpus_no_node_has_are_refused(monkeypatch):
+    import ray
+
+    from bench import runner, suite
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    with pytest.raises(ConfigError, match="at most 8 CPUs and 0 GPUs"):
+        runner.check_resources(suite.build({"gpus_per_trial": 1.0}))
+    runner.check_resources(suite.build({"cpus_per_trial": 8.0}))  # fits
