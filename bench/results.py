@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -70,10 +70,11 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def _atomic(path: Path, write) -> Path:
-    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
+    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`.
+    The file gets the umask's usual mode (mkstemp's would be 0600: unreadable to colleagues)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
