@@ -108,8 +108,8 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
         try:
             run_experiments(suite, run_dir, info, mode, resume is not None, trainable)
         except OSError as exc:  # e.g. a full disk: journals and run.json are kept consistent
-            raise RunInterrupted(run_dir, f"cannot write {exc.filename!r}: {exc.strerror}"
-                                 ) from None
+            raise RunInterrupted(run_dir, f"cannot write {str(exc.filename or run_dir)!r}: "
+                                 f"{exc.strerror or exc}") from None
     finally:
         lock.release()
         if started_ray:

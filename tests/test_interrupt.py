@@ -2,6 +2,7 @@
 finished, whose cut trials are journaled as interrupted and whose ended trials are kept; then
 `--resume` completes every trial exactly once."""
 
+import errno
 import json
 import os
 import signal
@@ -129,3 +130,33 @@ def test_the_lock_left_by_a_killed_driver_does_not_block(tmp_path):
     finally:
         lock.release()
     RunLock().take(run_dir)  # released: free again
+
+
+# --- a full disk -----------------------------------------------------------------------------
+
+def test_a_full_disk_leaves_one_line_and_a_resumable_run(tmp_path, capsys, monkeypatch):
+    from bench import results
+
+    atomic = results._atomic
+
+    def no_space(tmp):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # unnamed, as from pyarrow
+
+    def full(path, write):  # the disk fills up when the table is written
+        return atomic(path, no_space if path.name == results.TABLE else write)
+
+    flags = ["--task", "digits", "--method", "random", "--trials", "2", "--repetitions", "1",
+             "--epochs", "1", "--quiet"]
+    monkeypatch.setattr(results, "_atomic", full)
+    code = cli.main(["run", "--out", str(tmp_path), *flags])
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # Ray's own warnings may come first
+    run_dir = next(tmp_path.iterdir())
+    assert code == 1 and err.startswith(f"ohobench: cannot write '{run_dir}/records.parquet': "
+                                        "No space left on device; the trials that ended are kept")
+    assert err.endswith(f"continue with: ohobench run --resume {run_dir}")
+    assert json.loads((run_dir / "run.json").read_text())["finished"] is None
+    assert not list(run_dir.glob(".*.tmp"))  # no half-written file left
+    assert len(journal.read(run_dir / "journal" / "digits__random__fixed__rep0.jsonl")
+               .summaries) == 2
+    # Resumable: as after a SIGKILL (tests/test_resume.py), which --resume completes.
+    assert cli.resumable(str(run_dir), None, {})[0] == run_dir
