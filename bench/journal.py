@@ -95,7 +95,7 @@ def read(path: Path) -> Journal:
             journal.searcher_seconds += event["seconds"]
         elif event.get("event") == "recover":
             journal.failures.setdefault(i, []).append(event["error"])
-        elif event.get("event") == "end" and event["summary"]["status"] == INTERRUPTED:
+        elif event.get("event") == "end" and event["summary"].get("status") == INTERRUPTED:
             journal.interrupted.add(i)
         elif event.get("event") == "end":
             failed = journal.failures.get(i, [])  # those from before a resume too
