@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import tempfile
 import textwrap
 from pathlib import Path
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, RunInterrupted
 
 RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--name": ("name", str, "run name, used in the run directory's name"),
@@ -132,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     flags = {key: getattr(args, key) for key, *_ in RUN_FLAGS.values()
              if getattr(args, key) is not None}
     resume = None
-    if args.resume:
+    if args.resume is not None:
         resume, values = resumable(args.resume, args.suite, flags)
         where = str(resume / "run.json")
     else:
@@ -158,6 +159,9 @@ def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, 
 
     from bench import results
 
+    if not run_dir:
+        raise ConfigError("--resume: give the run directory to continue (RUN_DIR, as printed "
+                          "by `ohobench run`)")
     path = Path(run_dir).resolve()
     changed = [f"--{k.replace('_', '-')}" for k in flags if k not in RESUME_FLAGS]
     if suite_file:
@@ -172,6 +176,9 @@ def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, 
         raise ConfigError(f"--resume {run_dir!r}: not a run directory (cannot read "
                           f"{results.RUN_JSON}: {getattr(exc, 'strerror', None) or exc})"
                           ) from None
+    if not isinstance(info, dict) or not isinstance(info.get("suite"), dict):
+        raise ConfigError(f"--resume {run_dir!r}: not a run directory ({results.RUN_JSON} "
+                          "holds no suite table)")
     if info.get("finished"):
         raise ConfigError(f"--resume {run_dir!r}: this run finished; see `ohobench report "
                           f"{run_dir}`")
@@ -227,8 +234,8 @@ def writable(out: Path, figures_dir: Path | None) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    if args.target is not None and not args.target > 0:
-        raise ConfigError(f"--target must be a positive test loss, got {args.target}")
+    if args.target is not None and not (args.target > 0 and math.isfinite(args.target)):
+        raise ConfigError(f"--target must be a positive, finite test loss, got {args.target}")
     print_report(args.run_dirs, args.target, args.plots)
 
 
@@ -244,9 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ohobench: error: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"ohobench: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("ohobench: interrupted; finished experiments are in the run directory",
-              file=sys.stderr)
+        print("ohobench: interrupted", file=sys.stderr)
         return 130
     return 0
 

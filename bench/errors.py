@@ -1,4 +1,5 @@
-"""The one exception type for bad user input: the CLI prints it as one line and exits 2."""
+"""Bad user input (ConfigError: the CLI prints it as one line and exits 2), and a run left
+unfinished (RunInterrupted: one line saying how to resume)."""
 
 
 class ConfigError(ValueError):
@@ -12,3 +13,13 @@ class ConfigError(ValueError):
 def raise_if(problems: list[str]) -> None:
     if problems:
         raise ConfigError(problems)
+
+
+class RunInterrupted(Exception):
+    """A run left unfinished, resumable: `why` it stopped (Ctrl-C: exit code 130; Ray Tune
+    ending early, a full disk: 1)."""
+
+    def __init__(self, run_dir, why: str, exit_code: int = 1):
+        self.run_dir, self.exit_code = run_dir, exit_code
+        super().__init__(f"{why}; the trials that ended are kept in {run_dir}; continue with: "
+                         f"ohobench run --resume {run_dir}")

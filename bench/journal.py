@@ -11,7 +11,8 @@ Events, one per line:
   new attempt of trial i and drops the records of its earlier one;
 - {"event": "recover", "trial": i, "error": "..."} when Ray retries trial i after it failed;
 - {"event": "end", "trial": i, "summary": {...}} when trial i has ended (completed, stopped,
-  diverged or errored);
+  diverged or errored), or was cut short by an interruption (status "interrupted": it has not
+  ended, and a resumed run trains it again);
 - {"event": "searcher", "call": "suggest" or "observe", "seconds": s}: the search's time in
   one call, in the driver.
 """
@@ -23,6 +24,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+INTERRUPTED = "interrupted"  # the status of a trial cut short by an interruption
 
 
 def append(path: Path, event: dict[str, Any], durable: bool = False) -> None:
@@ -47,6 +50,7 @@ class Journal:
     # Training seconds of attempts that did not count (failed, or cut by a dead driver).
     lost_seconds: dict[int, float] = field(default_factory=dict)
     searcher_seconds: float = 0.0  # the search's own time, its suggest and observe calls
+    interrupted: set[int] = field(default_factory=set)  # cut short, not trained again yet
 
     def ended_records(self) -> list[dict]:
         """Records of the trials that ended, each with `retry_seconds`: the training seconds
@@ -85,11 +89,14 @@ def read(path: Path) -> Journal:
                         r.get("train_seconds_cum", 0.0) for r in earlier)  # not a replay
                 journal.records[i] = []
                 journal.summaries.pop(i, None)
+                journal.interrupted.discard(i)
             journal.records.setdefault(i, []).append(record)
         elif event.get("event") == "searcher":
             journal.searcher_seconds += event["seconds"]
         elif event.get("event") == "recover":
             journal.failures.setdefault(i, []).append(event["error"])
+        elif event.get("event") == "end" and event["summary"].get("status") == INTERRUPTED:
+            journal.interrupted.add(i)
         elif event.get("event") == "end":
             failed = journal.failures.get(i, [])  # those from before a resume too
             journal.summaries[i] = dict(event["summary"], attempts=1 + len(failed),
@@ -97,3 +104,17 @@ def read(path: Path) -> Journal:
             for r in journal.records.get(i, []):
                 r["status"] = event["summary"]["status"]
     return journal
+
+
+def mark_interrupted(path: Path) -> int:
+    """Journal every trial that reported and has not ended as interrupted; how many."""
+    kept = read(path)
+    cut = [i for i, records in kept.records.items()
+           if records and i not in kept.summaries and i not in kept.interrupted]
+    for i in cut:
+        last = kept.records[i][-1]
+        append(path, {"event": "end", "trial": i, "summary": {
+            "trial": i, "status": INTERRUPTED, "seed": last.get("seed"),
+            "epochs": last.get("epoch", 0), "start": last.get("trial_start"),
+            "end": last.get("timestamp")}}, durable=True)
+    return len(cut)

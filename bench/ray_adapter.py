@@ -159,12 +159,12 @@ class RecordCollector(Callback):
         self._finish(trial, error_line(trial))
 
     def on_experiment_end(self, trials, **info):
-        """Trials still running when Tune ends are recorded as stopped, with what they
-        reported so far."""
-        for trial in trials:
-            if trial.trial_id in self.last:  # reported, not ended
-                self._finish(trial, None)
-        self.view.update(trials, force=True)
+        """Trials still running when Tune ends were cut short by an interruption: the runner
+        journals them as interrupted (bench/journal.py), not as ended. Tune calls them
+        terminated by then, so the view is not counted again."""
+        if not self.last:
+            self.view.update(trials, force=True)
+        self.last.clear()
         self.view.close()
 
     def _finish(self, trial, error: str | None) -> None:

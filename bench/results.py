@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -65,22 +65,25 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     run_dir = Path(run_dir)
     df = pd.read_parquet(run_dir / TABLE)
     if "optimizer" not in df:  # written before optimizer families existed
-        df.insert(2, "optimizer", "-")
+        df.insert(min(2, df.shape[1]), "optimizer", "-")
     return df, json.loads((run_dir / RUN_JSON).read_text())
 
 
 def _atomic(path: Path, write) -> Path:
-    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
+    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`.
+    The file gets the umask's usual mode (mkstemp's would be 0600: unreadable to colleagues)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # e.g. from pyarrow: name it
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     return path
 

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import journal, results
-from bench.errors import ConfigError
+from bench.errors import ConfigError, RunInterrupted
 from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRENT: API)
     MODEL_BASED_CONCURRENT,
     Experiment,
@@ -30,7 +30,9 @@ from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRE
     experiment_name,
     plan,
 )
-from bench.suite import Suite, check_address
+from bench.interrupt import SigintWatch
+from bench.runlock import RunLock
+from bench.suite import Suite, check_address, check_paths
 
 TUNE_NAME = "suite"  # the one Ray Tune experiment of a run, under its storage path
 
@@ -76,8 +78,13 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
     interrupted run in that directory: Ray Tune's snapshot of the suite is restored (every
     search from its saved state) and the trials its journals show ended are replayed, not
     retrained. `mode`: progress display (bench/progress.py). `trainable` replaces
-    bench.trial.ray_trial (benchmarks/scheduling.py sleeps instead of training)."""
+    bench.trial.ray_trial (benchmarks/scheduling.py sleeps instead of training).
+
+    Raises RunInterrupted, after journaling the trials cut short as interrupted, when a
+    Ctrl-C (bench/interrupt.py) or anything else ended the run before every search used its
+    budget: run.json is then not marked finished, and `--resume` continues the run."""
     check_address(suite.address)
+    check_paths(suite, new_run=resume is None)
     if suite.download:  # once, before Ray starts, not in every trial at once
         from bench import tasks
         from bench.datasets import DataSource
@@ -85,40 +92,96 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
         tasks.fetch(suite.tasks, DataSource.resolve(suite.data_dir, True), say(mode))
     import ray
 
+    lock = RunLock()  # one driver per run directory
+    if resume is not None:
+        lock.take(resume)  # before Ray starts
     started_ray = start_ray(suite)
     try:
         check_storage(suite)
-        if resume is None:
-            run_dir = run_dir_for(suite)
-            run_dir.mkdir(parents=True)
-            info = {"suite": suite.as_dict(), "environment": results.environment(),
-                    "started": time.time(), "finished": None, "experiments": [], "resumed": []}
-        else:
-            run_dir, info = resume, json.loads((resume / results.RUN_JSON).read_text())
-            info.setdefault("resumed", []).append(time.time())
-        info["storage"] = storage_path(suite, run_dir)
-        info["slots"] = slots(suite)
-        results.write_json(info, run_dir / results.RUN_JSON)
+        check_resources(suite)
+        try:
+            run_dir, info = open_run(suite, resume)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {exc.filename!r}: {exc.strerror}") from None
+        lock.take(run_dir)
         say(mode)(f"ohobench: run directory {run_dir}")
-        experiments = plan(suite)
-        (run_dir / "journal").mkdir(exist_ok=True)
-        earlier = {e.name for e in experiments if journal_path(run_dir, e.name).exists()}
-        fit(suite, experiments, run_dir, info["storage"], mode, resume is not None, trainable)
-        rows = []
-        info["experiments"] = []
-        for exp in experiments:
-            exp_row, records = experiment_result(run_dir, exp, exp.name in earlier)
-            info["experiments"].append(exp_row)
-            rows += records
-        results.write_table(results.table(rows), run_dir)
-        info["finished"] = time.time()
-        info["scheduling"] = utilization(info)
-        results.write_json(info, run_dir / results.RUN_JSON)
-        print(scheduling_line(info["scheduling"]), flush=True)  # a summary: even with --quiet
+        try:
+            run_experiments(suite, run_dir, info, mode, resume is not None, trainable)
+        except OSError as exc:  # e.g. a full disk: journals and run.json are kept consistent
+            raise RunInterrupted(run_dir, f"cannot write {str(exc.filename or run_dir)!r}: "
+                                 f"{exc.strerror or exc}") from None
     finally:
+        lock.release()
         if started_ray:
             ray.shutdown()
     return run_dir
+
+
+def run_experiments(suite: Suite, run_dir: Path, info: dict, mode: str, resume: bool,
+                    trainable: Callable | None) -> None:
+    """Fit the suite, then write its records and mark the run finished; on a Ctrl-C, journal
+    the trials cut short and leave the run resumable."""
+    experiments = plan(suite)
+    (run_dir / "journal").mkdir(exist_ok=True)
+    earlier = {e.name for e in experiments if journal_path(run_dir, e.name).exists()}
+    with SigintWatch() as sigint:
+        try:
+            fit(suite, experiments, run_dir, info["storage"], mode, resume, trainable)
+        except KeyboardInterrupt:  # a second Ctrl-C: Tune's own clean-up cut short
+            if not sigint.count:
+                raise
+        sigint.hold()  # what follows is short, and must not be cut
+        cut = sum(journal.mark_interrupted(journal_path(run_dir, e.name)) for e in experiments)
+        if sigint.count or not budgets_spent(run_dir, experiments):
+            info.setdefault("interrupted", []).append(time.time())
+            results.write_json(info, run_dir / results.RUN_JSON)
+            raise RunInterrupted(
+                run_dir, f"interrupted; {cut} trial(s) cut short will train again" if
+                sigint.count else "stopped before every search used its budget",
+                130 if sigint.count else 1)
+        finish_run(run_dir, info, experiments, earlier)
+
+
+def open_run(suite: Suite, resume: Path | None) -> tuple[Path, dict]:
+    """A new run directory and its run.json, or those of the run to resume."""
+    if resume is None:
+        run_dir = run_dir_for(suite)
+        run_dir.mkdir(parents=True)
+        info = {"suite": suite.as_dict(), "environment": results.environment(),
+                "started": time.time(), "finished": None, "experiments": [], "resumed": []}
+    else:
+        run_dir, info = resume, json.loads((resume / results.RUN_JSON).read_text())
+        info.setdefault("resumed", []).append(time.time())
+    info["storage"] = storage_path(suite, run_dir)
+    info["slots"] = slots(suite)
+    results.write_json(info, run_dir / results.RUN_JSON)
+    return run_dir, info
+
+
+def budgets_spent(run_dir: Path, experiments: list[Experiment]) -> bool:
+    """Whether every search used its budget: all its trials ended, and as many as its trial
+    budget (a time budget may end a search with fewer)."""
+    for exp in experiments:
+        kept = journal.read(journal_path(run_dir, exp.name))
+        if kept.interrupted or (exp.budget_seconds is None and len(kept.summaries) < exp.budget):
+            return False
+    return True
+
+
+def finish_run(run_dir: Path, info: dict, experiments: list[Experiment], earlier: set[str]
+               ) -> None:
+    """The records table and run.json of a run whose searches all used their budget."""
+    rows = []
+    info["experiments"] = []
+    for exp in experiments:
+        exp_row, records = experiment_result(run_dir, exp, exp.name in earlier)
+        info["experiments"].append(exp_row)
+        rows += records
+    results.write_table(results.table(rows), run_dir)
+    info["finished"] = time.time()
+    info["scheduling"] = utilization(info)
+    results.write_json(info, run_dir / results.RUN_JSON)
+    print(scheduling_line(info["scheduling"]), flush=True)  # a summary: even with --quiet
 
 
 def say(mode: str) -> Callable[[str], None]:
@@ -159,6 +222,9 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     # The journals are the records: no per-trial result.json, progress.csv, TensorBoard files.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     path = f"{storage.rstrip('/')}/{TUNE_NAME}"
+    # Tune's result grid (and a restore) looks for the per-trial files the journals replace;
+    # it would warn once per trial that they are missing.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if resume and tune.Tuner.can_restore(path):
         say(mode)(f"ohobench: resuming; {len(replay)} trial(s) had ended")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
@@ -177,9 +243,6 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
                 callbacks=[RecordCollector(run_dir / "journal", experiments, mode),
                            *callbacks],
                 failure_config=tune.FailureConfig(max_failures=suite.max_failures)))
-    # Tune's result grid looks for the per-trial files the journals replace; it would warn once
-    # per trial that they are missing.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
 
 
@@ -240,6 +303,24 @@ def storage_path(suite: Suite, run_dir: Path) -> str:
     if suite.storage is None:
         return str(run_dir / "ray")
     return f"{suite.storage.rstrip('/')}/{run_dir.name}"
+
+
+def check_resources(suite: Suite) -> None:
+    """Refuse, before any trial starts, per-trial resources that no node of the cluster has
+    (Ray would wait for them forever)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(n.get("CPU", 0) >= suite.cpus_per_trial and n.get("GPU", 0) >= suite.gpus_per_trial
+           for n in nodes):
+        return
+    largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+    raise ConfigError(
+        f"--cpus-per-trial {suite.cpus_per_trial:g} --gpus-per-trial {suite.gpus_per_trial:g}: "
+        f"no node of this Ray cluster has that much; its {len(nodes)} node(s) have at most "
+        f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs "
+        f"(cluster total: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
+        f"{ray.cluster_resources().get('GPU', 0):g} GPUs)")
 
 
 def check_storage(suite: Suite) -> None:

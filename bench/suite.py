@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
+import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -21,6 +23,8 @@ from methods.base import MethodKind, parse_options
 from methods.online import bound_problems, fill_bounds
 
 DEVICES = ("auto", "cpu", "cuda")
+RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where `--address auto` looks
+NAME = re.compile(r"[A-Za-z0-9._-]+")  # a run's name: part of its directory's name
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,13 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
         if not names:
             found.append(f"{what}s: give at least one; valid: {', '.join(sorted(reg))}")
         found += registry.unknown(list(names), reg, what)
+        found += [f"{what}s: {n!r} is named twice; name each {what} once"
+                  for n in dict.fromkeys(names) if names.count(n) > 1]
+    if not NAME.fullmatch(s.name):
+        found.append(f"name: {s.name!r} is not a plain name; use letters, digits, '-', '_' "
+                     "and '.' only")
+    if s.seed < 0:
+        found.append(f"seed: must be >= 0, got {s.seed}")
     for k in ("repetitions", "trials"):
         if getattr(s, k) < 1:
             found.append(f"{k}: must be >= 1, got {getattr(s, k)}")
@@ -172,10 +183,10 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
         if not torch.cuda.is_available():
             found.append(f"device: {s.device!r} requested but CUDA is not available here; "
                          "use --device auto or cpu")
-    if not s.cpus_per_trial > 0:
-        found.append(f"cpus_per_trial: must be > 0, got {s.cpus_per_trial}")
-    if not s.gpus_per_trial >= 0:
-        found.append(f"gpus_per_trial: must be >= 0, got {s.gpus_per_trial}")
+    if not 0 < s.cpus_per_trial < math.inf:
+        found.append(f"cpus_per_trial: must be a finite number > 0, got {s.cpus_per_trial}")
+    if not 0 <= s.gpus_per_trial < math.inf:
+        found.append(f"gpus_per_trial: must be a finite number >= 0, got {s.gpus_per_trial}")
     elif s.gpus_per_trial > 1 and not s.gpus_per_trial.is_integer():
         found.append(f"gpus_per_trial: a fraction must be below 1 (trials share a GPU) or a "
                      f"whole number of GPUs, got {s.gpus_per_trial}")
@@ -267,10 +278,19 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
     if address == "auto":
         if os.environ.get("RAY_ADDRESS"):
             return check_address(os.environ["RAY_ADDRESS"], timeout)
-        if not Path("/tmp/ray/ray_current_cluster").exists():
+        try:  # what Ray resolves "auto" to; the file outlives a cluster that was killed
+            current = RAY_CURRENT_CLUSTER.read_text().strip()
+        except OSError:
+            current = ""
+        if not current:
             raise ConfigError("--address auto: no running Ray cluster found on this machine "
                               "(start one with `ray start --head`)")
-        return
+        try:
+            return check_address(current, timeout)
+        except ConfigError:
+            raise ConfigError(f"--address auto: the cluster at {current} (named in "
+                              f"{RAY_CURRENT_CLUSTER}) does not answer (checked for "
+                              f"{timeout:.0f} s); start one with `ray start --head`") from None
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--address {address!r}: expected HOST:PORT or auto")
@@ -280,3 +300,36 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
         raise ConfigError(f"--address {address!r}: no Ray cluster answers there "
                           f"(checked for {timeout:.0f} s); start one with `ray start --head`"
                           ) from None
+
+
+URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")  # pyarrow's
+
+
+def check_paths(s: Suite, new_run: bool) -> None:
+    """Fail before starting anything if the run directory (under `out`, for a new run) or
+    Ray Tune's `storage` cannot be written."""
+    problems = [directory_problem("--out", s.out)] if new_run else []
+    if s.storage is not None:
+        scheme, sep, rest = s.storage.partition("://")
+        if sep and scheme not in URI_SCHEMES:
+            problems.append(f"--storage {s.storage!r}: unknown scheme {scheme + '://'!r}; "
+                            f"give a path or a URI of {', '.join(URI_SCHEMES)}")
+        elif not sep or scheme == "file":
+            problems.append(directory_problem("--storage", rest if sep else s.storage))
+    raise_if([p for p in problems if p])
+
+
+def directory_problem(flag: str, path: str) -> str | None:
+    """Why directories cannot be made in `path` (made if missing), or None."""
+    if not path:
+        return f"{flag}: give a directory"
+    target = Path(path).expanduser().absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{flag} {path!r}: {str(existing)!r} is a file, not a directory"
+    try:  # a probe, removed at once: access() says yes to root on a read-only directory
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".ohobench-probe-"))
+    except OSError as exc:
+        return (f"{flag} {path!r}: cannot write in {str(existing)!r} ({exc.strerror}); give "
+                "a directory you can write")
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -127,7 +128,8 @@ class Options:
 
 def parse_options(cls: type[Options], given: Mapping[str, Any], where: str
                   ) -> tuple[Options | None, list[str]]:
-    """Build typed options from a suite's table, naming unknown keys and wrong types."""
+    """Build typed options from a suite's table, naming unknown keys, wrong types and
+    numbers that are not finite."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     found = [f"{where}: unknown option {k!r}; valid: {', '.join(fields) or 'none'}"
              for k in given if k not in fields]
@@ -142,6 +144,9 @@ def parse_options(cls: type[Options], given: Mapping[str, Any], where: str
             v = float(v)
         if default is not None and type(v) is not type(default):
             found.append(f"{where}.{k}: expected {type(default).__name__}, got {v!r}")
+            continue
+        if isinstance(v, float) and not math.isfinite(v):  # every option, whatever method
+            found.append(f"{where}.{k}: must be a finite number, got {v}")
             continue
         values[k] = v
     if found:

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import time
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.errors import ConfigError
 from methods import all_methods
 
 
@@ -61,7 +63,10 @@ def test_bad_run_flags_get_one_line_and_exit_2(capsys, tmp_path, argv, expected)
     ('methods = ["rtho"]\n[options.rtho]\nlr_max = 1e-7\n',
      "options.rtho.lr_max: must be > lr_min = 1e-06, got 1e-07"),
     ('methods = ["marthe"]\n[options.marthe]\nclip = inf\n',
-     "options.marthe.clip: must be a finite number >= 0, got inf"),
+     "options.marthe.clip: must be a finite number, got inf"),
+    ('methods = ["hd"]\n[options.hd]\nbeta = inf\n',
+     "options.hd.beta: must be a finite number, got inf"),
+    ('methods = ["hd", "random", "hd"]\n', "methods: 'hd' is named twice; name each method once"),
     ('methods = ["oho"]\n[options.oho]\nclip = -1.0\n',
      "options.oho.clip: must be a finite number >= 0, got -1.0"),
     ('methods = ["hd"]\n[options.hd]\nlr_max = 1e-9\n',
@@ -142,3 +147,107 @@ def test_every_shipped_suite_file_is_valid(path):
     from bench import suite
 
     suite.build(suite.read_toml(path), where=path, need_data=False)  # raises on any problem
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--method", "random", "--method", "random"], "methods: 'random' is named twice"),
+    (["--name", "/../../x"], "name: '/../../x' is not a plain name; use letters, digits"),
+    (["--name", "a/b"], "name: 'a/b' is not a plain name"),
+    (["--name", ""], "name: '' is not a plain name"),
+    (["--seed", "-1"], "seed: must be >= 0, got -1"),
+    (["--out", "{tmp}/file"], "--out '{tmp}/file': '{tmp}/file' is a file, not a directory"),
+    (["--out", "/proc/ohobench"], "--out '/proc/ohobench': cannot write in '/proc'"),
+    (["--storage", "foo://x"], "--storage 'foo://x': unknown scheme 'foo://'; give a path"),
+    (["--storage", "{tmp}/file/ray"], "--storage '{tmp}/file/ray': '{tmp}/file' is a file"),
+    (["--storage", "/proc/ohobench"], "--storage '/proc/ohobench': cannot write in '/proc'"),
+    (["--resume", ""], "--resume: give the run directory to continue"),
+])
+def test_bad_input_is_refused_before_anything_starts(capsys, tmp_path, argv, expected):
+    import ray
+
+    (tmp_path / "file").write_text("")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    code, err = run_cli(capsys, "run", "--out", str(tmp_path / "out"), *argv)
+    assert code == 2 and expected.format(tmp=tmp_path) in err and len(err.splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]  # nothing created
+    assert not ray.is_initialized()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in a read-only directory")
+def test_a_read_only_output_directory_is_refused(capsys, tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    code, err = run_cli(capsys, "run", "--out", str(tmp_path / "ro" / "out"))
+    assert code == 2 and "cannot write in" in err and "Permission denied" in err
+
+
+@pytest.mark.parametrize("text", ["{}", "[]", '{"suite": null}'])
+def test_resume_of_a_run_json_without_a_suite_is_refused(capsys, tmp_path, text):
+    (tmp_path / "run.json").write_text(text)
+    code, err = run_cli(capsys, "run", "--resume", str(tmp_path))
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "not a run directory (run.json holds no suite table)" in err
+
+
+@pytest.mark.parametrize("run_json, columns, expected", [
+    ("[]", {"task": ["digits"]}, "its run.json is not an ohobench run's"),
+    ("{}", {"a": [1.0], "b": ["x"]}, "its records.parquet lacks the columns task, method"),
+])
+def test_report_of_a_foreign_run_is_refused(capsys, tmp_path, run_json, columns, expected):
+    import pandas as pd
+
+    (tmp_path / "run.json").write_text(run_json)
+    pd.DataFrame(columns).to_parquet(tmp_path / "records.parquet")
+    code, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 2 and expected in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("target", ["inf", "nan", "0"])
+def test_report_target_must_be_positive_and_finite(capsys, tmp_path, target):
+    code, err = run_cli(capsys, "report", str(tmp_path), "--target", target)
+    expected = f"--target must be a positive, finite test loss, got {float(target)}"
+    assert code == 2 and expected in err
+
+
+def test_address_auto_naming_a_stale_cluster_fails_fast(capsys, tmp_path, monkeypatch):
+    from bench import suite
+
+    (tmp_path / "ray_current_cluster").write_text("127.0.0.1:1\n")  # its cluster was killed
+    monkeypatch.setattr(suite, "RAY_CURRENT_CLUSTER", tmp_path / "ray_current_cluster")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    start = time.monotonic()
+    code, err = run_cli(capsys, "run", "--address", "auto")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--address auto: the cluster at 127.0.0.1:1 (named in " in err
+    assert "does not answer" in err
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--cpus-per-trial", "inf"], "cpus_per_trial: must be a finite number > 0, got inf"),
+    (["--gpus-per-trial", "inf"], "gpus_per_trial: must be a finite number >= 0, got inf"),
+])
+def test_infinite_resources_are_refused(capsys, argv, expected):
+    code, err = run_cli(capsys, "run", *argv)
+    assert code == 2 and expected in err
+
+
+def test_resources_no_node_has_are_refused_naming_what_the_cluster_has(capsys, tmp_path):
+    import ray
+
+    code, err = run_cli(capsys, "run", "--cpus-per-trial", "1000", "--out", str(tmp_path / "o"))
+    err = err.splitlines()[-1]  # Ray's own warnings may come first
+    assert code == 2 and "--cpus-per-trial 1000 --gpus-per-trial 0: no node of this Ray " in err
+    assert f"at most {os.cpu_count()} CPUs and 0 GPUs" in err
+    assert not (tmp_path / "o").exists() and not ray.is_initialized()
+
+
+def test_gpus_no_node_has_are_refused(monkeypatch):
+    import ray
+
+    from bench import runner, suite
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    with pytest.raises(ConfigError, match="at most 8 CPUs and 0 GPUs"):
+        runner.check_resources(suite.build({"gpus_per_trial": 1.0}))
+    runner.check_resources(suite.build({"cpus_per_trial": 8.0}))  # fits

@@ -1,4 +1,5 @@
 import os
+import stat
 
 import pandas as pd
 import pytest
@@ -54,3 +55,15 @@ def test_environment_names_versions_and_machine():
     env = results.environment()
     assert env["packages"]["torch"] and env["packages"]["ray"] and env["cpu_count"] >= 1
     assert "git_commit" in env and env["python"].startswith("3.")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_results_get_the_umasks_usual_mode(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        written = [results.write_json({"a": 1}, tmp_path / "run.json"),
+                   results.write_table(results.table([]), tmp_path)]
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [mode, mode]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.parquet", "run.json"]

@@ -145,6 +145,9 @@ def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_on
     assert sum(1 <= n < trials for n in at_kill.values()) >= 3, "killed too late"
     run_dir = next((tmp_path / "results").iterdir())
     assert json.loads((run_dir / "run.json").read_text())["finished"] is None
+    # The killed driver's lock file names it, and does not block the resume (the kernel's lock
+    # went with the process).
+    assert (run_dir / ".lock").read_text().startswith(f"pid {proc.pid} on ")
     kept = {}
     for name in black_box:
         before = journal.read(run_dir / "journal" / f"{name}.jsonl")

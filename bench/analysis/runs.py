@@ -24,6 +24,8 @@ import pandas as pd
 from bench import report, results
 from bench.errors import ConfigError
 
+# Columns the report reads; the rest may be missing (e.g. from an older ohobench).
+REQUIRED = [*results.KEY, "val_loss", "test_loss", "train_seconds_cum", "search_seconds"]
 DEFINITION = ("seed", "epochs", "batch_size", "val_batch_size")  # what makes a task the same
 
 
@@ -66,9 +68,17 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
 
 def read(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     try:
-        return results.load(run_dir)
+        df, info = results.load(run_dir)
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or Parquet
         raise ConfigError(f"cannot read run {run_dir!r}: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("suite", {}), dict):
+        raise ConfigError(f"cannot read run {run_dir!r}: its {results.RUN_JSON} is not an "
+                          "ohobench run's (a JSON object with a suite table)")
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ConfigError(f"cannot read run {run_dir!r}: its {results.TABLE} lacks the "
+                          f"columns {', '.join(missing)}; it is not an ohobench table")
+    return df, info
 
 
 def definition(suite: dict, task: str) -> dict[str, Any]:
