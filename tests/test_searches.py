@@ -7,9 +7,9 @@ import pytest
 
 import methods
 from bench import tasks
+from bench.testing import SearchConformance
 from bench.trial import run_trial
 from methods.base import TrialOutcome, TrialStatus
-from bench.testing import SearchConformance
 
 
 class SlowImprovement:
