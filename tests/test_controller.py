@@ -283,7 +283,7 @@ def test_a_fixed_child_trains_only_its_sub_blocks():
     params = {k: v.requires_grad_(True) for k, v in params.items()}
     rule = FixedChild(Choice((2, 3), "tanh", 0.5, 0.1), ("relu", "tanh"))
     state = rule.init(params, {})
-    from tests.hypergrad_reference import context, tiny_mlp
+    from bench.testing.reference import context, tiny_mlp
     ctx = context(tiny_mlp("tanh"), None)
     ctx.criterion = F.cross_entropy
     gen = torch.Generator().manual_seed(0)

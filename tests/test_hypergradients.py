@@ -6,7 +6,7 @@ import pytest
 
 import methods
 from methods.online import layer_groups
-from tests.hypergrad_reference import (
+from bench.testing.reference import (
     problem,
     run_rule,
     shared_hypergradients,

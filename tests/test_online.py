@@ -9,7 +9,7 @@ import methods
 from bench import tasks
 from bench.trial import run_trial
 from methods.base import parse_options
-from tests.hypergrad_reference import problem, run_rule
+from bench.testing.reference import problem, run_rule
 
 FORWARD = ["oho", "oho-layerwise", "rtho", "marthe", "trho"]
 

@@ -13,7 +13,7 @@ from bench.report import repetitions
 from methods.base import UpdateRule, parse_options
 from methods.online import FloorWatch, fill_bounds
 from methods.sgd import SGD
-from tests.hypergrad_reference import context, problem, run_rule
+from bench.testing.reference import context, problem, run_rule
 
 
 def rule(method: str, **options):

@@ -11,7 +11,7 @@ from torch import nn
 import methods
 from methods.base import StepContext
 from methods.online import layer_groups, layer_of
-from tests.hypergrad_reference import context, loss_fn, problem
+from bench.testing.reference import context, loss_fn, problem
 
 REL = 1e-6
 FROZEN = {"meta_lr_wd": 0.0, "meta_lr_noise": 0.0}

@@ -1,4 +1,4 @@
-"""The conformance kit for plugin authors: checks every search must pass, as a mixin of plain
+"""Checks every search must pass, as a mixin of plain
 `test_*` methods (pytest collects them; nothing here imports pytest).
 
     from bench.testing import SearchConformance

@@ -1,7 +1,10 @@
 """The ground truth for hypergradient tests: autodiff through the fully unrolled training, in
-float64, written independently of methods/hypergrad.py."""
+float64, written independently of methods/hypergrad.py. `check_hypergradients` runs it on any
+update rule that reports its hypergradients the way the records name them."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -109,3 +112,48 @@ def shared_hypergradients(model, params, batches, val_batch, hypers: dict[str, l
                         for gv, wi, g in zip(val_grads, w, group_of, strict=True) if g == group)
             out[kind].append(float(torch.autograd.grad(inner, alpha, retain_graph=True)[0]))
     return out
+
+
+def reported_hypergradients(rule, act: str = "tanh", steps: int = 6,
+                            hparams: dict[str, float] | None = None
+                            ) -> tuple[dict[str, float], dict[str, list[float]], list[int]]:
+    """Train the tiny float64 MLP with `rule` for `steps` steps; return its last reported
+    hypergradients (records' `hg_<name>`), its hyperparameter values by kind and group (`lr` or
+    `lr_0`, `lr_1`, ...) and each parameter tensor's group, as the records name them."""
+    from methods.online import layer_groups
+
+    hparams = hparams or {"lr": 0.3, "wd": 0.05}
+    model, params, batches, val = problem(act, steps)
+    state, _ = run_rule(rule, model, params, batches, val, hparams)
+    values = rule.hparams(state)
+    kinds: dict[str, dict[int, float]] = {}
+    for name, value in values.items():
+        kind, _, group = name.partition("_")
+        kinds.setdefault(kind, {})[int(group) if group else 0] = value
+    group_of, _ = layer_groups(list(params), max(len(v) for v in kinds.values()))
+    reported = {k[3:]: v for k, v in rule.diagnostics(state).items() if k.startswith("hg_")}
+    by_kind = {k: [g[i] for i in sorted(g)] for k, g in kinds.items()}
+    return reported, by_kind, group_of
+
+
+def check_hypergradients(rule, act: str = "tanh", steps: int = 6, rel: float = 1e-6,
+                         hparams: dict[str, float] | None = None) -> None:
+    """Assert that an exact rule's reported hypergradients (records' `hg_<name>`, after `steps`
+    steps on a tiny float64 MLP) equal autodiff through the fully unrolled SGD training (with
+    weight decay, and heavy-ball momentum when the rule has a `momentum` hyperparameter), to
+    relative error `rel`. The rule must keep its hyperparameters fixed (e.g. meta_lr = 0):
+
+        rule = methods.get("oho").update_rule(OHO_OPTIONS(meta_lr=0.0, meta_lr_wd=0.0))
+        check_hypergradients(rule, act="relu")
+    """
+    reported, values, group_of = reported_hypergradients(rule, act, steps, hparams)
+    if not reported:
+        raise AssertionError("the rule reports no hypergradient (records' hg_<name> keys)")
+    model, params, batches, val = problem(act, steps)
+    expected = true_hypergradients(model, params, batches, val, values, group_of)
+    for name, got in reported.items():
+        kind, _, group = name.partition("_")
+        want = expected[kind][int(group) if group else 0]
+        if not (math.isfinite(got) and abs(got - want) <= rel * abs(want)):
+            raise AssertionError(f"hypergradient {name}: the rule reports {got!r}, autodiff "
+                                 f"through the unrolled training gives {want!r}")
