@@ -5,13 +5,13 @@ import math
 import pytest
 
 import methods
-from methods.online import layer_groups
 from bench.testing.reference import (
     problem,
     run_rule,
     shared_hypergradients,
     true_hypergradients,
 )
+from methods.online import layer_groups
 
 REL = 1e-6
 FROZEN = {"meta_lr": 0.0, "meta_lr_wd": 0.0, "meta_lr_momentum": 0.0}  # hypers stay put

@@ -7,9 +7,9 @@ import torch
 
 import methods
 from bench import tasks
+from bench.testing.reference import problem, run_rule
 from bench.trial import run_trial
 from methods.base import parse_options
-from bench.testing.reference import problem, run_rule
 
 FORWARD = ["oho", "oho-layerwise", "rtho", "marthe", "trho"]
 

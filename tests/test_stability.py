@@ -10,10 +10,10 @@ import torch
 import methods
 from bench import harness, suite, tasks
 from bench.report import repetitions
+from bench.testing.reference import context, problem, run_rule
 from methods.base import UpdateRule, parse_options
 from methods.online import FloorWatch, fill_bounds
 from methods.sgd import SGD
-from bench.testing.reference import context, problem, run_rule
 
 
 def rule(method: str, **options):

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import methods
+from bench.testing.reference import context, loss_fn, problem
 from methods.base import StepContext
 from methods.online import layer_groups, layer_of
-from bench.testing.reference import context, loss_fn, problem
 
 REL = 1e-6
 FROZEN = {"meta_lr_wd": 0.0, "meta_lr_noise": 0.0}
