@@ -253,7 +253,8 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
             "diverged": diverged,
             "collapsed": collapsed,
             "lr_floored": rule.lr_floored(state),
-            **{f"hp_{k}": float(v) for k, v in rule.hparams(state).items()},
+            **{f"hp_{k}": v if isinstance(v, str) else float(v)  # categoricals stay strings
+               for k, v in rule.hparams(state).items()},
             **{k: float(v) for k, v in rule.diagnostics(state).items()},
         }
         records.append(record)

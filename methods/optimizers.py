@@ -135,4 +135,5 @@ class FamilyRule(UpdateRule):
 
     def hparams(self, state: FamilyState) -> dict[str, float]:
         """The lr used in the latest epoch, then the fixed values."""
-        return {**{k: float(v) for k, v in state.hparams.items()}, "lr": float(state.lr)}
+        fixed = {k: v if isinstance(v, str) else float(v) for k, v in state.hparams.items()}
+        return {**fixed, "lr": float(state.lr)}  # a categorical's value stays a string

@@ -132,3 +132,12 @@ def test_hd_keeps_lr_positive_and_skips_nan_hypergradients():
     assert state.lr == 1e-5  # driven down hard, held at the floor
     state, w = rule.step(state, w, (torch.full((3,), math.nan), None), ctx)
     assert state.skipped == 1 and state.lr == 1e-5
+
+
+def test_a_string_categorical_is_recorded_as_a_string(digits_trial):
+    """A search space may hold categorical strings (e.g. an activation a plugin task reads)."""
+    records = digits_trial(hparams={"lr": 0.1, "wd": 1e-4, "activation": "relu"})
+    assert [r["hp_activation"] for r in records] == ["relu", "relu"]
+    from bench.results import table
+
+    assert table(records)["hp_activation"].tolist() == ["relu", "relu"]
