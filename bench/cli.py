@@ -89,11 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warn_broken_plugins() -> None:
+    """A plugin that fails to load is named in one line; only a run that uses it fails."""
+    import methods
+    from bench import registry, tasks
+
+    for line in registry.warnings(methods.all_methods(), tasks.all_tasks()):
+        print(line, file=sys.stderr)
+
+
 def cmd_list() -> None:
     import methods
     from bench import space, tasks
     from methods import optimizers
 
+    warn_broken_plugins()
     print("tasks:")
     for name, task in sorted(tasks.all_tasks().items()):
         ranges = ", ".join(f"{k} {space.describe(d)}" for k, d in task.space.items())
@@ -245,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             cmd_list()
         elif args.command == "run":
+            warn_broken_plugins()
             cmd_run(args)
         else:
             cmd_report(args)

@@ -11,10 +11,20 @@ from bench.errors import ConfigError
 T = TypeVar("T")
 
 
-def load(group: str, builtins: Mapping[str, T], kind: type) -> dict[str, T]:
+class Registry(dict):
+    """Name -> plugin object; `broken` names the entry points that failed to load and why.
+    A broken plugin costs only the runs that name it."""
+
+    def __init__(self, found: Mapping, broken: Mapping[str, str]):
+        super().__init__(found)
+        self.broken = dict(broken)
+
+
+def load(group: str, builtins: Mapping[str, T], kind: type) -> Registry:
     """Built-ins, then every entry point of `group`. An entry point names an instance of `kind`
     or a zero-argument callable returning one; its registered name is the entry point's name."""
     found: dict[str, T] = dict(builtins)
+    broken: dict[str, str] = {}
     for ep in entry_points(group=group):
         dist = ep.dist.name if ep.dist else "?"
         try:
@@ -22,25 +32,35 @@ def load(group: str, builtins: Mapping[str, T], kind: type) -> dict[str, T]:
             if not isinstance(obj, kind) and callable(obj):
                 obj = obj()
         except Exception as exc:  # a broken plugin is named, not hidden
-            raise ConfigError(f"plugin {ep.name!r} from {dist} ({ep.value}) failed to load: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            first = (str(exc).strip().splitlines() or [""])[0]
+            broken[ep.name] = (f"plugin {ep.name!r} from {dist} ({ep.value}) failed to load: "
+                               f"{type(exc).__name__}: {first}")
+            continue
         if not isinstance(obj, kind):
-            raise ConfigError(f"plugin {ep.name!r} from {dist} is a {type(obj).__name__}, "
-                              f"expected a {kind.__name__}")
-        if ep.name in found and found[ep.name] is not obj:
-            raise ConfigError(f"plugin {ep.name!r} from {dist} clashes with an existing "
-                              f"{group} entry of that name")
-        found[ep.name] = obj
-    return found
+            broken[ep.name] = (f"plugin {ep.name!r} from {dist} is a {type(obj).__name__}, "
+                               f"expected a {kind.__name__}")
+        elif ep.name in found and found[ep.name] is not obj:
+            broken[ep.name] = (f"plugin {ep.name!r} from {dist} clashes with an existing "
+                               f"{group} entry of that name")
+        else:
+            found[ep.name] = obj
+    return Registry(found, broken)
 
 
 def lookup(registry: Mapping[str, T], name: str, what: str) -> T:
     if name not in registry:
-        raise ConfigError(f"unknown {what} {name!r}; valid: {', '.join(sorted(registry))}")
+        raise ConfigError(unknown([name], registry, what)[0])
     return registry[name]
 
 
 def unknown(names: list[str], registry: Mapping, what: str) -> list[str]:
-    return [f"unknown {what} {n!r}; valid: {', '.join(sorted(registry))}"
+    """One line per name not in `registry`: why its plugin is broken, or the valid names."""
+    broken = getattr(registry, "broken", {})
+    return [broken.get(n) or f"unknown {what} {n!r}; valid: {', '.join(sorted(registry))}"
             for n in names if n not in registry]
+
+
+def warnings(*registries: Registry) -> list[str]:
+    """One line per broken plugin, for a run or a listing that does not name it."""
+    return [f"ohobench: skipped {line}" for r in registries for line in r.broken.values()]
 

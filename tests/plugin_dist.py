@@ -96,6 +96,22 @@ digits-small = ohobench_demo_plugin:TASK
 """
 
 
+BROKEN_MODULE = 'raise ImportError("this plugin needs a package that is not installed")\n'
+BROKEN_ENTRY_POINTS = "[ohobench.methods]\nbroken-search = ohobench_broken_plugin:Method\n"
+
+
+def make_broken(root: Path) -> Path:
+    """A distribution whose method entry point fails to import."""
+    (root / "ohobench_broken_plugin").mkdir(parents=True)
+    (root / "ohobench_broken_plugin" / "__init__.py").write_text(BROKEN_MODULE)
+    info = root / "ohobench_broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ohobench-broken-plugin\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(BROKEN_ENTRY_POINTS)
+    return root
+
+
 def make(root: Path) -> Path:
     (root / "ohobench_demo_plugin").mkdir(parents=True)
     (root / "ohobench_demo_plugin" / "__init__.py").write_text(textwrap.dedent(MODULE))
