@@ -10,7 +10,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from bench.errors import ConfigError, RunInterrupted
+from bench.errors import ConfigError, RunInterrupted, SearchesErrored
 
 RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--name": ("name", str, "run name, used in the run directory's name"),
@@ -161,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     print_report(run_dir, chosen.target)
     print(f"\nresults: {run_dir}\n  table: {run_dir / 'records.parquet'}"
           f"\n  report again: ohobench report {run_dir}")
+    if errored := search_errors([run_dir]):
+        raise SearchesErrored(errored)
 
 
 def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, dict]:
@@ -216,17 +218,41 @@ def print_report(run_dirs: Path | str | list, target: float | None,
     table = report.summary(df, target or meta["targets"], meta["overhead"])
     results.write_csv(table, out / f"summary{suffix}.csv")
     runs = ", ".join(f"`{d}`" for d in dirs)
+    errored = search_errors(dirs)
+    notes = "".join(f"\n- {line}" for line in errored)
     (out / f"summary{suffix}.md").write_text(
-        f"# ohobench summary\n\nRuns: {runs}\n\n" + report.markdown_table(report.displayed(table)))
+        f"# ohobench summary\n\nRuns: {runs}\n\n" + report.markdown_table(report.displayed(table))
+        + (f"\n\nSearches that raised and ended early (their ended trials are above):{notes}\n"
+           if errored else ""))
     print("\nfinal test loss over repetitions (choice by validation loss) and time-to-target "
           "(training seconds, trials in the order started):")
     print(report.format_summary(table))
+    if errored:
+        print("searches that raised and ended early (their ended trials are above):" + notes)
     if plots:
         from bench.analysis import plots as figures
 
         targets = dict(zip(table["task"], table["target"], strict=False))
         for line in figures.write_figures(df, figures_dir, meta["options"], targets):
             print(line)
+
+
+def search_errors(run_dirs: list[Path]) -> list[str]:
+    """'experiment: error' for every search that raised, from the runs' run.json."""
+    import json
+
+    from bench import results
+
+    lines = []
+    for d in run_dirs:
+        try:
+            info = json.loads((d / results.RUN_JSON).read_text())
+        except (OSError, ValueError):
+            continue
+        for exp in info.get("experiments", []) if isinstance(info, dict) else []:
+            if isinstance(exp, dict) and exp.get("search_error"):
+                lines.append(f"{exp.get('name')}: {exp['search_error']}")
+    return lines
 
 
 def writable(out: Path, figures_dir: Path | None) -> None:
@@ -265,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as exc:
         print(f"ohobench: {exc}", file=sys.stderr)
         return exc.exit_code
+    except SearchesErrored as exc:
+        for line in exc.lines:
+            print(f"ohobench: search errored: {line}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ohobench: interrupted", file=sys.stderr)
         return 130

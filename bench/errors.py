@@ -23,3 +23,12 @@ class RunInterrupted(Exception):
         self.run_dir, self.exit_code = run_dir, exit_code
         super().__init__(f"{why}; the trials that ended are kept in {run_dir}; continue with: "
                          f"ohobench run --resume {run_dir}")
+
+
+class SearchesErrored(Exception):
+    """The run finished, but some searches raised and ended early (a plugin's fault): one line
+    each, 'experiment: error'. Exit code 1."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__("; ".join(lines))

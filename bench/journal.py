@@ -14,7 +14,9 @@ Events, one per line:
   diverged or errored), or was cut short by an interruption (status "interrupted": it has not
   ended, and a resumed run trains it again);
 - {"event": "searcher", "call": "suggest" or "observe", "seconds": s}: the search's time in
-  one call, in the driver.
+  one call, in the driver;
+- {"event": "search_error", "error": "..."}: the search raised; the experiment proposes no
+  more trials and counts as errored.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Journal:
     lost_seconds: dict[int, float] = field(default_factory=dict)
     searcher_seconds: float = 0.0  # the search's own time, its suggest and observe calls
     interrupted: set[int] = field(default_factory=set)  # cut short, not trained again yet
+    search_error: str | None = None  # the search raised: the experiment ended errored
 
     def ended_records(self) -> list[dict]:
         """Records of the trials that ended, each with `retry_seconds`: the training seconds
@@ -93,6 +96,8 @@ def read(path: Path) -> Journal:
             journal.records.setdefault(i, []).append(record)
         elif event.get("event") == "searcher":
             journal.searcher_seconds += event["seconds"]
+        elif event.get("event") == "search_error":
+            journal.search_error = event["error"]
         elif event.get("event") == "recover":
             journal.failures.setdefault(i, []).append(event["error"])
         elif event.get("event") == "end" and event["summary"].get("status") == INTERRUPTED:

@@ -32,7 +32,9 @@ class PickledState:
 class SearchAdapter(PickledState, Searcher):
     """Ray asks for configurations; the wrapped Search proposes hyperparameters, and the adapter
     completes them into trial configs (task, seed, epochs...) with `make_config(index, hp)`.
-    With `journal_path`, the seconds of every suggest and observe go to the journal."""
+    With `journal_path`, the seconds of every suggest and observe go to the journal. A search
+    that raises (a plugin's fault) ends its own experiment as errored, journaled with the
+    error's first line; the other experiments of the suite go on."""
 
     def __init__(self, search: Search, make_config: Callable[[int, dict], dict],
                  journal_path: Path | None = None):
@@ -41,10 +43,17 @@ class SearchAdapter(PickledState, Searcher):
         self.journal_path = journal_path
         self.started = 0
         self.live: dict[str, dict] = {}  # trial id -> hyperparameters
+        self.error: str | None = None  # why the search failed; it proposes no more
 
     def suggest(self, trial_id: str) -> dict | str | None:
+        if self.error is not None:
+            return Searcher.FINISHED
         began = time.perf_counter()
-        hparams = self.search.suggest()
+        try:
+            hparams = self.search.suggest()
+        except Exception as exc:  # the plugin's fault costs its own experiment only
+            self._failed("suggest", exc)
+            return Searcher.FINISHED
         self._searched("suggest", began)
         if hparams is None:
             return Searcher.FINISHED
@@ -55,10 +64,21 @@ class SearchAdapter(PickledState, Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
         hparams = self.live.pop(trial_id, None)
-        if hparams is not None:
+        if hparams is not None and self.error is None:
             began = time.perf_counter()
-            self.search.observe(hparams, outcome(result, error))
+            try:
+                self.search.observe(hparams, outcome(result, error))
+            except Exception as exc:
+                self._failed("observe", exc)
+                return
             self._searched("observe", began)
+
+    def _failed(self, call: str, exc: Exception) -> None:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        self.error = f"the search raised in {call}: {type(exc).__name__}: {first}"
+        if self.journal_path is not None:
+            journal.append(self.journal_path, {"event": "search_error", "error": self.error},
+                           durable=True)
 
     def _searched(self, call: str, began: float) -> None:
         if self.journal_path is not None:
@@ -66,11 +86,13 @@ class SearchAdapter(PickledState, Searcher):
                                                "seconds": time.perf_counter() - began})
 
     def get_state(self) -> dict[str, Any]:
-        return {"search": self.search.state_dict(), "started": self.started, "live": self.live}
+        return {"search": self.search.state_dict(), "started": self.started, "live": self.live,
+                "error": self.error}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.search.load_state_dict(state["search"])
         self.started, self.live = state["started"], state["live"]
+        self.error = state.get("error")
 
 
 def outcome(result: dict | None, error: bool) -> TrialOutcome:

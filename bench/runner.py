@@ -160,17 +160,19 @@ def open_run(suite: Suite, resume: Path | None) -> tuple[Path, dict]:
 
 def budgets_spent(run_dir: Path, experiments: list[Experiment]) -> bool:
     """Whether every search used its budget: all its trials ended, and as many as its trial
-    budget (a time budget may end a search with fewer)."""
+    budget (a time budget, or the search raising, may end it with fewer)."""
     for exp in experiments:
         kept = journal.read(journal_path(run_dir, exp.name))
-        if kept.interrupted or (exp.budget_seconds is None and len(kept.summaries) < exp.budget):
+        short = exp.budget_seconds is None and len(kept.summaries) < exp.budget
+        if kept.interrupted or (short and kept.search_error is None):
             return False
     return True
 
 
 def finish_run(run_dir: Path, info: dict, experiments: list[Experiment], earlier: set[str]
                ) -> None:
-    """The records table and run.json of a run whose searches all used their budget."""
+    """The records table and run.json of a run whose searches all used their budget (or
+    raised: `search_error` in their experiment's row)."""
     rows = []
     info["experiments"] = []
     for exp in experiments:
@@ -273,6 +275,7 @@ def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[di
     wall = end - start if start is not None and end is not None else math.nan
     return {"task": exp.task, "method": exp.method, "optimizer": exp.optimizer,
             "repetition": exp.repetition, "name": exp.name, "resumed": resumed,
+            "search_error": ended.search_error,
             "start": start, "end": end, "wall_seconds": wall,
             "scheduling_overhead_per_trial": (overhead_per_trial(start, end, trials)
                                               if start is not None else math.nan),

@@ -11,6 +11,7 @@ import time
 
 from bench import tasks
 from methods.base import Method, MethodKind, Options
+from methods.random_search import RandomSearch
 from methods.sgd import SGD
 
 
@@ -80,6 +81,24 @@ class FlakyMethod(Method):
         return Flaky(options)
 
 
+class FailingSearch(RandomSearch):
+    """Random search that raises in its second suggest (a plugin's bug)."""
+
+    def suggest(self):
+        if self.suggested == 1:
+            raise ValueError("failing-search: injected bug\\nsecond line")
+        return super().suggest()
+
+
+class FailingSearchMethod(Method):
+    name = "failing-search"
+    kind = MethodKind.BLACK_BOX
+    description = "test plugin: random search that raises in its second suggest"
+
+    def search(self, space, seed, budget, options):
+        return FailingSearch(space, seed, budget)
+
+
 # Use the built-in object, not tasks.get(): the registry is loading this module right now.
 TASK = dataclasses.replace(tasks.DIGITS, name="digits-small",
                            description="test plugin: digits with a 64-16-10 MLP",
@@ -90,6 +109,7 @@ ENTRY_POINTS = """
 [ohobench.methods]
 halving = ohobench_demo_plugin:HalvingMethod
 flaky = ohobench_demo_plugin:FlakyMethod
+failing-search = ohobench_demo_plugin:FailingSearchMethod
 
 [ohobench.tasks]
 digits-small = ohobench_demo_plugin:TASK

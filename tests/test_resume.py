@@ -221,3 +221,25 @@ step_sleep = 0.02
     df = pd.read_parquet(run_dir / "records.parquet")
     assert sorted(df.epoch) == [1, 2, 3] and df.trial_start.nunique() == 1
     assert any(pids.glob("*attempt2"))
+
+
+def test_a_search_that_raises_ends_its_own_experiment_and_the_suite_goes_on(tmp_path):
+    """failing-search raises in its second suggest: its experiment ends errored with one line
+    in run.json, the summary and stderr (exit 1, no traceback); random search runs in full."""
+    proc = start_cli(tmp_path, "--task", "digits", "--method", "failing-search", "--method",
+                     "random", "--trials", "3", "--repetitions", "1", "--epochs", "2")
+    assert proc.wait(timeout=600) == 1, open(proc.log).read()[-3000:]
+    out = open(proc.log).read()
+    assert "Traceback" not in out
+    line = ("digits__failing-search__fixed__rep0: the search raised in suggest: ValueError: "
+            "failing-search: injected bug")
+    assert f"ohobench: search errored: {line}" in out.splitlines()
+    run_dir = next((tmp_path / "results").iterdir())
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["finished"]
+    rows = {e["method"]: e for e in info["experiments"]}
+    assert rows["failing-search"]["search_error"] == line.split(": ", 1)[1]
+    assert len(rows["failing-search"]["trials"]) == 1 and rows["random"]["search_error"] is None
+    df = pd.read_parquet(run_dir / "records.parquet")
+    assert df.groupby("method").trial.nunique().to_dict() == {"failing-search": 1, "random": 3}
+    assert line in (run_dir / "summary.md").read_text()
