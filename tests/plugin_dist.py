@@ -120,24 +120,22 @@ BROKEN_MODULE = 'raise ImportError("this plugin needs a package that is not inst
 BROKEN_ENTRY_POINTS = "[ohobench.methods]\nbroken-search = ohobench_broken_plugin:Method\n"
 
 
+def distribution(root: Path, package: str, module: str, entry_points: str) -> Path:
+    """An installed-looking distribution under `root`: one package and its dist-info."""
+    (root / package).mkdir(parents=True)
+    (root / package / "__init__.py").write_text(module)
+    info = root / f"{package}-0.1.dist-info"
+    info.mkdir()
+    name = package.replace("_", "-")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    return root
+
+
 def make_broken(root: Path) -> Path:
     """A distribution whose method entry point fails to import."""
-    (root / "ohobench_broken_plugin").mkdir(parents=True)
-    (root / "ohobench_broken_plugin" / "__init__.py").write_text(BROKEN_MODULE)
-    info = root / "ohobench_broken_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ohobench-broken-plugin\n"
-                                   "Version: 0.1\n")
-    (info / "entry_points.txt").write_text(BROKEN_ENTRY_POINTS)
-    return root
+    return distribution(root, "ohobench_broken_plugin", BROKEN_MODULE, BROKEN_ENTRY_POINTS)
 
 
 def make(root: Path) -> Path:
-    (root / "ohobench_demo_plugin").mkdir(parents=True)
-    (root / "ohobench_demo_plugin" / "__init__.py").write_text(textwrap.dedent(MODULE))
-    info = root / "ohobench_demo_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ohobench-demo-plugin\n"
-                                   "Version: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    return root
+    return distribution(root, "ohobench_demo_plugin", textwrap.dedent(MODULE), ENTRY_POINTS)
