@@ -130,7 +130,7 @@ def local_slots(suite: Suite) -> int:
     return max(1, int((os.cpu_count() or 1) / suite.cpus_per_trial))
 
 
-def hours(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.2f} h"
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
@@ -142,12 +142,12 @@ def format_estimate(costs: list[Cost], slots: int) -> str:
     for c in costs:
         lines.append(f"{c.task:<18} {c.label:<26} {c.trials:>6} {c.epochs:>6} "
                      f"{c.step_seconds * 1e3:>8.2f} {c.epoch_seconds:>8.2f} "
-                     f"{hours(c.trial_seconds):>10} {hours(c.seconds):>10}")
+                     f"{duration(c.trial_seconds):>10} {duration(c.seconds):>10}")
     total = sum(c.seconds for c in costs)
     longest = max((c.trial_seconds for c in costs), default=0.0)
     wall = max(total / slots, longest)
-    lines.append(f"total: {hours(total)} of trial time; on this machine, {slots} trials at "
-                 f"once: at least {hours(wall)} of wall-clock (the longer of total / {slots} "
+    lines.append(f"total: {duration(total)} of trial time; on this machine, {slots} trials at "
+                 f"once: at least {duration(wall)} of wall-clock (the longer of total / {slots} "
                  f"and the longest trial), plus Ray's start-up and scheduling")
     for task, source in dict.fromkeys((c.task, c.data) for c in costs):
         lines.append(f"{task}: timed on {source}, {CALIBRATION_STEPS} steps per epoch, "
