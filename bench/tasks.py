@@ -86,12 +86,17 @@ class Task:
         return self.load(seed, data)
 
 
-def _split(n: int, n_test: int, n_val: int, seed: int) -> tuple[np.ndarray, ...]:
-    """Test indices fixed for the task; validation drawn from the rest with `seed`."""
+def split_indices(n: int, n_test: int, n_val: int, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) indices of `n` examples: the test indices are the same for
+    every seed (TEST_SPLIT_SEED); validation is drawn from the rest with `seed`."""
     order = np.random.default_rng(TEST_SPLIT_SEED).permutation(n)
     test, rest = order[:n_test], order[n_test:]
     rest = np.random.default_rng(seed).permutation(rest)
     return rest[n_val:], rest[:n_val], test
+
+
+_split = split_indices  # its earlier, private name
 
 
 # --- digits: scikit-learn's bundled 8x8 digits, nothing to download --------------------------
@@ -102,7 +107,7 @@ def load_digits(seed: int) -> Splits:
     x, y = sk_digits(return_X_y=True)
     x = torch.as_tensor(x / 16.0, dtype=torch.float32)
     y = torch.as_tensor(y, dtype=torch.long)
-    train, val, test = _split(len(x), n_test=360, n_val=288, seed=seed)
+    train, val, test = split_indices(len(x), n_test=360, n_val=288, seed=seed)
     return Splits(x[train], y[train], x[val], y[val], x[test], y[test])
 
 

@@ -1,5 +1,5 @@
-"""`ohobench run` through a real local Ray Tune instance, with a plugin method from a throwaway
-installed distribution beside the built-ins."""
+"""`ohobench run` through a real local Ray Tune instance, with the test plugins of
+tests/fake_plugins.py beside the built-ins."""
 
 import json
 import math
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from bench import report
-from tests import plugin_dist
+from tests import fake_plugins
 
 # All built-in methods and two test plugins, black-box ones under two optimizer families.
 BLACK_BOX = ["random", "optuna-tpe", "optuna-gp", "skopt-gp", "asha"]
@@ -47,7 +47,7 @@ fail_attempts = 1  # every flaky trial raises once, in epoch 2, then succeeds on
 def run_cli(tmp, suite_text, *flags):
     plugin = tmp / "site"
     if not plugin.exists():
-        plugin_dist.make(plugin)
+        fake_plugins.install_test_plugins(plugin)
     (tmp / "suite.toml").write_text(suite_text)
     env = dict(os.environ, PYTHONPATH=str(plugin))
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--suite",

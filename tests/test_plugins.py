@@ -7,12 +7,12 @@ import pytest
 import methods
 from bench import tasks
 from bench.trial import run_trial
-from tests import plugin_dist
+from tests import fake_plugins
 
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
-    root = plugin_dist.make(tmp_path / "site")
+    root = fake_plugins.install_test_plugins(tmp_path / "site")
     monkeypatch.syspath_prepend(str(root))
     return root
 
@@ -33,7 +33,7 @@ def test_plugins_show_up_in_ohobench_list(plugin):
 
 
 def test_a_plugin_that_fails_to_import_costs_only_the_runs_that_name_it(tmp_path):
-    root = plugin_dist.make_broken(tmp_path / "site")
+    root = fake_plugins.install_broken_plugin(tmp_path / "site")
     env = dict(os.environ, PYTHONPATH=str(root))
 
     def cli(*argv):

@@ -15,7 +15,7 @@ from bench import cli, journal, runner, suite
 from bench.space import LogUniform
 from methods import get as get_method
 from methods.base import TrialOutcome, TrialStatus, parse_options
-from tests import plugin_dist
+from tests import fake_plugins
 
 EPOCHS = 4
 
@@ -98,7 +98,7 @@ def test_resume_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
 def start_cli(tmp, *flags):
     plugin = tmp / "site"
     if not plugin.exists():
-        plugin_dist.make(plugin)
+        fake_plugins.install_test_plugins(plugin)
     env = dict(os.environ, PYTHONPATH=str(plugin))
     log = open(tmp / f"log-{time.monotonic_ns()}.txt", "w")
     out = [] if "--resume" in flags else ["--out", str(tmp / "results")]

@@ -18,10 +18,10 @@ def test_splits_are_deterministic_given_a_seed(name):
 
 
 def test_validation_is_carved_from_training_data_never_test():
-    train, val, test = tasks._split(1000, n_test=200, n_val=100, seed=5)
+    train, val, test = tasks.split_indices(1000, n_test=200, n_val=100, seed=5)
     assert len(train) + len(val) + len(test) == 1000
     assert not set(val) & set(test) and not set(train) & set(test) and not set(train) & set(val)
-    _, val2, test2 = tasks._split(1000, n_test=200, n_val=100, seed=6)
+    _, val2, test2 = tasks.split_indices(1000, n_test=200, n_val=100, seed=6)
     assert set(test2) == set(test) and set(val2) != set(val)
 
 

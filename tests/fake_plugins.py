@@ -1,4 +1,8 @@
-"""A throwaway installed distribution that registers a method and a task by entry points."""
+"""Test fixture, not an example: fake installed distributions (a package and a hand-written
+dist-info on a folder put on PYTHONPATH) whose plugins misbehave on purpose, for the tests of
+the registry and of fault containment: a method that raises in a trial, a search that raises,
+an entry point that fails to import. A real plugin is a package with a pyproject.toml:
+examples/ohobench-plugin-example."""
 
 import textwrap
 from pathlib import Path
@@ -107,12 +111,12 @@ TASK = dataclasses.replace(tasks.DIGITS, name="digits-small",
 
 ENTRY_POINTS = """
 [ohobench.methods]
-halving = ohobench_demo_plugin:HalvingMethod
-flaky = ohobench_demo_plugin:FlakyMethod
-failing-search = ohobench_demo_plugin:FailingSearchMethod
+halving = ohobench_test_plugins:HalvingMethod
+flaky = ohobench_test_plugins:FlakyMethod
+failing-search = ohobench_test_plugins:FailingSearchMethod
 
 [ohobench.tasks]
-digits-small = ohobench_demo_plugin:TASK
+digits-small = ohobench_test_plugins:TASK
 """
 
 
@@ -120,7 +124,7 @@ BROKEN_MODULE = 'raise ImportError("this plugin needs a package that is not inst
 BROKEN_ENTRY_POINTS = "[ohobench.methods]\nbroken-search = ohobench_broken_plugin:Method\n"
 
 
-def distribution(root: Path, package: str, module: str, entry_points: str) -> Path:
+def fake_distribution(root: Path, package: str, module: str, entry_points: str) -> Path:
     """An installed-looking distribution under `root`: one package and its dist-info."""
     (root / package).mkdir(parents=True)
     (root / package / "__init__.py").write_text(module)
@@ -132,10 +136,11 @@ def distribution(root: Path, package: str, module: str, entry_points: str) -> Pa
     return root
 
 
-def make_broken(root: Path) -> Path:
+def install_broken_plugin(root: Path) -> Path:
     """A distribution whose method entry point fails to import."""
-    return distribution(root, "ohobench_broken_plugin", BROKEN_MODULE, BROKEN_ENTRY_POINTS)
+    return fake_distribution(root, "ohobench_broken_plugin", BROKEN_MODULE, BROKEN_ENTRY_POINTS)
 
 
-def make(root: Path) -> Path:
-    return distribution(root, "ohobench_demo_plugin", textwrap.dedent(MODULE), ENTRY_POINTS)
+def install_test_plugins(root: Path) -> Path:
+    """halving, flaky and failing-search (methods) and digits-small (a task)."""
+    return fake_distribution(root, "ohobench_test_plugins", textwrap.dedent(MODULE), ENTRY_POINTS)

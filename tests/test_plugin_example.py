@@ -1,0 +1,65 @@
+"""The example plugin package (examples/ohobench-plugin-example) as its users get it: built and
+installed non-editable into a folder of its own, then its own tests, written with the
+conformance kit, and a tiny `ohobench run` of its three parts. This process never imports it:
+the built-ins' tests see no plugin."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "ohobench-plugin-example"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """(a copy of the example's sources, the environment that sees it installed). pip builds
+    a wheel (fetching setuptools for an isolated build) and installs it into `site`."""
+    tmp = tmp_path_factory.mktemp("plugin-example")
+    source = tmp / "source"  # the build writes build/ and *.egg-info beside the sources
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--target", str(tmp / "site"), str(source)], check=True)
+    return source, dict(os.environ, PYTHONPATH=str(tmp / "site"))
+
+
+def test_the_example_installs_as_a_package_with_its_entry_points(installed):
+    _, env = installed
+    site = Path(env["PYTHONPATH"])
+    assert sorted(p.name for p in site.iterdir() if not p.name.endswith(".dist-info")) == [
+        "ohobench_example"]
+    listed = subprocess.run([sys.executable, "-m", "bench.cli", "list"], env=env,
+                            capture_output=True, text=True, check=True)
+    assert listed.stderr == ""  # no plugin skipped
+    for line in ("wine  ", "sobol  ", "lr-cosine-warm  "):
+        assert any(row.strip().startswith(line) for row in listed.stdout.splitlines()), line
+
+
+def test_the_examples_own_tests_pass(installed):
+    source, env = installed
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                          cwd=source, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout
+
+
+def test_ohobench_runs_the_examples_search_rule_and_task(installed, tmp_path):
+    _, env = installed
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--task", "wine", "--method", "sobol",
+         "--method", "lr-cosine-warm", "--trials", "2", "--repetitions", "1", "--epochs", "2",
+         "--quiet", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir, = tmp_path.iterdir()
+    info = json.loads((run_dir / "run.json").read_text())
+    trials = {e["method"]: [t["status"] for t in e["trials"]] for e in info["experiments"]}
+    assert trials == {"sobol": ["completed"] * 2, "lr-cosine-warm": ["completed"]}
+    df = pd.read_parquet(run_dir / "records.parquet")
+    assert set(df.task) == {"wine"} and len(df) == 3 * 2  # 3 trials of 2 epochs
