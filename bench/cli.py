@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(flag, dest=key, type=typ, help=text,
                          action="append" if repeat else "store")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished "
-                     "trials are kept, the others rerun; the suite comes from RUN_DIR/run.json")
+                     "trials are kept, the others rerun, and searches that raised start over "
+                     "(also in a finished run); the suite comes from RUN_DIR/run.json")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--dry-run", action="store_true", help="check the suite and print its "
                      "estimated cost (each method timed for a few steps here); run nothing")
@@ -191,7 +192,7 @@ def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, 
     if not isinstance(info, dict) or not isinstance(info.get("suite"), dict):
         raise ConfigError(f"--resume {run_dir!r}: not a run directory ({results.RUN_JSON} "
                           "holds no suite table)")
-    if info.get("finished"):
+    if info.get("finished") and not search_errors([path]):
         raise ConfigError(f"--resume {run_dir!r}: this run finished; see `ohobench report "
                           f"{run_dir}`")
     saved = {k: v for k, v in info["suite"].items() if v is not None}

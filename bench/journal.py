@@ -16,7 +16,10 @@ Events, one per line:
 - {"event": "searcher", "call": "suggest" or "observe", "seconds": s}: the search's time in
   one call, in the driver;
 - {"event": "search_error", "error": "..."}: the search raised; the experiment proposes no
-  more trials and counts as errored.
+  more trials and counts as errored;
+- {"event": "retry", "errors": [...]}: the first line of an experiment that a resume started
+  over, from scratch, because its search had raised (the errors of the earlier rounds, whose
+  journals are kept under journal/retried/).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Journal:
     searcher_seconds: float = 0.0  # the search's own time, its suggest and observe calls
     interrupted: set[int] = field(default_factory=set)  # cut short, not trained again yet
     search_error: str | None = None  # the search raised: the experiment ended errored
+    earlier_search_errors: list[str] = field(default_factory=list)  # of rounds started over
+    retried: bool = False  # a resume started this experiment over (a `retry` event)
 
     def ended_records(self) -> list[dict]:
         """Records of the trials that ended, each with `retry_seconds`: the training seconds
@@ -98,6 +103,8 @@ def read(path: Path) -> Journal:
             journal.searcher_seconds += event["seconds"]
         elif event.get("event") == "search_error":
             journal.search_error = event["error"]
+        elif event.get("event") == "retry":
+            journal.retried, journal.earlier_search_errors = True, list(event["errors"])
         elif event.get("event") == "recover":
             journal.failures.setdefault(i, []).append(event["error"])
         elif event.get("event") == "end" and event["summary"].get("status") == INTERRUPTED:

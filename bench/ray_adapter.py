@@ -93,6 +93,12 @@ class SearchAdapter(PickledState, Searcher):
         self.search.load_state_dict(state["search"])
         self.started, self.live = state["started"], state["live"]
         self.error = state.get("error")
+        if self.error is None and self.journal_path is not None:
+            # The journal is newer than Ray's snapshot: a search that raised after it was
+            # taken, or that a resume started over in a round of its own, proposes no more here.
+            kept = journal.read(self.journal_path)
+            if kept.search_error is not None or kept.retried:
+                self.error = kept.search_error or "started over in a retry round"
 
 
 def outcome(result: dict | None, error: bool) -> TrialOutcome:

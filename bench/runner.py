@@ -34,7 +34,9 @@ from bench.interrupt import SigintWatch
 from bench.runlock import RunLock
 from bench.suite import Suite, check_address, check_paths
 
-TUNE_NAME = "suite"  # the one Ray Tune experiment of a run, under its storage path
+# The Ray Tune experiment of a run, under its storage path; "suite-retryN" hold the searches
+# that a resume started over (round N).
+TUNE_NAME = "suite"
 
 
 def run_dir_for(suite: Suite) -> Path:
@@ -77,8 +79,9 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
     """Run every experiment of `suite` into a new run directory; with `resume`, continue the
     interrupted run in that directory: Ray Tune's snapshot of the suite is restored (every
     search from its saved state) and the trials its journals show ended are replayed, not
-    retrained. `mode`: progress display (bench/progress.py). `trainable` replaces
-    bench.trial.ray_trial (benchmarks/scheduling.py sleeps instead of training).
+    retrained; then the experiments whose search raised start over (`retry`). `mode`:
+    progress display (bench/progress.py). `trainable` replaces bench.trial.ray_trial
+    (benchmarks/scheduling.py sleeps instead of training).
 
     Raises RunInterrupted, after journaling the trials cut short as interrupted, when a
     Ctrl-C (bench/interrupt.py) or anything else ended the run before every search used its
@@ -124,9 +127,14 @@ def run_experiments(suite: Suite, run_dir: Path, info: dict, mode: str, resume: 
     experiments = plan(suite)
     (run_dir / "journal").mkdir(exist_ok=True)
     earlier = {e.name for e in experiments if journal_path(run_dir, e.name).exists()}
+    again = to_start_over(run_dir, experiments) if resume else []
+    rest = [e for e in experiments if e.name not in {a.name for a in again}]
     with SigintWatch() as sigint:
         try:
-            fit(suite, experiments, run_dir, info["storage"], mode, resume, trainable)
+            if not resume or not budgets_spent(run_dir, rest):
+                fit(suite, rest, run_dir, info["storage"], mode, resume, trainable)
+            if again and not sigint.count:
+                retry(suite, again, run_dir, info, mode, trainable)
         except KeyboardInterrupt:  # a second Ctrl-C: Tune's own clean-up cut short
             if not sigint.count:
                 raise
@@ -152,6 +160,7 @@ def open_run(suite: Suite, resume: Path | None) -> tuple[Path, dict]:
     else:
         run_dir, info = resume, json.loads((resume / results.RUN_JSON).read_text())
         info.setdefault("resumed", []).append(time.time())
+        info["finished"] = None  # a finished run whose searches raised is resumed to retry them
     info["storage"] = storage_path(suite, run_dir)
     info["slots"] = slots(suite)
     results.write_json(info, run_dir / results.RUN_JSON)
@@ -159,14 +168,52 @@ def open_run(suite: Suite, resume: Path | None) -> tuple[Path, dict]:
 
 
 def budgets_spent(run_dir: Path, experiments: list[Experiment]) -> bool:
-    """Whether every search used its budget: all its trials ended, and as many as its trial
+    """Whether every search used its budget."""
+    return all(budget_spent(exp, journal.read(journal_path(run_dir, exp.name)))
+               for exp in experiments)
+
+
+def budget_spent(exp: Experiment, kept: journal.Journal) -> bool:
+    """Whether the search used its budget: all its trials ended, and as many as its trial
     budget (a time budget, or the search raising, may end it with fewer)."""
+    short = exp.budget_seconds is None and len(kept.summaries) < exp.budget
+    return not kept.interrupted and (not short or kept.search_error is not None)
+
+
+def to_start_over(run_dir: Path, experiments: list[Experiment]) -> list[Experiment]:
+    """What a resume starts over from scratch: the experiments whose search raised (e.g. a
+    plugin's bug, fixed since), and those whose earlier start-over was cut short."""
+    again = []
     for exp in experiments:
         kept = journal.read(journal_path(run_dir, exp.name))
-        short = exp.budget_seconds is None and len(kept.summaries) < exp.budget
-        if kept.interrupted or (short and kept.search_error is None):
-            return False
-    return True
+        if kept.search_error is not None or (kept.retried and not budget_spent(exp, kept)):
+            again.append(exp)
+    return again
+
+
+def retry(suite: Suite, again: list[Experiment], run_dir: Path, info: dict, mode: str,
+          trainable: Callable | None) -> None:
+    """Start `again` over, each with a fresh search from its seed, in a Ray Tune experiment of
+    their own (the run's snapshot holds their searches as they failed). Their journals so far
+    go to journal/retried/, named by round; the new ones start with a `retry` event listing the
+    errors of all earlier rounds, which the experiment's row in run.json keeps."""
+    info.setdefault("retries", []).append({"time": time.time(),
+                                           "experiments": [e.name for e in again]})
+    results.write_json(info, run_dir / results.RUN_JSON)
+    round_ = len(info["retries"])
+    aside = run_dir / "journal" / "retried"
+    aside.mkdir(exist_ok=True)
+    for exp in again:
+        path = journal_path(run_dir, exp.name)
+        kept = journal.read(path)
+        why = (f"its search raised ({kept.search_error})" if kept.search_error is not None
+               else "its earlier start-over was cut short")
+        say(mode)(f"ohobench: starting {exp.name} over: {why}")
+        path.rename(aside / f"{exp.name}.round{round_}.jsonl")
+        errors = kept.earlier_search_errors + [e for e in [kept.search_error] if e]
+        journal.append(path, {"event": "retry", "errors": errors}, durable=True)
+    fit(suite, again, run_dir, info["storage"], mode, False, trainable,
+        tune_name=f"{TUNE_NAME}-retry{round_}")
 
 
 def finish_run(run_dir: Path, info: dict, experiments: list[Experiment], earlier: set[str]
@@ -202,10 +249,12 @@ def slots(suite: Suite) -> int:
 
 
 def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str, mode: str,
-        resume: bool, trainable: Callable | None, callbacks: tuple = ()) -> None:
+        resume: bool, trainable: Callable | None, callbacks: tuple = (),
+        tune_name: str = TUNE_NAME) -> None:
     """One Tuner for the whole suite: a SuiteSearcher over the experiments' searches and a
-    SuiteScheduler over their own schedulers (bench/multiplex.py). `callbacks`: more Ray Tune
-    callbacks (benchmarks/scheduling.py measures the driver with one)."""
+    SuiteScheduler over their own schedulers (bench/multiplex.py); with `resume`, the one
+    restored from its snapshot, if any. `callbacks`: more Ray Tune callbacks
+    (benchmarks/scheduling.py measures the driver with one)."""
     from ray import tune
 
     from bench.multiplex import SuiteScheduler, SuiteSearcher
@@ -223,7 +272,7 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # The journals are the records: no per-trial result.json, progress.csv, TensorBoard files.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    path = f"{storage.rstrip('/')}/{TUNE_NAME}"
+    path = f"{storage.rstrip('/')}/{tune_name}"
     # Tune's result grid (and a restore) looks for the per-trial files the journals replace;
     # it would warn once per trial that they are missing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -241,7 +290,7 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
             search_alg=searcher, scheduler=scheduler, num_samples=-1, reuse_actors=True,
             trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
-                name=TUNE_NAME, storage_path=storage, verbose=0,
+                name=tune_name, storage_path=storage, verbose=0,
                 callbacks=[RecordCollector(run_dir / "journal", experiments, mode),
                            *callbacks],
                 failure_config=tune.FailureConfig(max_failures=suite.max_failures)))
@@ -276,6 +325,7 @@ def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[di
     return {"task": exp.task, "method": exp.method, "optimizer": exp.optimizer,
             "repetition": exp.repetition, "name": exp.name, "resumed": resumed,
             "search_error": ended.search_error,
+            "earlier_search_errors": ended.earlier_search_errors,  # of rounds started over
             "start": start, "end": end, "wall_seconds": wall,
             "scheduling_overhead_per_trial": (overhead_per_trial(start, end, trials)
                                               if start is not None else math.nan),

@@ -78,6 +78,50 @@ def test_the_searchers_time_is_journaled_per_call_and_summed(tmp_path):
     assert all(e["seconds"] >= 0 for e in calls)
 
 
+def test_an_errored_search_stays_closed_when_ray_restores_an_older_snapshot(tmp_path):
+    """Ray's snapshot of a search may predate the error its journal holds: restored, the search
+    proposes nothing more (the resume starts it over in a round of its own)."""
+    from ray.tune.search import Searcher
+
+    from bench.ray_adapter import SearchAdapter
+
+    path = tmp_path / "j.jsonl"
+    m = get_method("random")
+    make = lambda: SearchAdapter(m.search({"lr": LogUniform(1e-3, 1.0)}, 0, 4,  # noqa: E731
+                                          m.options_type()), lambda i, hp: hp, path)
+    adapter = make()
+    adapter.suggest("a")
+    snapshot = adapter.get_state()
+    restored = make()
+    restored.set_state(snapshot)
+    assert restored.suggest("b") != Searcher.FINISHED  # nothing in the journal: it goes on
+    journal.append(path, {"event": "search_error", "error": "the search raised in observe: x"})
+    restored = make()
+    restored.set_state(snapshot)
+    assert restored.suggest("b") == Searcher.FINISHED
+    assert restored.error == "the search raised in observe: x"
+
+
+def test_a_resume_starts_over_the_searches_that_raised_and_cut_short_retries(tmp_path):
+    from types import SimpleNamespace
+
+    (tmp_path / "journal").mkdir()
+    exps = [SimpleNamespace(name=n, budget=2, budget_seconds=None)
+            for n in ("ok", "raised", "retry-cut", "retry-done", "fresh")]
+    journals = {"ok": [end(0), end(1)], "raised": [end(0), {"event": "search_error",
+                                                             "error": "e1"}],
+                "retry-cut": [{"event": "retry", "errors": ["e1"]}, end(0)],
+                "retry-done": [{"event": "retry", "errors": ["e1", "e2"]}, end(0), end(1)]}
+    for name, events in journals.items():
+        for e in events:
+            journal.append(runner.journal_path(tmp_path, name), e)
+    assert [e.name for e in runner.to_start_over(tmp_path, exps)] == ["raised", "retry-cut"]
+    done = journal.read(runner.journal_path(tmp_path, "retry-done"))
+    assert done.retried and done.earlier_search_errors == ["e1", "e2"]
+    assert not runner.budgets_spent(tmp_path, exps[:3]) and runner.budgets_spent(
+        tmp_path, [exps[0], exps[1], exps[3]])
+
+
 # --- --resume: bad input ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
@@ -95,11 +139,11 @@ def test_resume_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
 
 # --- through Ray -----------------------------------------------------------------------------
 
-def start_cli(tmp, *flags):
+def start_cli(tmp, *flags, **environ):
     plugin = tmp / "site"
     if not plugin.exists():
         fake_plugins.install_test_plugins(plugin)
-    env = dict(os.environ, PYTHONPATH=str(plugin))
+    env = dict(os.environ, PYTHONPATH=str(plugin), **environ)
     log = open(tmp / f"log-{time.monotonic_ns()}.txt", "w")
     out = [] if "--resume" in flags else ["--out", str(tmp / "results")]
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *out, *flags], env=env,
@@ -223,9 +267,11 @@ step_sleep = 0.02
     assert any(pids.glob("*attempt2"))
 
 
-def test_a_search_that_raises_ends_its_own_experiment_and_the_suite_goes_on(tmp_path):
+def test_a_search_that_raises_ends_its_own_experiment_and_a_resume_starts_it_over(tmp_path):
     """failing-search raises in its second suggest: its experiment ends errored with one line
-    in run.json, the summary and stderr (exit 1, no traceback); random search runs in full."""
+    in run.json, the summary and stderr (exit 1, no traceback); random search runs in full.
+    With the bug fixed, `--resume` starts the errored experiment over, from scratch, and
+    nothing else; it completes, and the run with it."""
     proc = start_cli(tmp_path, "--task", "digits", "--method", "failing-search", "--method",
                      "random", "--trials", "3", "--repetitions", "1", "--epochs", "2")
     assert proc.wait(timeout=600) == 1, open(proc.log).read()[-3000:]
@@ -243,3 +289,30 @@ def test_a_search_that_raises_ends_its_own_experiment_and_the_suite_goes_on(tmp_
     df = pd.read_parquet(run_dir / "records.parquet")
     assert df.groupby("method").trial.nunique().to_dict() == {"failing-search": 1, "random": 3}
     assert line in (run_dir / "summary.md").read_text()
+    random_journal = (run_dir / "journal" / "digits__random__fixed__rep0.jsonl").read_bytes()
+
+    def resume(**environ):
+        proc = start_cli(tmp_path, "--resume", str(run_dir), **environ)
+        code = proc.wait(timeout=600)
+        return code, open(proc.log).read(), json.loads((run_dir / "run.json").read_text())
+
+    started_over = ("ohobench: starting digits__failing-search__fixed__rep0 over: its search "
+                    f"raised ({rows['failing-search']['search_error']})")
+    code, out, info = resume(FAILING_SEARCH_FIXED="1")
+    assert code == 0 and started_over in out, out[-3000:]
+    assert "search errored" not in out and "Traceback" not in out
+    rows = {e["method"]: e for e in info["experiments"]}
+    assert rows["failing-search"]["search_error"] is None
+    assert rows["failing-search"]["earlier_search_errors"] == [line.split(": ", 1)[1]]
+    assert [t["status"] for t in rows["failing-search"]["trials"]] == ["completed"] * 3
+    assert info["finished"] and len(info["retries"]) == 1
+    assert [p.name for p in (run_dir / "journal" / "retried").iterdir()] == [
+        "digits__failing-search__fixed__rep0.round1.jsonl"]
+    # Random search was not run again: its journal is as it was, its trials as recorded.
+    assert (run_dir / "journal" / "digits__random__fixed__rep0.jsonl").read_bytes() == \
+        random_journal
+    df = pd.read_parquet(run_dir / "records.parquet")
+    assert df.groupby("method").trial.nunique().to_dict() == {"failing-search": 3, "random": 3}
+    assert "Searches that raised" not in (run_dir / "summary.md").read_text()
+    code, out, _ = resume()
+    assert code == 2 and "this run finished" in out
