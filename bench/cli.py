@@ -108,7 +108,9 @@ def cmd_list() -> None:
     print("tasks:")
     for name, task in sorted(tasks.all_tasks().items()):
         ranges = ", ".join(f"{k} {space.describe(d)}" for k, d in task.space.items())
-        print(f"  {name:18s} {task.description}\n  {'':18s} space: {ranges}")
+        optional = ", ".join(f"{k} {space.describe(d)}" for k, d in task.optional_space.items())
+        print(f"  {name:18s} {task.description}\n  {'':18s} space: {ranges}"
+              + (f"; a suite's [space] may add: {optional}" if optional else ""))
     print("optimizer families (black-box trials train with them; `optimizers` in a suite; "
           "ranges shown for 20 epochs):")
     for name, family in optimizers.FAMILIES.items():

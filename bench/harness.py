@@ -62,11 +62,13 @@ def autocast(loss: Callable, device: torch.device) -> Callable:
     return amp_loss
 
 
-def make_model(task: Task, seed: int, device: torch.device, dtype: torch.dtype):
-    """The task's model, initialized from `seed` without touching the global RNG."""
+def make_model(task: Task, seed: int, device: torch.device, dtype: torch.dtype,
+               hparams: Mapping[str, Any] | None = None):
+    """The task's model for these hyperparameters, initialized from `seed` without touching
+    the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = task.make_model()
+        model = task.build_model(hparams)
     return model.to(device=device, dtype=dtype)
 
 
@@ -188,7 +190,9 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
     """Train one model with `rule`; one record per epoch. Ends early, flagged, on divergence
     (a non-finite loss) or collapse (COLLAPSE_EPOCHS)."""
     device = spec.device
-    model = make_model(task, spec.seed, device, spec.dtype)
+    model = make_model(task, spec.seed, device, spec.dtype, hparams)
+    # The model's hyperparameters are recorded whatever the rule reports (hp_<name>).
+    model_hparams = {f"hp_{k}": hparams[k] for k in task.model_hparams if k in hparams}
     trainee = Trainee(task, model, noise_seed=spec.seed + 2)
     params = trainee.bound_params()
     state = rule.init(params, hparams)
@@ -253,6 +257,7 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
             "diverged": diverged,
             "collapsed": collapsed,
             "lr_floored": rule.lr_floored(state),
+            **model_hparams,
             **{f"hp_{k}": v if isinstance(v, str) else float(v)  # categoricals stay strings
                for k, v in rule.hparams(state).items()},
             **{k: float(v) for k, v in rule.diagnostics(state).items()},

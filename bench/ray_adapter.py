@@ -112,6 +112,12 @@ def outcome(result: dict | None, error: bool) -> TrialOutcome:
     return TrialOutcome(TrialStatus.COMPLETED, float(val))
 
 
+def hparam_text(value: Any) -> str:
+    """A number to 3 significant digits; a categorical's choice (a string...) as it is."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return f"{value:.3g}" if is_number else str(value)
+
+
 def last_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[-1] if lines else ""
@@ -213,7 +219,7 @@ class RecordCollector(Callback):
         if spec.experiment not in self.ended:  # a resumed experiment counts earlier trials
             self.ended[spec.experiment] = set(journal.read(path).summaries)
         self.ended[spec.experiment].add(spec.trial)
-        hp = ", ".join(f"{k}={v:.3g}" for k, v in (spec.hparams or {}).items())
+        hp = ", ".join(f"{k}={hparam_text(v)}" for k, v in (spec.hparams or {}).items())
         if error:
             what = f"ERRORED: {summary['error']}"
         elif status in (TrialStatus.DIVERGED, TrialStatus.COLLAPSED):

@@ -121,6 +121,11 @@ def override(space: SearchSpace, overrides: Mapping[str, Any]) -> tuple[dict, li
             if not isinstance(value, list):
                 found.append(f"space.{name}: give a list of choices, got {value!r}")
                 continue
+            unknown = [v for v in value if v not in dist.choices]
+            if unknown:  # a model factory or a rule knows only the declared choices
+                found.append(f"space.{name}: {', '.join(map(repr, unknown))} not among the "
+                             f"declared choices; valid: {', '.join(map(repr, dist.choices))}")
+                continue
             out[name] = Categorical(tuple(value))
         elif isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value):
             out[name] = replace(dist, low=value[0], high=value[1])

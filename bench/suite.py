@@ -98,14 +98,17 @@ LISTS = ("tasks", "methods", "optimizers")
 
 def family_space(s: Suite, task, optimizer: str | None) -> tuple[dict, list[str]]:
     """The space of (task, optimizer family) as the family declares it (None: the task's own,
-    which online initializations are drawn from), then the suite's flat overrides, then its
-    [space.FAMILY] table; with the problems found."""
+    which online initializations are drawn from), with the task's optional dimensions that the
+    suite names added, then the suite's flat overrides, then its [space.FAMILY] table; with
+    the problems found."""
     if optimizer is None:
         declared = dict(task.space)
     else:
         declared = optimizers.space(optimizers.get(optimizer), task.space,
                                     s.epochs_for(task.name), momentum="momentum" in s.space)
-    flat = {k: v for k, v in s.space.items() if not isinstance(v, dict) and k in declared}
+    flat = {k: v for k, v in s.space.items() if not isinstance(v, dict)}
+    declared.update({k: d for k, d in task.optional_space.items() if k in flat})  # added
+    flat = {k: v for k, v in flat.items() if k in declared}
     out, found = space.override(declared, flat)
     table = s.space.get(optimizer, {}) if optimizer else {}
     out, bad = space.override(out, table if isinstance(table, dict) else {})
@@ -244,6 +247,7 @@ def space_problems(s: Suite, all_tasks: dict) -> list[str]:
     declared = {k for t in tasks for f in [None, *families]
                 for k in (optimizers.space(optimizers.FAMILIES[f], t.space, s.epochs_for(t.name),
                                            momentum=True) if f else t.space)}
+    declared |= {k for t in tasks for k in t.optional_space}
     found = []
     for k, v in s.space.items():
         if isinstance(v, dict):

@@ -8,8 +8,9 @@ Other packages add tasks through the entry-point group `ohobench.tasks`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ class Task:
     name: str
     description: str
     load: Callable[..., Splits]  # (data seed) or (data seed, DataSource) -> CPU tensors
-    make_model: Callable[[], nn.Module]
+    make_model: Callable[..., nn.Module]  # keyword arguments: model_hparams
     loss: Callable[[Tensor, Tensor], Tensor]  # (outputs, targets) -> mean loss
     classification: bool
     space: SearchSpace  # default ranges of lr, wd, ...
@@ -74,6 +75,17 @@ class Task:
                                                                          compare=False)
     amp: bool = False  # bf16 autocast is safe here (suite key `amp`, black-box methods only)
     shape: DataShape | None = field(default=None, compare=False)  # file tasks: for estimates
+    # Dimensions a suite's [space] may add, with its own choices or range (e.g. architecture
+    # choices); a suite that leaves one out leaves it to make_model's default.
+    optional_space: SearchSpace = field(default_factory=dict, compare=False)
+    # Hyperparameters make_model takes as keyword arguments (from space or optional_space):
+    # a trial passes those it has.
+    model_hparams: tuple[str, ...] = ()
+
+    def build_model(self, hparams: Mapping[str, Any] | None = None) -> nn.Module:
+        """A fresh model, given the trial's values of this task's model hyperparameters."""
+        given = hparams or {}
+        return self.make_model(**{k: given[k] for k in self.model_hparams if k in given})
 
     def load_splits(self, seed: int, data: DataSource | None = None) -> Splits:
         """The splits for a data seed; file-reading tasks get `data` (default: resolved from
@@ -111,12 +123,16 @@ def load_digits(seed: int) -> Splits:
     return Splits(x[train], y[train], x[val], y[val], x[test], y[test])
 
 
-def mlp(sizes: tuple[int, ...]) -> nn.Sequential:
+MLP_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def mlp(sizes: tuple[int, ...], activation: str = "relu") -> nn.Sequential:
+    """Linear layers of these sizes, with `activation` (a name in MLP_ACTIVATIONS) between."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(MLP_ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 

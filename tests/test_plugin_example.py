@@ -50,16 +50,30 @@ def test_the_examples_own_tests_pass(installed):
 
 
 def test_ohobench_runs_the_examples_search_rule_and_task(installed, tmp_path):
+    """Through Ray, with the task's optional `activation` dimension added by the suite: the
+    string choices reach the model and the records."""
     _, env = installed
+    (tmp_path / "suite.toml").write_text("""
+tasks = ["wine"]
+methods = ["sobol", "lr-cosine-warm"]
+trials = 2
+repetitions = 1
+epochs = 2
+[space]
+activation = ["relu", "tanh"]
+""")
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", "--task", "wine", "--method", "sobol",
-         "--method", "lr-cosine-warm", "--trials", "2", "--repetitions", "1", "--epochs", "2",
-         "--quiet", "--out", str(tmp_path)], env=env, capture_output=True, text=True,
-        timeout=600)
+        [sys.executable, "-m", "bench.cli", "run", "--suite", str(tmp_path / "suite.toml"),
+         "--quiet", "--out", str(tmp_path / "results")], env=env, capture_output=True,
+        text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir, = tmp_path.iterdir()
+    run_dir, = (tmp_path / "results").iterdir()
     info = json.loads((run_dir / "run.json").read_text())
     trials = {e["method"]: [t["status"] for t in e["trials"]] for e in info["experiments"]}
     assert trials == {"sobol": ["completed"] * 2, "lr-cosine-warm": ["completed"]}
     df = pd.read_parquet(run_dir / "records.parquet")
     assert set(df.task) == {"wine"} and len(df) == 3 * 2  # 3 trials of 2 epochs
+    # Two Sobol points split every dimension in halves: one relu trial, one tanh.
+    assert sorted(df[df.method == "sobol"].groupby("trial").hp_activation.first()) == [
+        "relu", "tanh"]
+    assert df.hp_activation.isin(["relu", "tanh"]).all()

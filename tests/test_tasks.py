@@ -1,9 +1,14 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from bench import tasks
+from bench import harness, suite, tasks
 from bench.errors import ConfigError
+from bench.experiment import plan
+from bench.space import Categorical, IntUniform
+from bench.testing import TaskConformance
 from bench.trial import run_trial
 
 
@@ -62,3 +67,67 @@ def test_default_spaces_are_valid():
     for task in tasks.all_tasks().values():
         assert space.problems(task.space) == []
         assert np.isfinite(list(space.sample(task.space, np.random.default_rng(0)).values())).all()
+
+
+# --- model hyperparameters and optional dimensions --------------------------------------------
+
+ARCH = dataclasses.replace(
+    tasks.DIGITS, name="digits-arch", description="digits, MLP of searchable width and activation",
+    make_model=lambda activation="relu", width=64: tasks.mlp((64, width, 10), activation),
+    optional_space={"activation": Categorical(("relu", "tanh")), "width": IntUniform(8, 64)},
+    model_hparams=("activation", "width"))
+
+
+@pytest.fixture
+def arch_task(monkeypatch):
+    monkeypatch.setitem(tasks.BUILTIN, ARCH.name, ARCH)
+    return ARCH
+
+
+def test_the_model_factory_gets_the_trials_model_hyperparameters():
+    model = harness.make_model(ARCH, 0, torch.device("cpu"), torch.float32,
+                               {"lr": 0.1, "activation": "tanh", "width": 8})
+    assert isinstance(model[1], torch.nn.Tanh) and model[0].out_features == 8
+    default = harness.make_model(ARCH, 0, torch.device("cpu"), torch.float32, {"lr": 0.1})
+    assert isinstance(default[1], torch.nn.ReLU) and default[0].out_features == 64
+
+
+def test_a_suite_adds_an_optional_dimension_for_online_and_black_box_methods(arch_task):
+    chosen = suite.build({"tasks": [ARCH.name], "methods": ["random", "hd"], "trials": 2,
+                          "space": {"activation": ["tanh"]}}, need_data=False)
+    assert chosen.space_for(ARCH.name)["activation"] == Categorical(("tanh",))
+    assert "width" not in chosen.space_for(ARCH.name)  # not named: the factory's default
+    for exp in plan(chosen):  # online initializations draw it too: the model needs it
+        assert exp.search().suggest()["activation"] == "tanh"
+    for method in ("random", "hd"):
+        records = run_trial({"task": ARCH.name, "method": method, "seed": 0, "epochs": 1,
+                             "hparams": {"lr": 0.1, "wd": 0.0, "activation": "tanh"},
+                             "device": "cpu"})
+        assert records[-1]["hp_activation"] == "tanh" and "hp_width" not in records[-1]
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"activation": ["gelu", "tanh"]},
+     "space.activation: 'gelu' not among the declared choices; valid: 'relu', 'tanh'"),
+    ({"activation": "tanh"}, "space.activation: give a list of choices, got 'tanh'"),
+    ({"depth": [1, 3]}, "space: unknown hyperparameter 'depth'; valid: activation, lr, wd, width"),
+])
+def test_bad_optional_dimensions_are_named_in_one_line(arch_task, space, message):
+    with pytest.raises(ConfigError) as err:
+        suite.build({"tasks": [ARCH.name], "methods": ["hd"], "space": space}, need_data=False)
+    assert err.value.problems == [message]
+
+
+class TestArchTask(TaskConformance):
+    task = ARCH.name
+
+    @pytest.fixture(autouse=True)
+    def registered(self, arch_task):
+        pass
+
+
+def test_progress_lines_show_a_categorical_choice_as_it_is():
+    from bench.ray_adapter import hparam_text
+
+    assert [hparam_text(v) for v in (0.0123456, 12, "tanh", True)] == [
+        "0.0123", "12", "tanh", "True"]

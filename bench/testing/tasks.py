@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from bench import tasks
+from bench.space import Categorical
 
 
 def rows(x: torch.Tensor) -> set[bytes]:
@@ -45,6 +46,20 @@ class TaskConformance:
         pool_a = rows(a.x_train) | rows(a.x_val)
         assert pool_a == rows(b.x_train) | rows(b.x_val)
         assert rows(a.x_val) != rows(b.x_val)
+
+    def test_every_model_hyperparameter_is_declared_and_builds_a_working_model(self):
+        """Each name in model_hparams is a dimension of space or optional_space, and the model
+        factory takes each of its choices (both ends of a range)."""
+        task, s = tasks.get(self.task), self.splits(0)
+        dims = {**task.optional_space, **task.space}
+        assert set(task.model_hparams) <= set(dims), (
+            f"model_hparams {sorted(set(task.model_hparams) - set(dims))} are in neither "
+            "space nor optional_space")
+        for name in task.model_hparams:
+            dist = dims[name]
+            values = dist.choices if isinstance(dist, Categorical) else (dist.low, dist.high)
+            for value in values:
+                assert task.build_model({name: value})(s.x_train[:5]).shape[0] == 5
 
     def test_the_model_maps_a_batch_to_one_output_per_example(self):
         task, s = tasks.get(self.task), self.splits(0)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from bench.space import Categorical, IntUniform, LogUniform
 from bench.testing import SearchConformance, TaskConformance, UpdateRuleConformance
 from bench.trial import run_trial
@@ -47,6 +48,17 @@ def test_the_schedule_warms_up_then_decays_by_a_cosine():
     assert all(a > b for a, b in zip(factors[warmup:], factors[warmup + 1:], strict=False))
     assert factors[55] == pytest.approx(0.01 + 0.99 * 0.5)  # halfway through the decay
     assert 0.01 < factors[-1] < 0.0105
+
+
+def test_the_wine_models_activation_and_width_are_optional_dimensions():
+    from ohobench_example.wine import WINE
+
+    model = WINE.build_model({"activation": "tanh", "width": 8, "lr": 0.1})
+    assert isinstance(model[1], torch.nn.Tanh) and model[0].out_features == 8
+    records = run_trial({"task": "wine", "method": "lr-cosine-warm", "seed": 0, "epochs": 1,
+                         "hparams": {"lr": 0.2, "wd": 0.0, "activation": "tanh"},
+                         "device": "cpu"})
+    assert records[-1]["hp_activation"] == "tanh"
 
 
 def test_the_harness_tells_the_rule_the_run_length():
