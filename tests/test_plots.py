@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench import analysis, results
-from bench.analysis import dynamics
+from bench.analysis import dynamics, plots
 from bench.analysis.figkit import Skip
 from bench.cli import main
 from bench.suite import Suite
@@ -18,12 +18,14 @@ from bench.trial import run_trial
 EPOCHS = 3
 PERTURBED = {"perturb_epochs": [2], "perturb_lr": 0.2}
 FIGURES = ["final-test-loss", "time-to-target", "anytime", "performance-profile",
-           "hp-trajectories", "layerwise-tradeoff", "perturbation-recovery", "influence-norms"]
+           "categorical-choices", "hp-trajectories", "layerwise-tradeoff",
+           "perturbation-recovery", "influence-norms"]
 
 
 def make_run(run_dir, methods, options, reps=2):
     """A run directory as `ohobench run` writes it: random search with three trials per
-    repetition (one lr too large to learn), online methods one trial per repetition."""
+    repetition (one lr too large to learn) and a categorical `tag` (recorded, not used),
+    online methods one trial per repetition."""
     suite = Suite(name="tiny", methods=tuple(methods), repetitions=reps, trials=3,
                   epochs=EPOCHS, device="cpu", options=options)
     rows, experiments = [], []
@@ -33,8 +35,10 @@ def make_run(run_dir, methods, options, reps=2):
             start = time.time()
             lrs = [0.05 * (rep + 1)] if online else [0.01, 0.3, 0.1 * (rep + 1)]
             for trial, lr in enumerate(lrs):
+                tag = {} if online else {"tag": "ab"[trial % 2]}
                 rows += [dict(r, experiment_start=start) for r in run_trial({
-                    "task": "digits", "method": method, "hparams": {"lr": lr, "wd": 1e-4},
+                    "task": "digits", "method": method,
+                    "hparams": {"lr": lr, "wd": 1e-4, **tag},
                     "seed": 10 * rep + trial, "epochs": EPOCHS, "device": "cpu",
                     "options": options.get(method, {}), "repetition": rep, "trial": trial})]
             experiments.append({"task": "digits", "method": method,
@@ -105,3 +109,14 @@ def test_report_into_an_unwritable_place_is_one_line(runs, capsys):
         (b / "figures").unlink()
     err = capsys.readouterr().err.strip()
     assert "cannot write the report into" in err and len(err.splitlines()) == 1
+
+
+def test_categorical_choices_are_plotted_as_categories(runs):
+    df, _ = analysis.load_runs(runs[:1])
+    assert list(df.loc[df["method"] == "random", "hp_tag"].unique()) == ["a", "b"]
+    fig = plots.plot_categorical_choices(df)
+    ax, = [a for a in fig.axes if a.get_visible()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    assert ax.get_xlabel() == "tag"
+    with pytest.raises(Skip, match="no categorical hyperparameter"):
+        plots.plot_categorical_choices(df.drop(columns="hp_tag"))

@@ -178,6 +178,37 @@ def plot_performance_profile(profile: pd.DataFrame) -> Figure:
     return fig
 
 
+def categorical_columns(df: pd.DataFrame) -> list[str]:
+    """The hp_<name> columns of categorical hyperparameters: those holding strings."""
+    return [c for c in df.columns if c.startswith("hp_")
+            and not pd.api.types.is_numeric_dtype(df[c])
+            and df[c].map(lambda v: isinstance(v, str)).any()]
+
+
+def plot_categorical_choices(df: pd.DataFrame) -> Figure:
+    """Per task and categorical hyperparameter: each trial's final validation loss against
+    its choice, the choices as categories on the x axis, a color per entry."""
+    columns = categorical_columns(df)
+    if not columns:
+        raise Skip("no categorical hyperparameter was recorded")
+    trial = ["task", "method", "optimizer", "repetition", "trial"]
+    last = with_entry(df.sort_values("epoch").groupby(trial, sort=False).tail(1))
+    last = last[np.isfinite(last["val_loss"].astype(float))]
+    panels = [(task, c) for c in columns for task in last["task"].unique()
+              if last.loc[last["task"] == task, c].notna().any()]
+    order = entry_order(last)
+    fig, axes = grid(len(panels), ncols=PER_ROW)
+    for ax, (task, column) in zip(axes, panels, strict=True):
+        g = last[(last["task"] == task) & last[column].notna()]
+        sns.stripplot(data=g, x=column, y="val_loss", order=sorted(g[column].unique()),
+                      hue="entry", hue_order=[e for e in order if e in set(g["entry"])],
+                      palette=palette(order), dodge=True, size=6, jitter=0.1, ax=ax)
+        set_scale(ax, "y", g["val_loss"])
+        ax.set(title=task, xlabel=column.removeprefix("hp_"), ylabel="final validation loss")
+    figure_legend(fig, axes, title="entry")
+    return fig
+
+
 def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float]
             ) -> dict[str, Callable[[], Figure]]:
     """Name -> a function drawing that figure."""
@@ -195,6 +226,7 @@ def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float
         "time-to-target": lambda: plot_time_to_target(ttt),
         "anytime": lambda: plot_anytime(curves, anytime.anytime_band(curves), targets),
         "performance-profile": profile,
+        "categorical-choices": lambda: plot_categorical_choices(df),
         "hp-trajectories": lambda: dynamics.plot_hp_trajectories(df),
         "layerwise-tradeoff": lambda: dynamics.plot_layerwise(df, reps),
         "perturbation-recovery": lambda: dynamics.plot_perturbation(df, options),
