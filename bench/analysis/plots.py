@@ -156,6 +156,49 @@ def plot_anytime(curves: pd.DataFrame, band: pd.DataFrame, targets: dict[str, fl
     return fig
 
 
+def plot_horizon(table: pd.DataFrame) -> Figure:
+    """The horizon study (`bench.analysis.horizon.horizon_table`): left, final test loss
+    against the epoch budget (median and IQR over repetitions); right, each entry's median
+    compute to the budget's target over the reference black-box entry's (not reached: drawn
+    on the top edge)."""
+    if table.empty:
+        raise Skip("no entry at any epoch budget")
+    table = with_entry(table)
+    order = entry_order(table)
+    colors = palette(order)
+    fig = Figure(figsize=(12.0, 4.6), layout="constrained")
+    loss_ax, ratio_ax = fig.subplots(1, 2)
+    budgets = sorted(table["epochs"].unique())
+    finite = table["ttt_ratio"].replace(np.inf, np.nan).dropna()
+    ceiling = max(float(finite.max()) * 2 if len(finite) else 2.0, 4.0)
+    for entry in order:
+        g = table[table["entry"] == entry].sort_values("epochs")
+        online = (g["kind"] == "online").all()
+        style = {"color": colors[entry], "marker": "o" if online else "s",
+                 "ls": "-" if online else "--", "label": entry}
+        x = g["epochs"].to_numpy(float)
+        med = g["test_median"].to_numpy(float)
+        loss_ax.errorbar(x, med, yerr=[med - g["q25"].to_numpy(float),
+                                       g["q75"].to_numpy(float) - med], capsize=3, **style)
+        r = g["ttt_ratio"].to_numpy(float)
+        ratio_ax.plot(x, np.where(np.isfinite(r), r, ceiling), **style)
+    ratio_ax.axhline(1.0, color="k", lw=1, ls=":")
+    ratio_ax.axhline(ceiling, color=NOT_REACHED, lw=1, ls=":")
+    for ax in (loss_ax, ratio_ax):
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.set_xlabel("epoch budget")
+    loss_ax.set(ylabel="final test loss (median, IQR)", title="final test loss")
+    set_scale(loss_ax, "y", [*table["q25"], *table["q75"]])
+    ratio_ax.set_yscale("log")
+    readable_log_ticks(ratio_ax.yaxis)
+    ratio_ax.set(ylabel="compute to target / reference's",
+                 title="time-to-target ratio (top edge: not reached)")
+    figure_legend(fig, [loss_ax, ratio_ax], title="entry")
+    return fig
+
+
 def plot_performance_profile(profile: pd.DataFrame) -> Figure:
     """Fraction of tasks on which an entry reaches the target within tau times the fastest
     entry's training seconds."""
