@@ -31,6 +31,7 @@ from bench.analysis.figkit import (
     set_scale,
     with_entry,
 )
+from bench.analysis.targets import target_sweep
 
 TIME_LABELS = {"seconds_to_target": "training seconds to target",
                "wall_seconds_to_target": "wall-clock seconds to target",
@@ -199,6 +200,48 @@ def plot_horizon(table: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_target_sweep(sweep: pd.DataFrame) -> Figure:
+    """Per task: the share of repetitions that reach each target of the sweep
+    (`bench.analysis.targets`) and the median compute to it (not reached by half or more:
+    drawn on the top edge), against the target; the paper's target dotted."""
+    quantiles = sweep[sweep["target_label"] != "paper"] if len(sweep) else sweep
+    if quantiles.empty:
+        raise Skip("a target sweep needs a black-box entry")
+    sweep = with_entry(sweep)
+    order = entry_order(sweep)
+    colors = palette(order)
+    tasks = list(sweep["task"].unique())
+    fig = Figure(figsize=(12.0, 4.3 * len(tasks)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(tasks), 2))
+    for (share_ax, time_ax), task in zip(axes, tasks, strict=True):
+        g = sweep[sweep["task"] == task]
+        q = g[g["target_label"] != "paper"]
+        finite = q["seconds_to_target"].replace(np.inf, np.nan).dropna()
+        ceiling = float(finite.max()) * 2 if len(finite) else 1.0
+        for entry in order:
+            e = q[q["entry"] == entry].sort_values("target")
+            if e.empty:
+                continue
+            style = {"color": colors[entry], "label": entry,
+                     "marker": "o" if (e["optimizer"] == "online").all() else "s"}
+            share_ax.plot(e["target"], e["reached"] / e["reps"], **style)
+            t = e["seconds_to_target"].to_numpy(float)
+            time_ax.plot(e["target"], np.where(np.isfinite(t), t, ceiling), **style)
+        time_ax.axhline(ceiling, color=NOT_REACHED, lw=1, ls=":")
+        paper = g.loc[g["target_label"] == "paper", "target"]
+        for ax in (share_ax, time_ax):
+            if len(paper):
+                ax.axvline(paper.iat[0], color="k", lw=1, ls=":", label="paper's target")
+            ax.set_xlabel("target test loss (quantiles of the best black-box entry's finals)")
+        share_ax.set(ylabel="share of repetitions reaching it", ylim=(-0.03, 1.03),
+                     title=f"{task}: reached")
+        time_ax.set_yscale("log")
+        time_ax.set(ylabel="median training seconds to target",
+                    title=f"{task}: time to target (top edge: not reached)")
+    figure_legend(fig, axes, title="entry")
+    return fig
+
+
 def plot_performance_profile(profile: pd.DataFrame) -> Figure:
     """Fraction of tasks on which an entry reaches the target within tau times the fastest
     entry's training seconds."""
@@ -238,6 +281,7 @@ def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float
         "time-to-target": lambda: plot_time_to_target(ttt),
         "anytime": lambda: plot_anytime(curves, anytime.anytime_band(curves), targets),
         "performance-profile": profile,
+        "target-sweep": lambda: plot_target_sweep(target_sweep(df)),
         "hp-trajectories": lambda: dynamics.plot_hp_trajectories(df),
         "layerwise-tradeoff": lambda: dynamics.plot_layerwise(df, reps),
         "perturbation-recovery": lambda: dynamics.plot_perturbation(df, options),
