@@ -227,11 +227,16 @@ def plot_target_sweep(sweep: pd.DataFrame) -> Figure:
             share_ax.plot(e["target"], e["reached"] / e["reps"], **style)
             t = e["seconds_to_target"].to_numpy(float)
             time_ax.plot(e["target"], np.where(np.isfinite(t), t, ceiling), **style)
+            at_paper = g[(g["entry"] == entry) & (g["target_label"] == "paper")]
+            for r in at_paper.itertuples(index=False):  # a star at the paper's target
+                secs = r.seconds_to_target if np.isfinite(r.seconds_to_target) else ceiling
+                share_ax.plot(r.target, r.reached / r.reps, "*", ms=12, color=colors[entry])
+                time_ax.plot(r.target, secs, "*", ms=12, color=colors[entry])
         time_ax.axhline(ceiling, color=NOT_REACHED, lw=1, ls=":")
         paper = g.loc[g["target_label"] == "paper", "target"]
         for ax in (share_ax, time_ax):
             if len(paper):
-                ax.axvline(paper.iat[0], color="k", lw=1, ls=":", label="paper's target")
+                ax.axvline(paper.iat[0], color="k", lw=1, ls=":", label="paper's target (stars)")
             ax.set_xlabel("target test loss (quantiles of the best black-box entry's finals)")
         share_ax.set(ylabel="share of repetitions reaching it", ylim=(-0.03, 1.03),
                      title=f"{task}: reached")
