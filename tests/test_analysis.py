@@ -260,3 +260,12 @@ def test_sweep_targets_are_quantiles_of_the_best_black_box_entry():
     assert math.isinf(at.loc["oho", "seconds_to_target"]) and at.loc["bb2", "reached"] == 0
     assert targets.recommended_target(sweep_table()) == {"t": 0.3}
     assert targets.round_up(0.06312, 2) == 0.064 and targets.round_up(0.063, 2) == 0.063
+
+
+def test_best_of_k_picks_by_validation_among_k_draws():
+    # 4 one-epoch trials; validation ranks them 0 < 1 < 2 < 3, test says the opposite
+    parts = rows("bb", [(t, [(1, 0.1 * (t + 1), 1.0 - 0.1 * t)]) for t in range(4)])
+    curve = analysis.best_of_k(results.table(parts), ks=[1, 4, 5]).set_index("k")
+    assert list(curve.index) == [1, 4] and curve.loc[4, "pool"] == 4  # k = 5: not enough trials
+    assert curve.loc[4, "median"] == 1.0  # all 4 drawn: trial 0 chosen, its test loss
+    assert 0.7 <= curve.loc[1, "q25"] < curve.loc[1, "q75"] <= 1.0  # one draw: any trial
