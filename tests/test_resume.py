@@ -3,6 +3,7 @@ and a trial whose Ray worker process is killed mid-trial."""
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -316,3 +317,15 @@ def test_a_search_that_raises_ends_its_own_experiment_and_a_resume_starts_it_ove
     assert "Searches that raised" not in (run_dir / "summary.md").read_text()
     code, out, _ = resume()
     assert code == 2 and "this run finished" in out
+
+
+def test_a_restored_collector_shows_the_progress_the_resuming_command_asked_for(
+        tmp_path, monkeypatch):
+    """Tune restores callbacks as pickled: `--resume --quiet` must not show the first run's
+    bars or lines."""
+    from bench.ray_adapter import PROGRESS_ENV, RecordCollector
+
+    restored = pickle.loads(pickle.dumps(RecordCollector(tmp_path, [], mode="lines")))
+    monkeypatch.setenv(PROGRESS_ENV, "quiet")
+    restored.setup()
+    assert restored.mode == "quiet" and restored.view.mode == "quiet"
