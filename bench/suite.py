@@ -264,10 +264,11 @@ def scheduler_problems(s: Suite, all_tasks: dict, all_methods: dict) -> list[str
     scheduled = [n for n in s.schedulers if n != schedulers.FIFO]
     kinds = [all_methods[m].kind for m in s.methods if m in all_methods]
     if scheduled and kinds and MethodKind.BLACK_BOX not in kinds and len(kinds) == len(s.methods):
-        found.append(f"schedulers: {', '.join(scheduled)} schedule the trials of black-box "
-                     f"searches only, and this suite's methods ({', '.join(s.methods)}) are "
-                     "all online (one trial per initialization, never stopped early); drop "
-                     "the scheduler or add a black-box method")
+        found.append(f"schedulers: {', '.join(scheduled)} "
+                     f"{'applies' if len(scheduled) == 1 else 'apply'} to the trials of "
+                     f"black-box searches only, and this suite's methods ({', '.join(s.methods)})"
+                     " are all online (one trial per initialization, nothing to stop early); "
+                     "drop the scheduler or add a black-box method")
     return found
 
 
