@@ -133,6 +133,9 @@ class SuiteScheduler(FIFOScheduler):
         # trial of the run, so only those that override it are asked).
         self.choosers = [s for s in schedulers.values()
                          if type(s).choose_trial_to_run is not FIFOScheduler.choose_trial_to_run]
+        # Hyperband takes results one at a time (Tune then buffers none).
+        self._supports_buffered_results = all(s.supports_buffered_results
+                                              for s in schedulers.values())
         # Trials not ended, in the order added: FIFO without scanning every trial of the run.
         self.queue: dict[str, Any] = {}
 

@@ -137,10 +137,11 @@ def test_help_lists_every_command(capsys):
 def test_dry_run_prints_the_estimate_and_runs_nothing(capsys, tmp_path):
     code = main(["run", "--out", str(tmp_path / "out"), "--dry-run", "--task", "digits",
                  "--method", "random", "--method", "oho", "--trials", "3", "--repetitions", "2",
-                 "--epochs", "5"])
+                 "--epochs", "5", "--scheduler", "fifo", "--scheduler", "asha"])
     out = capsys.readouterr().out
     assert not code, out
     assert "random · fixed" in out and "\ndigits             oho " in out and "total:" in out
+    assert "random · asha · fixed" in out and "oho · asha" not in out  # online: fifo only
     assert not (tmp_path / "out").exists()
 
 

@@ -391,13 +391,16 @@ def test_a_scheduler_compares_the_trials_of_its_own_search_only(conformance_run)
         assert len(better), (method, scheduler, trial)
 
 
-def test_the_report_names_each_search_under_each_scheduler(conformance_run):
+def test_the_report_names_each_search_under_each_scheduler(conformance_run, capsys):
     from bench import report
+    from bench.cli import print_report
 
     run_dir, table, _ = conformance_run
     summary = report.summary(table)
     names = {m if s == "fifo" else f"{m} · {s}" for m in SEARCHES for s in SCHEDULERS}
     assert set(summary.method) == names | {"hd"}  # fifo entries are named as before
     assert (summary.trials[summary.method != "hd"] == TRIALS).all()
+    print_report(run_dir, None)  # what `ohobench run` and `ohobench report` print and write
+    assert "optuna-gp · hyperband" in capsys.readouterr().out
     shown = (run_dir / "summary.md").read_text()
     assert "| optuna-tpe · asha | fixed |" in shown and "| skopt-gp · hyperband | fixed |" in shown
