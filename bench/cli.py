@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "else the median final test loss over all methods of a task)")
     rep.add_argument("--plots", action="store_true",
                      help="also write figures (PNG and PDF) into RUN_DIR/figures/")
+    hor = sub.add_parser("horizon", help="the horizon study: each entry at several epoch "
+                         "budgets", description="Final test loss and time-to-target of every "
+                         "entry at each epoch budget, from runs of that budget or, where exact, "
+                         "from the first epochs of a longer run (bench.analysis.horizon). "
+                         "Writes horizon.csv, horizon.md and horizon.png/.pdf into --out.")
+    hor.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    hor.add_argument("--horizons", required=True, help="epoch budgets, e.g. 10,30,100")
+    hor.add_argument("--out", help="where to write (default: the first RUN_DIR)")
     return parser
 
 
@@ -285,6 +293,48 @@ def cmd_report(args: argparse.Namespace) -> None:
     print_report(args.run_dirs, args.target, args.plots)
 
 
+def parse_horizons(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"--horizons {text!r}: expected epoch budgets >= 1 separated by "
+                          "commas, e.g. 10,30,100")
+    return sorted(set(values))
+
+
+def cmd_horizon(args: argparse.Namespace) -> None:
+    from bench import report, results
+    from bench.analysis import horizon
+
+    budgets = parse_horizons(args.horizons)
+    tables = horizon.at_horizons(args.run_dirs, budgets)
+    missing = [h for h in budgets if h not in tables]
+    if missing:
+        raise ConfigError(f"no run of at least {missing[0]} epochs among the runs given; "
+                          "each budget needs a run of that many epochs or more")
+    table = horizon.horizon_table(tables, horizon.method_kinds(tables))
+    out = Path(args.out or args.run_dirs[0])
+    writable(out, out)
+    results.write_csv(table, out / "horizon.csv")
+    shown = horizon.displayed(table)
+    (out / "horizon.md").write_text(
+        "# ohobench horizon study\n\nRuns: " + ", ".join(f"`{d}`" for d in args.run_dirs)
+        + "\n\n" + report.markdown_table(shown) + "\nTargets (the reference black-box entry's "
+        "median final test loss at each budget):\n" + horizon.targets_note(table)
+        + "\n\nWhere each entry's records come from:\n" + horizon.sources_note(table) + "\n")
+    print(shown.to_string(index=False))
+    print(horizon.targets_note(table))
+    from bench.analysis import plots
+
+    with plots.sns.axes_style("whitegrid"):
+        fig = plots.plot_horizon(table)
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"horizon.{ext}", dpi=110)
+    print(f"wrote {out / 'horizon'}.md, .csv, .png and .pdf")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -293,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             warn_broken_plugins()
             cmd_run(args)
+        elif args.command == "horizon":
+            cmd_horizon(args)
         else:
             cmd_report(args)
     except ConfigError as exc:

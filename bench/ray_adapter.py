@@ -4,6 +4,7 @@ collects the per-epoch records in the driver and shows progress."""
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from ray.tune.search import Searcher
 
 from bench import journal
 from methods.base import Search, TrialOutcome, TrialStatus
+
+PROGRESS_ENV = "OHOBENCH_PROGRESS"  # the progress display of the command running now
 
 
 class PickledState:
@@ -146,6 +149,9 @@ class RecordCollector(Callback):
     def setup(self, **info):
         from bench.progress import SuiteView
 
+        # A resumed run restores this callback as pickled: the display the current command
+        # asked for (e.g. --quiet now, not then) comes from the runner through the environment.
+        self.mode = os.environ.get(PROGRESS_ENV, self.mode)
         self.view = SuiteView(self.mode, self.experiments)
 
     def on_step_end(self, iteration, trials, **info):

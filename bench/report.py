@@ -127,9 +127,12 @@ def _first_hit(trace: pd.DataFrame, target: float) -> pd.Series | None:
 
 def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None = None
             ) -> pd.DataFrame:
-    """Per (task, method, optimizer): final test-loss distribution over repetitions and
-    time-to-target (`target`: see `targets_for`). Medians of time-to-target count repetitions
-    that never reached it as infinite."""
+    """Per (task, method, optimizer): final test-loss distribution over repetitions (median
+    with its seeded bootstrap 95% interval, IQR, min, max) and time-to-target (`target`: see
+    `targets_for`). Medians of time-to-target count repetitions that never reached it as
+    infinite."""
+    from bench.analysis.stats import bootstrap_ci
+
     reps = repetitions(df)
     targets = targets_for(reps, target)
     ttt = time_to_target(df, targets)
@@ -139,9 +142,11 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
         ray_s, searcher_s = (overhead or {}).get((task, method, optimizer), (math.nan, math.nan))
         loss = g["final_test_loss"].to_numpy(dtype=float)
         reached = np.isfinite(g["seconds_to_target"].to_numpy(dtype=float))
+        ci = bootstrap_ci(loss)
         rows.append({
             "task": task, "method": method, "optimizer": optimizer, "reps": len(g),
             "test_median": np.nanmedian(loss) if np.isfinite(loss).any() else math.nan,
+            "test_ci_lo": ci[0], "test_ci_hi": ci[1],
             "test_iqr": _iqr(loss), "test_min": np.nanmin(loss) if np.isfinite(loss).any()
             else math.nan, "test_max": np.nanmax(loss) if np.isfinite(loss).any() else math.nan,
             "target": targets[task],

@@ -209,7 +209,7 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     from ray import tune
 
     from bench.multiplex import SuiteScheduler, SuiteSearcher
-    from bench.ray_adapter import RecordCollector, SearchAdapter
+    from bench.ray_adapter import PROGRESS_ENV, RecordCollector, SearchAdapter
     from bench.trial import ray_trial
 
     replay = {(e.name, i): kept for e in experiments
@@ -220,6 +220,7 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     # Tune asks a custom searcher for one pending trial at a time unless told more: enough to
     # fill every slot at once.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots(suite))
+    os.environ[PROGRESS_ENV] = mode  # read by RecordCollector, also when restored from a pickle
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # The journals are the records: no per-trial result.json, progress.csv, TensorBoard files.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

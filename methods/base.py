@@ -170,6 +170,10 @@ class Method(ABC):
     # Black-box: proposals come from a model of past results, so the runner limits how many
     # trials run at once (Ray's ConcurrencyLimiter) to keep proposals informed.
     model_based: ClassVar[bool] = False
+    # A trial's first E epochs are the same whatever the run's length, and (black-box) the
+    # proposals do not depend on results: the horizon study may then read a shorter epoch
+    # budget off a longer run (bench.analysis.horizon). Off unless a method declares it.
+    horizon_free: ClassVar[bool] = False
 
     def problems_for(self, options: Options, task: Any) -> list[str]:
         """Problems of these options on this task (e.g. more layer groups than layers)."""

@@ -94,6 +94,7 @@ def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 class HDMethod(Method):
     name = "hd"
     kind = MethodKind.ONLINE
+    horizon_free = True
     description = "hypergradient descent on the learning rate (Baydin et al. 2018)"
     options_type = HDOptions
     tunes = ("lr",)

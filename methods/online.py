@@ -420,6 +420,7 @@ class OnlineMethod(Method):
     field are checked against the task's layer count before any work starts."""
 
     kind = MethodKind.ONLINE
+    horizon_free = True
     rule_type: ClassVar[type[OnlineRule]]
 
     def update_rule(self, options: Options) -> UpdateRule:

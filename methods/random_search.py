@@ -40,4 +40,5 @@ class RandomSearch(Search):
 class RandomMethod(Method):
     name = "random"
     kind = MethodKind.BLACK_BOX
+    horizon_free = True
     description = "random search over the space of each optimizer family"

@@ -249,3 +249,39 @@ def test_anytime_against_wall_clock():
     assert curve["test_loss"].tolist() == [0.45, 0.45, 0.3]
     with pytest.raises(ValueError, match="no wall-clock"):
         analysis.anytime_curves(results.table(SHUFFLED), x="wall_seconds")
+
+
+# --- the target sweep ---------------------------------------------------------------------------
+
+def sweep_table():
+    """Black-box `bb` (finals 0.1 ... 0.5 over 5 repetitions, one 1-second trial each), worse
+    black-box `bb2`, online `oho` (finals 0.2, 0.3, 0.4; 3 seconds each)."""
+    parts = []
+    for rep, loss in enumerate([0.1, 0.2, 0.3, 0.4, 0.5]):
+        parts += rows("bb", [(0, [(1, loss, loss)])], rep=rep)
+        parts += rows("bb2", [(0, [(1, loss, loss + 0.5)])], rep=rep)
+    for rep, loss in enumerate([0.2, 0.3, 0.4]):
+        parts += rows("oho", [(0, [(3, loss, loss)])], rep=rep, optimizer="online")
+    return results.table(parts)
+
+
+def test_sweep_targets_are_quantiles_of_the_best_black_box_entry():
+    from bench.analysis import targets
+
+    sweep = targets.target_sweep(sweep_table(), quantiles=(0.25, 0.5))
+    labels = sweep.drop_duplicates("target_label").set_index("target_label")["target"]
+    assert labels.to_dict() == pytest.approx({"q=0.25": 0.2, "q=0.5": 0.3, "paper": 0.3})
+    at = sweep[sweep["target_label"] == "q=0.25"].set_index("method")
+    assert at.loc["bb", "reached"] == 2 and at.loc["oho", "reached"] == 1
+    assert math.isinf(at.loc["oho", "seconds_to_target"]) and at.loc["bb2", "reached"] == 0
+    assert targets.recommended_target(sweep_table()) == {"t": 0.3}
+    assert targets.round_up(0.06312, 2) == 0.064 and targets.round_up(0.063, 2) == 0.063
+
+
+def test_best_of_k_picks_by_validation_among_k_draws():
+    # 4 one-epoch trials; validation ranks them 0 < 1 < 2 < 3, test says the opposite
+    parts = rows("bb", [(t, [(1, 0.1 * (t + 1), 1.0 - 0.1 * t)]) for t in range(4)])
+    curve = analysis.best_of_k(results.table(parts), ks=[1, 4, 5]).set_index("k")
+    assert list(curve.index) == [1, 4] and curve.loc[4, "pool"] == 4  # k = 5: not enough trials
+    assert curve.loc[4, "median"] == 1.0  # all 4 drawn: trial 0 chosen, its test loss
+    assert 0.7 <= curve.loc[1, "q25"] < curve.loc[1, "q75"] <= 1.0  # one draw: any trial

@@ -17,7 +17,7 @@ from bench.trial import run_trial
 
 EPOCHS = 3
 PERTURBED = {"perturb_epochs": [2], "perturb_lr": 0.2}
-FIGURES = ["final-test-loss", "time-to-target", "anytime", "performance-profile",
+FIGURES = ["final-test-loss", "time-to-target", "anytime", "performance-profile", "target-sweep",
            "hp-trajectories", "layerwise-tradeoff", "perturbation-recovery", "influence-norms"]
 
 

@@ -3,6 +3,7 @@ and a trial whose Ray worker process is killed mid-trial."""
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -243,3 +244,15 @@ def test_a_search_that_raises_ends_its_own_experiment_and_the_suite_goes_on(tmp_
     df = pd.read_parquet(run_dir / "records.parquet")
     assert df.groupby("method").trial.nunique().to_dict() == {"failing-search": 1, "random": 3}
     assert line in (run_dir / "summary.md").read_text()
+
+
+def test_a_restored_collector_shows_the_progress_the_resuming_command_asked_for(
+        tmp_path, monkeypatch):
+    """Tune restores callbacks as pickled: `--resume --quiet` must not show the first run's
+    bars or lines."""
+    from bench.ray_adapter import PROGRESS_ENV, RecordCollector
+
+    restored = pickle.loads(pickle.dumps(RecordCollector(tmp_path, [], mode="lines")))
+    monkeypatch.setenv(PROGRESS_ENV, "quiet")
+    restored.setup()
+    assert restored.mode == "quiet" and restored.view.mode == "quiet"

@@ -11,7 +11,7 @@
 Figures live in `bench.analysis.plots` (imported on use: it needs matplotlib and seaborn).
 """
 
-from bench.analysis.anytime import anytime_band, anytime_curves, time_grid, value_at
+from bench.analysis.anytime import anytime_band, anytime_curves, best_of_k, time_grid, value_at
 from bench.analysis.runs import is_run_dir, load_runs
 from bench.analysis.stats import (
     bootstrap_ci,
@@ -34,7 +34,7 @@ def write_figures(df, out_dir, options=None, targets=None) -> list[str]:
     return write(df, out_dir, options, targets)
 
 
-__all__ = ["anytime_band", "anytime_curves", "bootstrap_ci", "default_targets", "distribution",
-           "entry_times", "final_losses", "iqm", "is_run_dir", "load_runs", "mean_ranks",
-           "performance_profile", "performance_ratios", "targets_for", "time_grid",
+__all__ = ["anytime_band", "anytime_curves", "best_of_k", "bootstrap_ci", "default_targets",
+           "distribution", "entry_times", "final_losses", "iqm", "is_run_dir", "load_runs",
+           "mean_ranks", "performance_profile", "performance_ratios", "targets_for", "time_grid",
            "time_to_target", "value_at", "write_figures"]

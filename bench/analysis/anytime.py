@@ -74,3 +74,28 @@ def anytime_band(curves: pd.DataFrame, x: str = "search_seconds", points: int = 
                                       "n": n}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["task", "method", "optimizer", x, "median", "q25", "q75", "n"])
+
+
+def best_of_k(df: pd.DataFrame, ks, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """For searches whose trials are independent draws (random search): the test loss of the
+    choice by validation among k trials, for each k in `ks`, estimated by drawing k of the
+    entry's finished trials (all repetitions pooled) without replacement, `n_resamples` times.
+    One row per (entry, k): median and quartiles over the draws. Diverged trials count as
+    drawn and never chosen. How many trials a search needs to reach its plateau."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for key, g in df.groupby(report.GROUP, sort=False):
+        last = g.sort_values("epoch").groupby(["repetition", "trial"]).tail(1)
+        val = last["val_loss"].to_numpy(float)
+        test = last["test_loss"].to_numpy(float)
+        val = np.where(np.isfinite(val) & np.isfinite(test), val, np.inf)
+        for k in ks:
+            if k > len(val):
+                continue
+            draws = np.argsort(rng.random((n_resamples, len(val))), axis=1)[:, :k]
+            chosen = np.take_along_axis(draws, np.argmin(val[draws], axis=1)[:, None], 1)[:, 0]
+            picked = np.where(np.isfinite(val[chosen]), test[chosen], np.nan)
+            q25, q50, q75 = np.nanpercentile(picked, [25, 50, 75])
+            rows.append({**dict(zip(report.GROUP, key, strict=True)), "k": int(k),
+                         "pool": len(val), "median": q50, "q25": q25, "q75": q75})
+    return pd.DataFrame(rows)

@@ -31,6 +31,7 @@ from bench.analysis.figkit import (
     set_scale,
     with_entry,
 )
+from bench.analysis.targets import target_sweep
 
 TIME_LABELS = {"seconds_to_target": "training seconds to target",
                "wall_seconds_to_target": "wall-clock seconds to target",
@@ -156,6 +157,96 @@ def plot_anytime(curves: pd.DataFrame, band: pd.DataFrame, targets: dict[str, fl
     return fig
 
 
+def plot_horizon(table: pd.DataFrame) -> Figure:
+    """The horizon study (`bench.analysis.horizon.horizon_table`): left, final test loss
+    against the epoch budget (median and IQR over repetitions); right, each entry's median
+    compute to the budget's target over the reference black-box entry's (not reached: drawn
+    on the top edge)."""
+    if table.empty:
+        raise Skip("no entry at any epoch budget")
+    table = with_entry(table)
+    order = entry_order(table)
+    colors = palette(order)
+    fig = Figure(figsize=(12.0, 4.6), layout="constrained")
+    loss_ax, ratio_ax = fig.subplots(1, 2)
+    budgets = sorted(table["epochs"].unique())
+    finite = table["ttt_ratio"].replace(np.inf, np.nan).dropna()
+    ceiling = max(float(finite.max()) * 2 if len(finite) else 2.0, 4.0)
+    for entry in order:
+        g = table[table["entry"] == entry].sort_values("epochs")
+        online = (g["kind"] == "online").all()
+        style = {"color": colors[entry], "marker": "o" if online else "s",
+                 "ls": "-" if online else "--", "label": entry}
+        x = g["epochs"].to_numpy(float)
+        med = g["test_median"].to_numpy(float)
+        loss_ax.errorbar(x, med, yerr=[med - g["q25"].to_numpy(float),
+                                       g["q75"].to_numpy(float) - med], capsize=3, **style)
+        r = g["ttt_ratio"].to_numpy(float)
+        ratio_ax.plot(x, np.where(np.isfinite(r), r, ceiling), **style)
+    ratio_ax.axhline(1.0, color="k", lw=1, ls=":")
+    ratio_ax.axhline(ceiling, color=NOT_REACHED, lw=1, ls=":")
+    for ax in (loss_ax, ratio_ax):
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.set_xlabel("epoch budget")
+    loss_ax.set(ylabel="final test loss (median, IQR)", title="final test loss")
+    set_scale(loss_ax, "y", [*table["q25"], *table["q75"]])
+    ratio_ax.set_yscale("log")
+    readable_log_ticks(ratio_ax.yaxis)
+    ratio_ax.set(ylabel="compute to target / reference's",
+                 title="time-to-target ratio (top edge: not reached)")
+    figure_legend(fig, [loss_ax, ratio_ax], title="entry")
+    return fig
+
+
+def plot_target_sweep(sweep: pd.DataFrame) -> Figure:
+    """Per task: the share of repetitions that reach each target of the sweep
+    (`bench.analysis.targets`) and the median compute to it (not reached by half or more:
+    drawn on the top edge), against the target; the paper's target dotted."""
+    quantiles = sweep[sweep["target_label"] != "paper"] if len(sweep) else sweep
+    if quantiles.empty:
+        raise Skip("a target sweep needs a black-box entry")
+    sweep = with_entry(sweep)
+    order = entry_order(sweep)
+    colors = palette(order)
+    tasks = list(sweep["task"].unique())
+    fig = Figure(figsize=(12.0, 4.3 * len(tasks)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(tasks), 2))
+    for (share_ax, time_ax), task in zip(axes, tasks, strict=True):
+        g = sweep[sweep["task"] == task]
+        q = g[g["target_label"] != "paper"]
+        finite = q["seconds_to_target"].replace(np.inf, np.nan).dropna()
+        ceiling = float(finite.max()) * 2 if len(finite) else 1.0
+        for entry in order:
+            e = q[q["entry"] == entry].sort_values("target")
+            if e.empty:
+                continue
+            style = {"color": colors[entry], "label": entry,
+                     "marker": "o" if (e["optimizer"] == "online").all() else "s"}
+            share_ax.plot(e["target"], e["reached"] / e["reps"], **style)
+            t = e["seconds_to_target"].to_numpy(float)
+            time_ax.plot(e["target"], np.where(np.isfinite(t), t, ceiling), **style)
+            at_paper = g[(g["entry"] == entry) & (g["target_label"] == "paper")]
+            for r in at_paper.itertuples(index=False):  # a star at the paper's target
+                secs = r.seconds_to_target if np.isfinite(r.seconds_to_target) else ceiling
+                share_ax.plot(r.target, r.reached / r.reps, "*", ms=12, color=colors[entry])
+                time_ax.plot(r.target, secs, "*", ms=12, color=colors[entry])
+        time_ax.axhline(ceiling, color=NOT_REACHED, lw=1, ls=":")
+        paper = g.loc[g["target_label"] == "paper", "target"]
+        for ax in (share_ax, time_ax):
+            if len(paper):
+                ax.axvline(paper.iat[0], color="k", lw=1, ls=":", label="paper's target (stars)")
+            ax.set_xlabel("target test loss (quantiles of the best black-box entry's finals)")
+        share_ax.set(ylabel="share of repetitions reaching it", ylim=(-0.03, 1.03),
+                     title=f"{task}: reached")
+        time_ax.set_yscale("log")
+        time_ax.set(ylabel="median training seconds to target",
+                    title=f"{task}: time to target (top edge: not reached)")
+    figure_legend(fig, axes, title="entry")
+    return fig
+
+
 def plot_performance_profile(profile: pd.DataFrame) -> Figure:
     """Fraction of tasks on which an entry reaches the target within tau times the fastest
     entry's training seconds."""
@@ -195,6 +286,7 @@ def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float
         "time-to-target": lambda: plot_time_to_target(ttt),
         "anytime": lambda: plot_anytime(curves, anytime.anytime_band(curves), targets),
         "performance-profile": profile,
+        "target-sweep": lambda: plot_target_sweep(target_sweep(df)),
         "hp-trajectories": lambda: dynamics.plot_hp_trajectories(df),
         "layerwise-tradeoff": lambda: dynamics.plot_layerwise(df, reps),
         "perturbation-recovery": lambda: dynamics.plot_perturbation(df, options),

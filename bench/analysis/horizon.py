@@ -1,0 +1,171 @@
+"""The horizon study: what each entry achieves at several epoch budgets.
+
+An entry's results at a budget of H epochs come from a run of H epochs, or, where that is exact,
+from the first H epochs of a longer run. It is exact when the method is `horizon_free` (a trial's
+first H epochs do not depend on the run's length, and a black-box search's proposals do not
+depend on results: random search, the online methods) and the optimizer family's schedule does
+not read the run's length (`fixed`, `adam`, `online`). A truncated repetition chooses by
+validation loss at epoch H, and its compute is recounted from the kept epochs; its wall-clock
+is dropped, since its trials ran beside longer ones. Every other entry (e.g. a GP search, whose
+proposals follow its own results) needs its own run at H.
+
+At each budget the reference is the black-box entry with the lowest median final test loss;
+the target is that median; an entry's time-to-target ratio is its median compute to the target
+over the reference's (inf: reached in fewer than half of its repetitions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bench import report, results
+from bench.analysis import runs, stats
+from bench.analysis.figkit import entry_label
+from bench.errors import ConfigError
+
+HORIZON_FREE_FAMILIES = ("fixed", "adam", "online")  # schedules that never read the run length
+
+
+def truncatable(method: str, optimizer: str) -> bool:
+    """Whether the first H epochs of this entry's longer run are its run at H."""
+    import methods
+
+    try:
+        free = methods.get(method).horizon_free
+    except ConfigError:  # a plugin not installed here: not known to be free
+        return False
+    return free and optimizer in HORIZON_FREE_FAMILIES
+
+
+def truncate(df: pd.DataFrame, epochs: int) -> pd.DataFrame:
+    """The table as if every trial had stopped after `epochs` epochs: compute recounted
+    (`results.table`), wall-clock dropped."""
+    kept = df[df["epoch"] <= epochs].drop(columns=["search_seconds"])
+    out = results.table(kept.to_dict("records"))
+    out["experiment_start"] = math.nan
+    return out
+
+
+def run_epochs(suite: dict, df: pd.DataFrame) -> int:
+    """A run's epoch budget: the suite's, else the task's default."""
+    tasks = sorted(set(df["task"]) | set(suite.get("tasks", [])))
+    found = {runs.definition(suite, t)["epochs"] for t in tasks}
+    if len(found) != 1 or None in found:
+        raise ConfigError(f"cannot tell the epoch budget of a run with tasks {tasks}")
+    return int(found.pop())
+
+
+def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int]
+                ) -> dict[int, pd.DataFrame]:
+    """Per budget H: the records of every entry at H, each from a run of H epochs, else
+    truncated from the shortest longer run that holds it (`source` names which)."""
+    loaded = []
+    for d in run_dirs:
+        df, info = runs.read(str(d))
+        loaded.append((str(d), run_epochs(info.get("suite", {}), df), df))
+    out = {}
+    for h in horizons:
+        frames, have = [], set()
+        for name, epochs, df in sorted(loaded, key=lambda r: (r[1] != h, r[1])):
+            if epochs < h:
+                continue
+            keys = df[report.GROUP].drop_duplicates().itertuples(index=False, name=None)
+            new = [k for k in keys if k not in have and (epochs == h or truncatable(*k[1:]))]
+            if not new:
+                continue
+            part = df[pd.MultiIndex.from_frame(df[report.GROUP]).isin(new)]
+            part = part if epochs == h else truncate(part, h)
+            source = name if epochs == h else f"first {h} epochs of {name}"
+            frames.append(part.assign(source=source))
+            have.update(new)
+        if frames:
+            out[h] = pd.concat(frames, ignore_index=True)
+    return out
+
+
+def horizon_table(tables: dict[int, pd.DataFrame], kinds: dict[str, str]) -> pd.DataFrame:
+    """One row per (budget, entry): final test loss (median, its bootstrap 95% CI, quartiles),
+    the budget's target and reference, and time-to-target. `kinds`: method -> 'online' or
+    'black-box'."""
+    rows = []
+    for h, df in sorted(tables.items()):
+        reps = report.repetitions(df)
+        dist = stats.distribution(reps)
+        black_box = dist[dist["method"].map(kinds) == "black-box"]
+        if black_box.empty:
+            raise ConfigError(f"at {h} epochs no black-box entry to compare with")
+        ref = black_box.loc[black_box["median"].idxmin()]
+        target = float(ref["median"])
+        ttt = stats.entry_times(stats.time_to_target(df, target))
+        ref_s = float(ttt.loc[(ttt["method"] == ref["method"])
+                              & (ttt["optimizer"] == ref["optimizer"]),
+                              "seconds_to_target"].iloc[0])
+        merged = dist.merge(ttt, on=stats.ENTRY)
+        sources = df.groupby(stats.ENTRY)["source"].first()
+        for r in merged.itertuples(index=False):
+            secs = float(r.seconds_to_target)
+            rows.append({
+                "epochs": h, "task": r.task, "method": r.method, "optimizer": r.optimizer,
+                "kind": kinds.get(r.method, "?"), "reps": int(r.reps),
+                "test_median": r.median, "ci_lo": r.median_lo, "ci_hi": r.median_hi,
+                "q25": r.q25, "q75": r.q75, "target": target,
+                "reference": report_label(ref["method"], ref["optimizer"]),
+                "reached": f"{int(r.reached)}/{int(r.reps)}", "ttt_median_s": secs,
+                "trials_to_target": float(r.trials_to_target),
+                "ttt_ratio": ratio(secs, ref_s),
+                "source": sources[(r.task, r.method, r.optimizer)]})
+    return pd.DataFrame(rows)
+
+
+def ratio(seconds: float, reference: float) -> float:
+    if not (math.isfinite(seconds) and math.isfinite(reference)) or reference <= 0:
+        return math.inf
+    return seconds / reference
+
+
+def report_label(method: str, optimizer: str) -> str:
+    return entry_label(method, optimizer).replace("\n", " ")
+
+
+def method_kinds(tables: dict[int, pd.DataFrame]) -> dict[str, str]:
+    """method -> 'online' or 'black-box', from the records (online trials' family is
+    `online`)."""
+    both = pd.concat([t[["method", "optimizer"]] for t in tables.values()]).drop_duplicates()
+    return {m: "online" if (g["optimizer"] == "online").all() else "black-box"
+            for m, g in both.groupby("method")}
+
+
+def displayed(table: pd.DataFrame) -> pd.DataFrame:
+    shown = table.drop(columns=["task", "kind", "target", "reference", "source"]).copy()
+    shown.insert(1, "entry", [report_label(m, o) for m, o in
+                              zip(table["method"], table["optimizer"], strict=True)])
+    shown = shown.drop(columns=["method", "optimizer"])
+    shown["ci95"] = [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in
+                     zip(table["ci_lo"], table["ci_hi"], strict=True)]
+    shown["ttt_median_s"] = ["not reached" if math.isinf(v) else f"{v:.0f}"
+                             for v in table["ttt_median_s"]]
+    shown["trials_to_target"] = ["-" if math.isinf(v) else f"{v:g}"
+                                 for v in table["trials_to_target"]]
+    shown["ttt_ratio"] = ["inf" if math.isinf(v) else f"{v:.2f}" for v in table["ttt_ratio"]]
+    for col in ("test_median", "q25", "q75"):
+        shown[col] = [f"{v:.4g}" for v in table[col]]
+    cols = ["epochs", "entry", "reps", "test_median", "ci95", "q25", "q75", "reached",
+            "ttt_median_s", "trials_to_target", "ttt_ratio"]
+    return shown[cols].astype(str)
+
+
+def targets_note(table: pd.DataFrame) -> str:
+    per = table.drop_duplicates("epochs")
+    return "\n".join(f"- {int(r.epochs)} epochs: target {r.target:.4g}, the median of "
+                     f"{r.reference}" for r in per.itertuples(index=False))
+
+
+def sources_note(table: pd.DataFrame) -> str:
+    lines = sorted({f"- {int(r.epochs)} epochs, {report_label(r.method, r.optimizer)}: "
+                    f"{r.source}" for r in table.itertuples(index=False)})
+    return "\n".join(lines)
+
