@@ -70,14 +70,17 @@ def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def with_identity(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with every identity column of KEY: those an older table lacks are inserted after
-    `method` with their ADDED value (a table without `method` is left to be refused)."""
+    """`df` with every identity column of KEY: those an older table (or row) lacks are
+    inserted after `method`, or filled, with their ADDED value (a table without `method` is
+    left to be refused)."""
     if "method" not in df:
         return df
     at = df.columns.get_loc("method") + 1
     for column, value in ADDED.items():
         if column not in df:
             df.insert(at, column, value)
+        elif df[column].isna().any():
+            df[column] = df[column].fillna(value)
         at = df.columns.get_loc(column) + 1
     return df
 
