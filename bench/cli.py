@@ -18,6 +18,8 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--method": ("methods", str, "method to run (repeatable); see `ohobench list`"),
     "--optimizer": ("optimizers", str, "optimizer family black-box trials train with "
                     "(repeatable): fixed, adam, step, exp, cosine"),
+    "--scheduler": ("schedulers", str, "scheduler black-box searches run under (repeatable; "
+                    "each its own entry): fifo (default), asha, hyperband; online methods: fifo"),
     "--repetitions": ("repetitions", int, "independent searches / initializations per method"),
     "--trials": ("trials", int, "black-box budget: trials per repetition"),
     "--budget-seconds": ("budget_seconds", float, "black-box budget: wall-clock seconds per "
@@ -48,7 +50,7 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
                   "required on a cluster of several nodes)"),
 }
 RESUME_FLAGS = ("address", "storage", "data_dir")  # what --resume may change: where it runs
-LIST_FLAGS = ("tasks", "methods", "optimizers")
+LIST_FLAGS = ("tasks", "methods", "optimizers", "schedulers")
 
 
 class Parser(argparse.ArgumentParser):
@@ -110,6 +112,7 @@ def warn_broken_plugins() -> None:
 def cmd_list() -> None:
     import methods
     from bench import space, tasks
+    from bench.schedulers import SCHEDULERS
     from methods import optimizers
 
     warn_broken_plugins()
@@ -125,6 +128,13 @@ def cmd_list() -> None:
         extra = ", ".join(f"{k} {space.describe(d)}" for k, d in family.extra(20).items())
         lr = f"; lr {space.describe(family.lr)}" if family.lr else ""
         print(f"  {name:18s} {family.description}{lr}{'; ' + extra if extra else ''}")
+    print("schedulers (black-box searches run under each; `schedulers` in a suite, options "
+          "with their defaults in `[scheduler.NAME]`; max_t=0: the trials' epochs):")
+    for name, options_type in SCHEDULERS.items():
+        print(f"  {name:18s} {options_type.description}")
+        if options := option_defaults(options_type):
+            print(textwrap.fill(options, width=100, initial_indent=" " * 21,
+                                subsequent_indent=" " * 23, break_on_hyphens=False))
     print("methods (options with their defaults; `[options.NAME]` in a suite):")
     for name, m in sorted(methods.all_methods().items()):
         tuned = ", ".join(m.tunes) if m.tunes else "the task's space"

@@ -4,7 +4,8 @@ Each (task, method, family) of the suite trains one trial, through the same code
 trial, for two short epochs on a slice of its data (random data of the task's shape when the
 files are not here). The second epoch's seconds per training step and per evaluated example,
 times the suite's steps, epochs, trials and repetitions, give the estimate. It assumes every
-trial runs all its epochs: early stopping (asha) and `budget_seconds` only lower it.
+trial runs all its epochs: schedulers (asha, hyperband) and `budget_seconds` lower it. A search
+under several schedulers is one entry per scheduler, timed once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from bench import tasks
 from bench.datasets import DataSource
 from bench.errors import ConfigError
-from bench.experiment import ONLINE, Experiment, plan
+from bench.experiment import Experiment, plan
 from bench.suite import Suite
 from bench.tasks import Splits, Task
 
@@ -32,7 +33,7 @@ class Cost:
     """The estimated cost of one (task, method, family) over all its repetitions."""
 
     task: str
-    label: str  # method, or method · family
+    label: str  # its entry: method, method · family or method · scheduler · family
     trials: int  # over all repetitions
     epochs: int
     steps_per_epoch: int
@@ -94,26 +95,32 @@ def time_trial(exp: Experiment, splits: Splits) -> tuple[float, float]:
 
 
 def estimate(suite: Suite) -> list[Cost]:
-    """One Cost per (task, method, family), timed with the torch threads a trial gets."""
-    groups: dict[tuple[str, str, str], list[Experiment]] = {}
+    """One Cost per (task, entry: method, scheduler and family), timed with the torch threads
+    a trial gets."""
+    groups: dict[tuple[str, str], list[Experiment]] = {}
     for exp in plan(suite):
-        groups.setdefault((exp.task, exp.method, exp.optimizer), []).append(exp)
+        groups.setdefault((exp.task, exp.entry), []).append(exp)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(suite.cpus_per_trial)))
     try:
         data: dict[str, tuple[Splits, str]] = {}
+        timed: dict[tuple[str, str, str], tuple[float, float]] = {}  # the same trial: once
         costs = []
-        for (task_name, method, family), exps in groups.items():
+        for (task_name, entry), exps in groups.items():
             task = tasks.get(task_name)
             if task_name not in data:
                 data[task_name] = task_data(task, suite)
             splits, source = data[task_name]
             batch = suite.batch_size or task.batch_size
-            step_s, eval_s = time_trial(exps[0], calibration_slice(splits, batch))
+            first = exps[0]
+            key = (task_name, first.method, first.optimizer)
+            if key not in timed:
+                timed[key] = time_trial(first, calibration_slice(splits, batch))
+            step_s, eval_s = timed[key]
             n_train = len(splits.x_train)
             train_eval = min(suite.train_eval_size or n_train, n_train)
             costs.append(Cost(
-                task=task_name, label=method if family == ONLINE else f"{method} · {family}",
+                task=task_name, label=entry,
                 trials=sum(e.budget for e in exps), epochs=suite.epochs_for(task_name),
                 steps_per_epoch=math.ceil(n_train / batch),
                 eval_examples=train_eval + len(splits.x_val) + len(splits.x_test),
@@ -152,6 +159,6 @@ def format_estimate(costs: list[Cost], slots: int) -> str:
     for task, source in dict.fromkeys((c.task, c.data) for c in costs):
         lines.append(f"{task}: timed on {source}, {CALIBRATION_STEPS} steps per epoch, "
                      f"the second of two epochs")
-    lines.append("every trial is assumed to run all its epochs: asha and budget_seconds only "
-                 "lower this")
+    lines.append("every trial is assumed to run all its epochs: schedulers that stop trials "
+                 "early (asha, hyperband) and budget_seconds lower this")
     return "\n".join(lines)

@@ -3,7 +3,7 @@ the frozen TrialConfig each of its trials carries to the worker. Both are built 
 Suite; nothing downstream parses options again.
 
 A black-box repetition is an independent seeded search of `trials` trials (its own cap, budget
-and early stopping); an online repetition is a search of one trial, whose initialization and
+and scheduler); an online repetition is a search of one trial, whose initialization and
 model seed it shares with the other online methods of that repetition (paired)."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # kept light: a Ray worker unpickling a TrialConfig imports this module
+    from bench.schedulers import SchedulerOptions
     from bench.suite import Suite
-    from methods.base import EarlyStopping, Options
+    from methods.base import Options
 
 ONLINE = "online"  # the `optimizer` recorded for online methods, which train with their own rule
 # Trials a model-based search runs at once when the suite sets no limit (max_concurrent = 0):
@@ -30,8 +31,22 @@ def derive_seed(*parts: int | str) -> int:
     return int(np.random.SeedSequence(ints).generate_state(1)[0] >> 1)
 
 
-def experiment_name(task: str, method: str, optimizer: str | None, repetition: int) -> str:
-    return "__".join([task, method, *([optimizer] if optimizer else []), f"rep{repetition}"])
+FIFO = "fifo"  # the scheduler that stops nothing (bench/schedulers.py)
+
+
+def experiment_name(task: str, method: str, optimizer: str | None, repetition: int,
+                    scheduler: str = FIFO) -> str:
+    """The experiment's journal and trial directory name; fifo's are named as before
+    schedulers were a choice, so older runs still resume."""
+    return "__".join([task, method, *([optimizer] if optimizer else []),
+                      *([scheduler] if scheduler != FIFO else []), f"rep{repetition}"])
+
+
+def entry_name(method: str, optimizer: str | None, scheduler: str = FIFO) -> str:
+    """How reports and progress name an entry: `method` (online), `method · family` (fifo),
+    `method · scheduler · family`."""
+    return " · ".join([method, *([scheduler] if scheduler != FIFO else []),
+                       *([optimizer] if optimizer else [])])
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,7 @@ class TrialConfig:
     epochs: int
     experiment: str = ""  # the experiment's name (bench.experiment.experiment_name)
     optimizer: str = "fixed"  # black-box: the optimizer family; online: ONLINE
+    scheduler: str = FIFO  # the scheduler of its experiment (bench/schedulers.py)
     options: Options | None = None
     data_seed: int = 0
     device: str = "auto"
@@ -69,12 +85,13 @@ class Experiment:
     method: str
     optimizer: str  # the family black-box trials train with, or ONLINE
     repetition: int
+    entry: str  # its entry in the report (entry_name)
     label: str  # for progress lines
     budget: int  # trials
     cap: int | None  # trials of this search at once (None: as resources allow)
     budget_seconds: float | None  # from the search's first trial start; None: no limit
     search_seed: int
-    stopping: EarlyStopping | None  # ASHA over epochs, within this search only
+    scheduler: SchedulerOptions  # over epochs, within this search only
     model_based: bool
     space: dict = field(repr=False)
     options: Options = field(repr=False)
@@ -112,31 +129,36 @@ def plan(suite: Suite) -> list[Experiment]:
             # Per task: the upper bounds an online method leaves out come from its ranges.
             options = parse_options(method.options_type, suite.options_for(name, task), name)[0]
             for family in suite.families_for(name):
-                for rep in range(suite.repetitions):
-                    out.append(_experiment(suite, task, name, method, online, options,
-                                           family, rep))
+                for scheduler in suite.schedulers_for(name):
+                    for rep in range(suite.repetitions):
+                        out.append(_experiment(suite, task, name, method, online, options,
+                                               family, suite.scheduler_options(scheduler, task),
+                                               rep))
     return out
 
 
 def _experiment(suite: Suite, task: str, name: str, method, online: bool, options: Options,
-                family: str | None, rep: int) -> Experiment:
+                family: str | None, scheduler: SchedulerOptions, rep: int) -> Experiment:
     budget = 1 if online else suite.trials
     optimizer = ONLINE if online else family
-    exp = experiment_name(task, name, family, rep)
-    what = name if online else f"{name} · {family}"
+    exp = experiment_name(task, name, family, rep, scheduler.name)
+    entry = entry_name(name, family, scheduler.name)
     base = {"task": task, "method": name, "experiment": exp, "optimizer": optimizer,
+            "scheduler": scheduler.name,
             "options": options, "epochs": suite.epochs_for(task), "data_seed": suite.seed,
             "device": suite.device, "batch_size": suite.batch_size,
             "val_batch_size": suite.val_batch_size, "train_eval_size": suite.train_eval_size,
             "repetition": rep, **suite.trial_keys()}
     return Experiment(
-        name=exp, task=task, method=name, optimizer=optimizer, repetition=rep,
-        label=f"{task} · {what} · rep {rep + 1}/{suite.repetitions}", budget=budget,
+        name=exp, task=task, method=name, optimizer=optimizer, repetition=rep, entry=entry,
+        label=f"{task} · {entry} · rep {rep + 1}/{suite.repetitions}", budget=budget,
         cap=cap_for(method.model_based, suite.max_concurrent, budget),
         budget_seconds=None if online else suite.budget_seconds,
         # Online methods share initializations per repetition; each search is independent.
+        # A search's seed does not depend on its scheduler: under asha, random search tries
+        # the configurations it tries under fifo (common random numbers).
         search_seed=(derive_seed(suite.seed, task, "init", rep) if online else
                      derive_seed(suite.seed, task, name, family, rep)),
-        stopping=method.early_stopping(options), model_based=method.model_based,
+        scheduler=scheduler, model_based=method.model_based,
         space=suite.space_for(task, family), options=options, trial_base=base,
         model_seed_parts=(suite.seed, task, "model", rep))

@@ -121,12 +121,21 @@ class SuiteSearcher(PickledState, Searcher):
 
 class SuiteScheduler(FIFOScheduler):
     """Trials start in the order they were suggested (FIFO); each result goes to its own
-    experiment's scheduler (ASHA for a search with early stopping, so rungs compare only that
-    search's trials), and a trial whose experiment's time budget is spent is stopped."""
+    experiment's scheduler (bench/schedulers.py: Ray Tune's ASHAScheduler or
+    HyperBandScheduler, none under fifo), so that rungs and brackets hold only that search's
+    trials, and a trial whose experiment's time budget is spent is stopped. A scheduler that
+    pauses trials (Hyperband) alone decides which of its paused trials go on."""
 
     def __init__(self, searcher: SuiteSearcher, schedulers: dict[str, TrialScheduler]):
         super().__init__()
         self.searcher, self.schedulers = searcher, schedulers
+        # Schedulers that choose which of their trials run (FIFOScheduler's choice scans every
+        # trial of the run, so only those that override it are asked).
+        self.choosers = [s for s in schedulers.values()
+                         if type(s).choose_trial_to_run is not FIFOScheduler.choose_trial_to_run]
+        # Hyperband takes results one at a time (Tune then buffers none).
+        self._supports_buffered_results = all(s.supports_buffered_results
+                                              for s in schedulers.values())
         # Trials not ended, in the order added: FIFO without scanning every trial of the run.
         self.queue: dict[str, Any] = {}
 
@@ -137,12 +146,18 @@ class SuiteScheduler(FIFOScheduler):
         return self.schedulers.get(experiment_of(trial))
 
     def choose_trial_to_run(self, tune_controller):
-        """The first pending trial, else the first paused one, in the order added (as
-        FIFOScheduler, which scans all the run's trials at every step)."""
-        for status in ("PENDING", "PAUSED"):
-            for trial in self.queue.values():
-                if trial.status == status:
-                    return trial
+        """The first pending trial in the order added (as FIFOScheduler, which scans all the
+        run's trials at every step); else a paused trial that its own scheduler promoted, if
+        that scheduler picks its own (Hyperband); else the first other paused one."""
+        for trial in self.queue.values():
+            if trial.status == "PENDING":
+                return trial
+        for own in self.choosers:
+            if (trial := own.choose_trial_to_run(tune_controller)) is not None:
+                return trial
+        for trial in self.queue.values():
+            if trial.status == "PAUSED" and self._own(trial) not in self.choosers:
+                return trial
         return None
 
     def on_trial_add(self, tune_controller, trial) -> None:

@@ -18,11 +18,31 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-GROUP = ["task", "method", "optimizer"]  # one entry of the report
+from bench.experiment import FIFO
+
+GROUP = ["task", "method", "optimizer"]  # one entry of the report (method: see `entries`)
 REP = [*GROUP, "repetition"]
 # Per trial, from its last record: a loss went non-finite; the training loss went back to
 # chance level (bench.harness); an online learning rate sat at its floor (UpdateRule.lr_floored).
 FLAGS = ("diverged", "collapsed", "lr_floored")
+
+
+def entry_method(method: str, scheduler: str | None) -> str:
+    """The `method` of an entry: a search under a scheduler other than fifo is an entry of its
+    own, `optuna-tpe · asha`; fifo (and "-", tables from before schedulers were a choice)
+    keeps the method's name."""
+    if scheduler in (None, FIFO, "-") or method.endswith(f" · {scheduler}"):
+        return method
+    return f"{method} · {scheduler}"
+
+
+def entries(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with each row's method named as its entry (`entry_method`), so that the report
+    keys entries by (task, method, optimizer). Idempotent."""
+    if "scheduler" not in df or df.empty:
+        return df
+    return df.assign(method=[entry_method(m, s) for m, s in zip(df["method"], df["scheduler"],
+                                                                 strict=True)])
 
 
 def incumbent_trace(rep: pd.DataFrame, order: str = "search_seconds") -> pd.DataFrame:
@@ -49,7 +69,7 @@ def incumbent_trace(rep: pd.DataFrame, order: str = "search_seconds") -> pd.Data
 def repetitions(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (task, method, repetition): the final choice and its losses."""
     out = []
-    for key, rep in df.groupby(REP, sort=False):
+    for key, rep in entries(df).groupby(REP, sort=False):
         trace = incumbent_trace(rep)
         last = trace.iloc[-1]
         ends = rep.groupby("trial").tail(1)  # each trial's last record
@@ -86,7 +106,7 @@ def time_to_target(df: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
     """Per repetition: compute seconds, wall-clock seconds and trials until the choice reaches
     the task's target (inf where it never does; wall-clock NaN where the table has no clock)."""
     out = []
-    for key, rep in df.groupby(REP, sort=False):
+    for key, rep in entries(df).groupby(REP, sort=False):
         target = targets[key[0]]
         first = _first_hit(incumbent_trace(rep), target)
         wall = math.nan
@@ -141,13 +161,16 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
     return pd.DataFrame(rows)
 
 
-def overhead_by_method(run_info: dict) -> Overhead:
-    """Per (task, method, optimizer), means over repetitions of the seconds per trial of
+def overhead_by_method(run_info: dict, labels: Mapping[str, str] | None = None) -> Overhead:
+    """Per entry (task, method, optimizer), means over repetitions of the seconds per trial of
     experiment wall-clock not covered by trials (Ray's scheduling, the searcher included) and of
-    the searcher's own (runs before it was recorded: NaN)."""
+    the searcher's own (runs before it was recorded: NaN). `labels`: method -> the name its
+    entries get (bench.analysis.runs: options that differ between runs)."""
     per: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for exp in run_info.get("experiments", []):
-        per.setdefault((exp["task"], exp["method"], exp.get("optimizer", "-")), []).append(
+        method = entry_method((labels or {}).get(exp["method"], exp["method"]),
+                              exp.get("scheduler"))
+        per.setdefault((exp["task"], method, exp.get("optimizer", "-")), []).append(
             (exp["scheduling_overhead_per_trial"],
              exp.get("searcher_seconds_per_trial", math.nan)))
     return {k: (_mean([a for a, _ in v]), _mean([b for _, b in v])) for k, v in per.items()}

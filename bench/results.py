@@ -19,7 +19,10 @@ from typing import Any
 import pandas as pd
 
 TABLE, RUN_JSON = "records.parquet", "run.json"
-KEY = ["task", "method", "optimizer", "repetition", "trial", "epoch"]
+KEY = ["task", "method", "optimizer", "scheduler", "repetition", "trial", "epoch"]
+# Identity columns that older tables lack, and what they read as there: the optimizer family
+# ("-": before families existed) and the scheduler ("-": before it was a choice of its own).
+ADDED = {"optimizer": "-", "scheduler": "-"}
 COLUMNS = KEY + [
     "seed", "trial_id", "status", "node", "node_id", "device", "step",
     "experiment_start", "trial_start", "timestamp",  # unix seconds
@@ -35,11 +38,10 @@ def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows))
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
-    if "optimizer" not in df:  # tables written before optimizer families existed
-        df["optimizer"] = "-"
-    df = df.sort_values(["task", "method", "optimizer", "repetition", "trial_start", "trial",
-                         "epoch"], kind="stable").reset_index(drop=True)
-    trial = ["task", "method", "optimizer", "repetition", "trial"]
+    df = with_identity(df)
+    trial = KEY[:-1]  # a repetition is an experiment: (task, method, family, scheduler, rep)
+    df = df.sort_values([*trial[:-1], "trial_start", "trial", "epoch"],
+                        kind="stable").reset_index(drop=True)
     # A trial's failed attempts (retried after an error) cost training time too.
     spent = df["train_seconds_cum"] + (df["retry_seconds"].fillna(0.0)
                                        if "retry_seconds" in df else 0.0)
@@ -63,10 +65,24 @@ def write_json(obj: Any, path: Path) -> Path:
 
 def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     run_dir = Path(run_dir)
-    df = pd.read_parquet(run_dir / TABLE)
-    if "optimizer" not in df:  # written before optimizer families existed
-        df.insert(min(2, df.shape[1]), "optimizer", "-")
+    df = with_identity(pd.read_parquet(run_dir / TABLE))
     return df, json.loads((run_dir / RUN_JSON).read_text())
+
+
+def with_identity(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every identity column of KEY: those an older table (or row) lacks are
+    inserted after `method`, or filled, with their ADDED value (a table without `method` is
+    left to be refused)."""
+    if "method" not in df:
+        return df
+    at = df.columns.get_loc("method") + 1
+    for column, value in ADDED.items():
+        if column not in df:
+            df.insert(at, column, value)
+        elif df[column].isna().any():
+            df[column] = df[column].fillna(value)
+        at = df.columns.get_loc(column) + 1
+    return df
 
 
 def _atomic(path: Path, write) -> Path:

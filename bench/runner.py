@@ -285,8 +285,8 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
         searcher = SuiteSearcher(experiments, {
             e.name: SearchAdapter(e.search(), partial(tune_config, e),
                                   journal_path(run_dir, e.name)) for e in experiments})
-        scheduler = SuiteScheduler(searcher, {e.name: asha(e) for e in experiments
-                                              if e.stopping is not None})
+        scheduler = SuiteScheduler(searcher, {e.name: own for e in experiments
+                                              if (own := e.scheduler.build()) is not None})
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=-1, reuse_actors=True,
             trial_dirname_creator=trial_dirname),
@@ -307,24 +307,16 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['spec'].experiment}_{trial.config['spec'].trial}_{trial.trial_id}"
 
 
-def asha(experiment: Experiment):
-    from ray.tune.schedulers import ASHAScheduler
-
-    return ASHAScheduler(time_attr="training_iteration", metric="val_loss", mode="min",
-                         max_t=experiment.trial_base["epochs"],
-                         grace_period=experiment.stopping.grace_period,
-                         reduction_factor=experiment.stopping.reduction_factor)
-
-
 def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[dict, list[dict]]:
     """The experiment's row of run.json and its records, from its journal."""
-    records, ended = experiment_records(run_dir, exp.name)
+    records, ended = experiment_records(run_dir, exp)
     trials = ended.trials()
     start = ended.start
     end = max((t["end"] for t in trials if t.get("end")), default=None)
     wall = end - start if start is not None and end is not None else math.nan
     return {"task": exp.task, "method": exp.method, "optimizer": exp.optimizer,
-            "repetition": exp.repetition, "name": exp.name, "resumed": resumed,
+            "scheduler": exp.scheduler.name, "repetition": exp.repetition, "name": exp.name,
+            "resumed": resumed,
             "search_error": ended.search_error,
             "earlier_search_errors": ended.earlier_search_errors,  # of rounds started over
             "start": start, "end": end, "wall_seconds": wall,
@@ -392,13 +384,15 @@ def journal_path(run_dir: Path, name: str) -> Path:
     return run_dir / "journal" / f"{name}.jsonl"
 
 
-def experiment_records(run_dir: Path, name: str) -> tuple[list[dict], journal.Journal]:
-    """(records of the trials of experiment `name` that ended, its journal); records carry the
-    experiment's start time."""
-    kept = journal.read(journal_path(run_dir, name))
+def experiment_records(run_dir: Path, exp: Experiment) -> tuple[list[dict], journal.Journal]:
+    """(records of the trials of experiment `exp` that ended, its journal); records carry the
+    experiment's start time, and its scheduler where a journal from before schedulers were
+    recorded (a resumed run) lacks it."""
+    kept = journal.read(journal_path(run_dir, exp.name))
     records = kept.ended_records()
     for record in records:
         record["experiment_start"] = kept.start
+        record.setdefault("scheduler", exp.scheduler.name)
     return records, kept
 
 

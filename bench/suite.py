@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import methods as method_registry
-from bench import registry, space
+from bench import registry, schedulers, space
 from bench import tasks as task_registry
 from bench.datasets import DataSource
 from bench.errors import ConfigError, raise_if
@@ -33,6 +33,8 @@ class Suite:
     tasks: tuple[str, ...] = ("digits",)
     methods: tuple[str, ...] = ("random", "hd", "oho")
     optimizers: tuple[str, ...] = ("fixed",)  # families black-box trials train with
+    # Schedulers black-box searches run under (bench/schedulers.py); online methods: fifo.
+    schedulers: tuple[str, ...] = (schedulers.FIFO,)
     repetitions: int = 3  # independent searches (black-box) or initializations (online)
     trials: int = 6  # black-box budget per repetition
     budget_seconds: float | None = None  # black-box: wall-clock limit per repetition
@@ -58,6 +60,7 @@ class Suite:
     # Range overrides, e.g. lr = [1e-4, 1]; a sub-table per family, e.g. [space.adam].
     space: dict[str, Any] = field(default_factory=dict)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method options
+    scheduler: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-scheduler options
 
     def epochs_for(self, task: str) -> int:
         return self.epochs or task_registry.get(task).epochs
@@ -79,6 +82,17 @@ class Suite:
         return (None,) if method_registry.get(method).kind is MethodKind.ONLINE \
             else self.optimizers
 
+    def schedulers_for(self, method: str) -> tuple[str, ...]:
+        """Black-box searches run under each of the suite's schedulers; an online method's one
+        trial per initialization has nothing to schedule (fifo)."""
+        return (schedulers.FIFO,) if method_registry.get(method).kind is MethodKind.ONLINE \
+            else self.schedulers
+
+    def scheduler_options(self, name: str, task: str) -> schedulers.SchedulerOptions:
+        """Scheduler `name` with this suite's options, `max_t` resolved for `task`'s epochs."""
+        parsed, _ = schedulers.parse(name, self.scheduler.get(name, {}))
+        return parsed.for_epochs(self.epochs_for(task))
+
     def trial_keys(self) -> dict[str, Any]:
         """What every trial config carries for data and precision; the data directory as an
         absolute path, since Ray runs trials in their own working directory."""
@@ -93,7 +107,12 @@ class Suite:
 FIELDS = {f.name: f for f in fields(Suite)}
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": tuple,
          "dict[str, Any]": dict, "dict[str, dict[str, Any]]": dict}
-LISTS = ("tasks", "methods", "optimizers")
+LISTS = ("tasks", "methods", "optimizers", "schedulers")
+# Names that were methods once: why they are refused, and the new spelling.
+RETIRED_METHODS = {
+    "asha": "method 'asha' is now the scheduler asha: random search under ASHA is "
+            "methods = [\"random\"] with schedulers = [\"asha\"] (--method random --scheduler "
+            "asha), its options in [scheduler.asha]"}
 
 
 def family_space(s: Suite, task, optimizer: str | None) -> tuple[dict, list[str]]:
@@ -150,12 +169,14 @@ def build(values: dict[str, Any], where: str = "suite", need_data: bool = True) 
 
 def check(s: Suite, need_data: bool = True) -> list[str]:
     all_tasks, all_methods = task_registry.all_tasks(), method_registry.all_methods()
-    found = []
+    retired = [m for m in s.methods if m in RETIRED_METHODS and m not in all_methods]
+    found = [RETIRED_METHODS[m] for m in retired]
     for what, names, reg in (("task", s.tasks, all_tasks), ("method", s.methods, all_methods),
-                             ("optimizer", s.optimizers, optimizers.FAMILIES)):
+                             ("optimizer", s.optimizers, optimizers.FAMILIES),
+                             ("scheduler", s.schedulers, schedulers.SCHEDULERS)):
         if not names:
             found.append(f"{what}s: give at least one; valid: {', '.join(sorted(reg))}")
-        found += registry.unknown(list(names), reg, what)
+        found += registry.unknown([n for n in names if n not in retired], reg, what)
         found += [f"{what}s: {n!r} is named twice; name each {what} once"
                   for n in dict.fromkeys(names) if names.count(n) > 1]
     if not NAME.fullmatch(s.name):
@@ -203,6 +224,7 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
     if s.target is not None and not (s.target > 0 and math.isfinite(s.target)):
         found.append(f"target: must be a positive, finite test loss, got {s.target}")
     found += space_problems(s, all_tasks) + data_problems(s, all_tasks, all_methods, need_data)
+    found += scheduler_problems(s, all_tasks, all_methods)
     for m, opts in s.options.items():
         if m not in s.methods:
             found.append(f"options.{m}: method {m!r} is not in this suite's methods "
@@ -217,6 +239,39 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
                 found += [f"options.{m} ({t}): {p}" for t in s.tasks if t in all_tasks
                           for p in all_methods[m].problems_for(parsed, all_tasks[t])
                           + bound_problems(parsed, family_space(s, all_tasks[t], None)[0])]
+    return found
+
+
+def scheduler_problems(s: Suite, all_tasks: dict, all_methods: dict) -> list[str]:
+    """[scheduler.NAME] tables that name no scheduler of the suite or hold bad options, and
+    schedulers in a suite with nothing for them to schedule (online methods only)."""
+    found = []
+    for name, table in s.scheduler.items():
+        if name not in schedulers.SCHEDULERS:
+            found.append(f"scheduler.{name}: unknown scheduler {name!r}; valid: "
+                         f"{', '.join(sorted(schedulers.SCHEDULERS))}")
+        elif name not in s.schedulers:
+            found.append(f"scheduler.{name}: scheduler {name!r} is not in this suite's "
+                         f"schedulers ({', '.join(s.schedulers)})")
+        elif not isinstance(table, dict):
+            found.append(f"scheduler.{name}: expected a table, got {table!r}")
+    for name in dict.fromkeys(s.schedulers):
+        table = s.scheduler.get(name, {})
+        if name not in schedulers.SCHEDULERS or not isinstance(table, dict):
+            continue
+        parsed, bad = schedulers.parse(name, table)
+        found += bad
+        if parsed is not None and not bad:
+            found += [f"scheduler.{name}.{p}" for t in s.tasks if t in all_tasks
+                      for p in parsed.epoch_problems(s.epochs_for(t))]
+    scheduled = [n for n in s.schedulers if n != schedulers.FIFO]
+    kinds = [all_methods[m].kind for m in s.methods if m in all_methods]
+    if scheduled and kinds and MethodKind.BLACK_BOX not in kinds and len(kinds) == len(s.methods):
+        found.append(f"schedulers: {', '.join(scheduled)} "
+                     f"{'applies' if len(scheduled) == 1 else 'apply'} to the trials of "
+                     f"black-box searches only, and this suite's methods ({', '.join(s.methods)})"
+                     " are all online (one trial per initialization, nothing to stop early); "
+                     "drop the scheduler or add a black-box method")
     return found
 
 

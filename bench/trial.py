@@ -75,8 +75,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
         optimizer = cfg.optimizer
         rule = optimizers.FamilyRule(optimizers.get(optimizer), cfg.epochs)
     identity = {"task": cfg.task, "method": cfg.method, "optimizer": optimizer,
-                "repetition": cfg.repetition, "trial": cfg.trial, "seed": cfg.seed,
-                "trial_start": started, "device": str(device)}
+                "scheduler": cfg.scheduler, "repetition": cfg.repetition, "trial": cfg.trial,
+                "seed": cfg.seed, "trial_start": started, "device": str(device)}
 
     follow_up = method.follow_up(options) if method.kind is MethodKind.ONLINE else None
     phase = {} if follow_up is None else {"phase": "search"}
@@ -121,9 +121,11 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
 
 
 def report(record: dict, replayed: bool = False) -> None:
-    """One epoch's record to Ray Tune."""
+    """One epoch's record to Ray Tune; `epoch` on top is what schedulers count rungs in
+    (bench.schedulers.TIME_ATTR)."""
     from ray import tune
 
-    tune.report({"val_loss": record["val_loss"], "diverged": record["diverged"],
+    tune.report({"val_loss": record["val_loss"], "epoch": record["epoch"],
+                 "diverged": record["diverged"],
                  "collapsed": record.get("collapsed", False),
                  "trial_start": record["trial_start"], "record": record, "replayed": replayed})

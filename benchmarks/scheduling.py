@@ -10,7 +10,8 @@ searcher and per-search schedulers); only the trainable is replaced.
 
 Parts:
 - suite: shaped like suites/baselines.toml plus online methods: optuna-tpe, optuna-gp,
-  skopt-gp (model-based, cap 4; the GP searches with `fast = true`), random and asha, x 5
+  skopt-gp (model-based, cap 4; the GP searches with `fast = true`), random under fifo and under
+  asha, x 5
   families x 3 repetitions, 30 trials each; hd, oho, rtho, t1t2 x 10 initializations. Prints
   makespan, slot utilization (trial-seconds / (slots x makespan)) and the ratio of makespan to
   the lower bound max(trial-seconds / slots, the longest search's critical path given its cap).
@@ -46,7 +47,7 @@ from bench import runner, suite  # noqa: E402
 from bench.experiment import plan  # noqa: E402
 
 SLOTS = 64  # logical CPUs by default (--slots), one per trial
-BLACK_BOX = ["optuna-tpe", "optuna-gp", "skopt-gp", "random", "asha"]
+BLACK_BOX = ["optuna-tpe", "optuna-gp", "skopt-gp", "random"]  # under fifo; random also asha
 ONLINE = ["hd", "oho", "rtho", "t1t2"]
 FAMILIES = ["fixed", "adam", "step", "exp", "cosine"]
 FAST = {"optuna-gp": {"fast": True}, "skopt-gp": {"fast": True}}
@@ -72,12 +73,13 @@ def run_sleepy(spec, base: float) -> None:
         time.sleep(per_epoch)
         loss = quality / epoch
         record = {"task": spec.task, "method": spec.method, "optimizer": spec.optimizer,
-                  "repetition": spec.repetition, "trial": spec.trial, "seed": spec.seed,
-                  "epoch": epoch, "trial_start": start, "timestamp": time.time(),
+                  "scheduler": spec.scheduler, "repetition": spec.repetition,
+                  "trial": spec.trial, "seed": spec.seed, "epoch": epoch,
+                  "trial_start": start, "timestamp": time.time(),
                   "train_seconds": per_epoch, "train_seconds_cum": per_epoch * epoch,
                   "eval_seconds": 0.0, "train_loss": loss, "val_loss": loss, "test_loss": loss,
                   "diverged": False}
-        tune.report({"val_loss": loss, "diverged": False, "trial_start": start,
+        tune.report({"val_loss": loss, "epoch": epoch, "diverged": False, "trial_start": start,
                      "record": record, "replayed": False})
 
 
@@ -87,10 +89,12 @@ def experiments(reps: int, trials: int, inits: int, families: list[str], cheap: 
     common = {"tasks": ["digits"], "epochs": 4, "seed": 0}
     black = suite.build({**common, "methods": BLACK_BOX, "optimizers": families,
                          "repetitions": reps, "trials": trials, "options": FAST})
+    asha = suite.build({**common, "methods": ["random"], "schedulers": ["asha"],
+                        "optimizers": families, "repetitions": reps, "trials": trials})
     online = suite.build({**common, "methods": ONLINE, "repetitions": inits})
     # Workers get no method options (their classes would import torch in every worker).
     exps = [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
-            for e in plan(black) + plan(online)]
+            for e in plan(black) + plan(asha) + plan(online)]
     return black, [dataclasses.replace(e, method="random") if cheap and e.model_based else e
                    for e in exps]
 
@@ -199,7 +203,8 @@ def part_before(tmp: Path, base: float) -> None:
 
 
 def part_scale(tmp: Path, base: float, trials: int) -> None:
-    chosen = suite.build({"tasks": ["digits"], "methods": ["random", "asha"], "epochs": 1,
+    chosen = suite.build({"tasks": ["digits"], "methods": ["random"], "epochs": 1,
+                          "schedulers": ["fifo", "asha"],
                           "optimizers": ["fixed", "adam"], "repetitions": 25,
                           "trials": max(trials // 100, 1)})
     exps = [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})

@@ -5,7 +5,6 @@ zero-argument callable returning one)."""
 from __future__ import annotations
 
 from bench import registry
-from methods.asha import ASHAMethod
 from methods.base import Method, MethodKind
 from methods.controller import ControllerMethod
 from methods.hd import HDMethod
@@ -19,7 +18,7 @@ from methods.trho import TRHOMethod
 BUILTIN: dict[str, Method] = {m.name: m for m in (
     RandomMethod(), HDMethod(), OHOMethod(), OHOLayerwiseMethod(), RTHOMethod(), MartheMethod(),
     TRHOMethod(), T1T2Method(), ControllerMethod(), OptunaTPEMethod(), OptunaGPMethod(),
-    SkoptGPMethod(), ASHAMethod())}
+    SkoptGPMethod())}
 
 
 def all_methods() -> dict[str, Method]:

@@ -1,6 +1,8 @@
 """The plugin interface. A method combines at most two roles:
 
-- a Search decides what to try next (black-box methods); it is told how finished trials went;
+- a Search decides what to try next (black-box methods); it is told how finished trials went.
+  Whether a trial is stopped early is not the search's decision but its scheduler's, chosen
+  apart in the suite (bench/schedulers.py), as in Ray Tune and syne-tune;
 - an UpdateRule says how parameters, and possibly hyperparameters, change at each training step
   (online methods). The harness owns the loop, data and timing and calls the rule AlgoPerf style:
   `state, params = rule.step(state, params, batch, ctx)`.
@@ -36,7 +38,7 @@ class TrialStatus(enum.Enum):
     DIVERGED = "diverged"  # a loss became NaN or inf: a result, not a crash
     COLLAPSED = "collapsed"  # the training loss went back to chance level (bench.harness)
     ERRORED = "errored"  # the trial raised
-    STOPPED = "stopped"  # stopped early by a scheduler (ASHA): a result, its time counted
+    STOPPED = "stopped"  # stopped early by a scheduler (asha, hyperband): its time counted
 
 
 @dataclass(frozen=True)
@@ -155,16 +157,6 @@ def parse_options(cls: type[Options], given: Mapping[str, Any], where: str
     return opts, [f"{where}.{p}" for p in opts.problems()]
 
 
-@dataclass(frozen=True)
-class EarlyStopping:
-    """Asynchronous successive halving (ASHA) over epochs: at rungs grace_period * rf^k epochs,
-    only the best 1/rf of the trials that reached the rung go on. The runner maps it to Ray
-    Tune's ASHAScheduler."""
-
-    grace_period: int = 1
-    reduction_factor: int = 3
-
-
 class Method(ABC):
     """A named HPO method. Subclasses set the class attributes and implement what their kind
     needs: black-box methods `search`, online methods `update_rule`."""
@@ -186,10 +178,6 @@ class Method(ABC):
     def problems_for(self, options: Options, task: Any) -> list[str]:
         """Problems of these options on this task (e.g. more layer groups than layers)."""
         return []
-
-    def early_stopping(self, options: Options) -> EarlyStopping | None:
-        """Black-box: stop unpromising trials early (None: every trial runs to the end)."""
-        return None
 
     def search(self, space: SearchSpace, seed: int, budget: int, options: Options) -> Search:
         """Black-box: propose `budget` configurations. Online: one initialization per search."""

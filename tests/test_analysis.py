@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import analysis, results
+from bench import analysis, report, results
 from bench.analysis.stats import median
 from bench.errors import ConfigError
 
@@ -223,6 +223,22 @@ def test_method_options_that_differ_make_separate_entries(tmp_path):
     df, meta = analysis.load_runs([a, b])
     assert sorted(df["method"].unique()) == ["oho", "oho[groups=2]"]
     assert meta["options"]["oho[groups=2]"] == {"groups": 2}
+
+
+def test_a_run_from_before_schedulers_still_reports(tmp_path):
+    """A table without the scheduler column (and the retired method asha) loads with scheduler
+    `-`, each entry named as before; beside a new run whose search ran under asha too."""
+    old = write_run(tmp_path / "old", methods=("asha", "bb"))
+    table = pd.read_parquet(old / results.TABLE).drop(columns="scheduler")
+    table.to_parquet(old / results.TABLE)
+    new = write_run(tmp_path / "new", methods=("rs",))
+    fresh = pd.read_parquet(new / results.TABLE)
+    pd.concat([fresh.assign(scheduler="fifo"), fresh.assign(scheduler="asha")]).to_parquet(
+        new / results.TABLE)
+    df, _ = analysis.load_runs([old, new])
+    assert sorted(df["method"].unique()) == ["asha", "bb", "rs", "rs · asha"]
+    assert set(df.loc[df.run == str(old), "scheduler"]) == {"-"}
+    assert sorted(report.summary(df)["method"]) == ["asha", "bb", "rs", "rs · asha"]
 
 
 def test_anytime_against_wall_clock():

@@ -73,6 +73,28 @@ def test_bad_run_flags_get_one_line_and_exit_2(capsys, tmp_path, argv, expected)
      "options.hd.lr_max: must be a finite number > lr_min = 1e-06"),
     ('epochs = "many"\n', "epochs: expected int, got 'many'"),
     ('epochs = [\n', "is not valid TOML"),
+    ('schedulers = ["asha"]\n[scheduler.asha]\ngrace_period = 0\n',
+     "scheduler.asha.grace_period: must be >= 1, got 0"),
+    ('schedulers = ["asha"]\n[scheduler.asha]\nreduction_factor = 1\n',
+     "scheduler.asha.reduction_factor: must be >= 2, got 1"),
+    ('schedulers = ["hyperband"]\n[scheduler.hyperband]\nreduction_factor = 1\n',
+     "scheduler.hyperband.reduction_factor: must be >= 2, got 1"),
+    ('schedulers = ["hyperband"]\n[scheduler.hyperband]\nreduction_factor = 2.5\n',
+     "scheduler.hyperband.reduction_factor: expected int, got 2.5"),
+    ('epochs = 4\nschedulers = ["asha"]\n[scheduler.asha]\nmax_t = 5\n',
+     "scheduler.asha.max_t: 5 is more than the trials' 4 epochs; give at most the epochs"),
+    ('epochs = 4\nschedulers = ["asha"]\n[scheduler.asha]\ngrace_period = 5\n',
+     "scheduler.asha.grace_period: 5 epochs is more than max_t = 4, so no trial could be "
+     "stopped"),
+    ('schedulers = ["asha"]\n[scheduler.asha]\nrungs = 3\n',
+     "scheduler.asha: unknown option 'rungs'; valid: grace_period, reduction_factor, brackets, "
+     "max_t"),
+    ('[scheduler.asha]\ngrace_period = 2\n',
+     "scheduler.asha: scheduler 'asha' is not in this suite's schedulers (fifo)"),
+    ('schedulers = ["fifo"]\n[scheduler.median]\nx = 1\n',
+     "scheduler.median: unknown scheduler 'median'; valid: asha, fifo, hyperband"),
+    ('methods = ["random", "asha"]\n[options.asha]\nreduction_factor = 2\n',
+     "method 'asha' is now the scheduler asha"),
 ])
 def test_bad_suite_files_are_named(capsys, suite_file, text, expected):
     code, err = run_cli(capsys, "run", "--suite", suite_file(text))
@@ -115,10 +137,11 @@ def test_help_lists_every_command(capsys):
 def test_dry_run_prints_the_estimate_and_runs_nothing(capsys, tmp_path):
     code = main(["run", "--out", str(tmp_path / "out"), "--dry-run", "--task", "digits",
                  "--method", "random", "--method", "oho", "--trials", "3", "--repetitions", "2",
-                 "--epochs", "5"])
+                 "--epochs", "5", "--scheduler", "fifo", "--scheduler", "asha"])
     out = capsys.readouterr().out
     assert not code, out
     assert "random · fixed" in out and "\ndigits             oho " in out and "total:" in out
+    assert "random · asha · fixed" in out and "oho · asha" not in out  # online: fifo only
     assert not (tmp_path / "out").exists()
 
 
@@ -161,6 +184,15 @@ def test_every_shipped_suite_file_is_valid(path):
     (["--storage", "{tmp}/file/ray"], "--storage '{tmp}/file/ray': '{tmp}/file' is a file"),
     (["--storage", "/proc/ohobench"], "--storage '/proc/ohobench': cannot write in '/proc'"),
     (["--resume", ""], "--resume: give the run directory to continue"),
+    (["--scheduler", "median"], "unknown scheduler 'median'; valid: asha, fifo, hyperband"),
+    (["--method", "random", "--scheduler", "asha", "--scheduler", "asha"],
+     "schedulers: 'asha' is named twice"),
+    (["--method", "hd", "--method", "oho", "--scheduler", "fifo", "--scheduler", "asha"],
+     "schedulers: asha applies to the trials of black-box searches only, and this suite's "
+     "methods (hd, oho) are all online"),
+    (["--method", "asha"], 'method \'asha\' is now the scheduler asha: random search under '
+     'ASHA is methods = ["random"] with schedulers = ["asha"] (--method random --scheduler '
+     'asha), its options in [scheduler.asha]'),
 ])
 def test_bad_input_is_refused_before_anything_starts(capsys, tmp_path, argv, expected):
     import ray

@@ -14,8 +14,9 @@ import pytest
 from bench import report
 from tests import fake_plugins
 
-# All built-in methods and two test plugins, black-box ones under two optimizer families.
-BLACK_BOX = ["random", "optuna-tpe", "optuna-gp", "skopt-gp", "asha"]
+# All built-in methods and two test plugins, black-box ones under two optimizer families (the
+# schedulers are tested in tests/test_scheduling.py).
+BLACK_BOX = ["random", "optuna-tpe", "optuna-gp", "skopt-gp"]
 ONLINE = ["hd", "oho", "oho-layerwise", "rtho", "trho", "marthe", "t1t2", "controller",
           "halving", "flaky"]
 SUITE = """
@@ -31,9 +32,6 @@ max_failures = 1
 
 [options.hd]
 beta = 0.01
-
-[options.asha]
-reduction_factor = 2
 
 [options.controller]
 retrain = true  # its trials go on with the chosen child, trained from scratch
@@ -99,7 +97,7 @@ def test_one_row_per_epoch_per_trial_with_finite_losses(run_dir):
     df = pd.read_parquet(run_dir / "records.parquet")
     trial = ["method", "optimizer", "repetition", "trial"]
     assert df.groupby(trial).ngroups == len(BLACK_BOX) * 2 * 2 + len(ONLINE)
-    full = df[~df.method.isin(["asha", "controller"])].groupby(trial)
+    full = df[df.method != "controller"].groupby(trial)
     assert (full["epoch"].apply(list) == pd.Series([[1, 2, 3]] * full.ngroups,
                                                    index=full.size().index)).all()
     assert not df.duplicated([*trial, "epoch"]).any()
@@ -108,17 +106,8 @@ def test_one_row_per_epoch_per_trial_with_finite_losses(run_dir):
         (1, "search"), (2, "search"), (3, "search"), (4, "retrain"), (5, "retrain"),
         (6, "retrain")]
     assert df[["train_loss", "val_loss", "test_loss"]].map(math.isfinite).all().all()
-    assert set(df[df.method != "asha"]["status"]) == {"completed"}
+    assert set(df["status"]) == {"completed"} and set(df["scheduler"]) == {"fifo"}
     assert df["trial_id"].notna().all() and df["experiment_start"].notna().all()
-
-
-def test_asha_stops_trials_early_and_says_so(run_dir):
-    df = pd.read_parquet(run_dir / "records.parquet")
-    asha = df[df.method == "asha"].groupby(["optimizer", "repetition", "trial"]).agg(
-        epochs=("epoch", "max"), status=("status", "first"))
-    assert (asha["epochs"] <= 3).all() and (asha["epochs"] == 3).any()
-    assert ((asha["status"] == "stopped") == (asha["epochs"] < 3)).all()
-    assert set(asha["status"]) <= {"completed", "stopped"}
 
 
 def test_hyperparameters_recorded_and_moving_for_online_methods(run_dir):

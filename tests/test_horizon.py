@@ -115,3 +115,15 @@ def test_bad_horizons_get_one_line(two_runs, capsys, flags, expected):
     assert cli.main(["horizon", str(two_runs[0]), *flags]) == 2
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_search_under_a_scheduler_is_its_own_entry_and_never_truncated(tmp_path):
+    """random under asha stops trials by rungs that depend on the epoch budget: its first 4
+    epochs of a 10-epoch run are not its run at 4, while random under fifo's are."""
+    parts = rows("random", "fixed", 10) + [dict(r, scheduler="asha")
+                                           for r in rows("random", "fixed", 10)]
+    long = write_run(tmp_path / "long", parts, 10, ["random"])
+    tables = horizon.at_horizons([long], [4, 10])
+    assert set(tables[4]["method"]) == {"random"}
+    assert set(tables[10]["method"]) == {"random", "random · asha"}
+    assert len(tables[10]) == len(parts)

@@ -88,3 +88,20 @@ def test_one_entry_per_method_and_optimizer_family():
     s = report.summary(results.table(parts))
     assert list(zip(s["method"], s["optimizer"], strict=True)) == [("bb", "adam"),
                                                                     ("bb", "fixed")]
+
+
+def test_a_search_under_each_scheduler_is_an_entry_of_its_own():
+    """random under fifo keeps its name; under asha it is `random · asha`. Its repetition 0
+    under each scheduler is its own search: compute cumulates within each only."""
+    parts = [dict(r, optimizer="fixed", scheduler=s) for s in ("fifo", "asha")
+             for r in BLACK_BOX]
+    df = results.table(parts)
+    assert df.groupby("scheduler")["search_seconds"].max().to_dict() == {"asha": 6, "fifo": 6}
+    s = report.summary(df)
+    assert sorted(zip(s["method"], s["trials"], strict=True)) == [("bb", 3), ("bb · asha", 3)]
+    assert report.summary(report.entries(df)).equals(s)  # naming entries twice changes nothing
+    overhead = report.overhead_by_method({"experiments": [
+        {"task": "t", "method": "bb", "optimizer": "fixed", "scheduler": s,
+         "scheduling_overhead_per_trial": cost, "searcher_seconds_per_trial": 0.0}
+        for s, cost in (("fifo", 1.0), ("asha", 2.0))]})
+    assert overhead == {("t", "bb", "fixed"): (1.0, 0.0), ("t", "bb · asha", "fixed"): (2.0, 0.0)}

@@ -1,5 +1,6 @@
-"""Whole-suite scheduling: the multiplexing searcher's policy, caps and budgets; per-search ASHA;
-and one real Ray run where every experiment is in flight at once."""
+"""Whole-suite scheduling: the multiplexing searcher's policy, caps and budgets; per-search
+schedulers; one real Ray run where every experiment is in flight at once; and the conformance of
+every black-box search under every scheduler, through Ray."""
 
 import itertools
 import json
@@ -85,27 +86,65 @@ def test_searcher_state_covers_every_search(tmp_path):
     assert [b.suggest(i)["spec"] for i in ids] == [a.suggest(i)["spec"] for i in ids]
 
 
-def fake_trial(name, trial_id):
-    return SimpleNamespace(trial_id=trial_id, config={"spec": SimpleNamespace(experiment=name)})
+class FakeTrial:
+    """What Ray's schedulers read of a trial; hashable, as Hyperband keys its brackets by trial."""
+
+    def __init__(self, name, trial_id, status="RUNNING"):
+        self.trial_id, self.status, self.is_saving = trial_id, status, False
+        self.config = {"spec": SimpleNamespace(experiment=name)}
+
+    def __repr__(self):
+        return self.trial_id
+
+
+fake_trial = FakeTrial
 
 
 def test_asha_compares_trials_of_the_same_search_only():
-    exps = ex.plan(suite.build({"methods": ["asha"], "repetitions": 2, "epochs": 3,
-                                "options": {"asha": {"reduction_factor": 2}}}))
-    _, searcher = searcher_for({"methods": ["asha"], "repetitions": 2})
-    s = SuiteScheduler(searcher, {e.name: runner.asha(e) for e in exps})
+    values = {"methods": ["random"], "schedulers": ["asha"], "repetitions": 2, "epochs": 3,
+              "scheduler": {"asha": {"reduction_factor": 2}}}
+    exps, searcher = searcher_for(values)
+    s = SuiteScheduler(searcher, {e.name: e.scheduler.build() for e in exps})
     a, b = exps[0].name, exps[1].name
     good = [fake_trial(a, f"a{i}") for i in range(3)]
     bad = fake_trial(b, "b0")
     for t in [*good, bad]:
         s.on_trial_add(None, t)
-    result = lambda v: {"training_iteration": 1, "val_loss": v, "trial_start": 0.0}  # noqa
+    result = lambda v: {"epoch": 1, "val_loss": v, "trial_start": 0.0}  # noqa
     assert all(s.on_trial_result(None, t, result(0.1)) == TrialScheduler.CONTINUE for t in good)
     # The first trial of search b at the rung is compared with b's trials only: none yet.
     assert s.on_trial_result(None, bad, result(9.0)) == TrialScheduler.CONTINUE
     worse = fake_trial(a, "a9")
     s.on_trial_add(None, worse)
     assert s.on_trial_result(None, worse, result(9.0)) == TrialScheduler.STOP  # within a
+
+
+def test_hyperband_halves_and_resumes_within_its_own_search_only():
+    """Ray's HyperBandScheduler behind SuiteScheduler: eta 3 over 3 epochs puts a search's
+    trials 1-2 in a bracket that runs them to the end, trials 3-4 in one that keeps 1 of them
+    after epoch 1. Another search's paused trial is neither compared nor resumed."""
+    values = {"methods": ["random"], "schedulers": ["hyperband"], "repetitions": 2, "epochs": 3}
+    exps, searcher = searcher_for(values)
+    s = SuiteScheduler(searcher, {e.name: e.scheduler.build() for e in exps})
+    a = [FakeTrial(exps[0].name, f"a{i}") for i in range(4)]
+    b = [FakeTrial(exps[1].name, f"b{i}") for i in range(4)]
+    for t in [*a, *b]:
+        s.on_trial_add(None, t)
+    stopped = []
+    controller = SimpleNamespace(stop_trial=stopped.append)
+    result = lambda v: {"epoch": 1, "val_loss": v, "trial_start": 0.0}  # noqa
+    assert s.on_trial_result(controller, a[0], result(5.0)) == TrialScheduler.CONTINUE
+    assert s.on_trial_result(controller, a[2], result(0.5)) == TrialScheduler.PAUSE
+    a[2].status = "PAUSED"  # waits for a[3], its bracket's other trial
+    assert s.on_trial_result(controller, b[2], result(0.1)) == TrialScheduler.PAUSE
+    b[2].status = "PAUSED"
+    assert s.choose_trial_to_run(controller) is None  # nothing pending, nobody promoted
+    # a[3] is worse than a[2], and compared with it only (b[2] is better than both).
+    assert s.on_trial_result(controller, a[3], result(0.9)) == TrialScheduler.STOP
+    assert s.choose_trial_to_run(controller) is a[2]  # promoted; b[2] still waits
+    b[3].status = "PENDING"
+    assert s.choose_trial_to_run(controller) is b[3]  # pending trials first, in order added
+    assert stopped == []
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -130,10 +169,11 @@ def suite_run(tmp_path_factory):
     import ray
 
     tmp = tmp_path_factory.mktemp("sched")
+    # Black-box searches under asha; the online methods under fifo, as always.
     chosen = suite.build({"name": "sched", "tasks": ["digits"],
-                          "methods": ["optuna-tpe", "asha", "hd", "oho"], "repetitions": 2,
-                          "trials": 6, "epochs": 3, "out": str(tmp),
-                          "options": {"asha": {"reduction_factor": 2}}})
+                          "methods": ["optuna-tpe", "random", "hd", "oho"], "repetitions": 2,
+                          "trials": 6, "epochs": 3, "out": str(tmp), "schedulers": ["asha"],
+                          "scheduler": {"asha": {"reduction_factor": 2}}})
     ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
     try:
         began = time.time()
@@ -194,14 +234,16 @@ def test_per_search_cap_never_exceeded_and_table_complete(suite_run):
     trial = ["method", "optimizer", "repetition", "trial"]
     assert table.groupby(trial).ngroups == 2 * 6 + 2 * 6 + 2 + 2
     assert not table.duplicated([*trial, "epoch"]).any()
-    full = table[table.method != "asha"].groupby(trial)["epoch"].apply(sorted)
+    assert set(table[table.optimizer == "online"].scheduler) == {"fifo"}
+    full = table[table.scheduler == "fifo"].groupby(trial)["epoch"].apply(sorted)
     assert all(e == [1, 2, 3] for e in full)
-    asha = table[table.method == "asha"].groupby(["repetition", "trial"]).agg(
+    assert set(table[table.scheduler == "fifo"].status) == {"completed"}
+    asha = table[table.scheduler == "asha"].groupby(["method", "repetition", "trial"]).agg(
         epochs=("epoch", "max"), status=("status", "first"))
+    assert len(asha) == 2 * 2 * 6
     assert ((asha.status == "stopped") == (asha.epochs < 3)).all()
     # Per search, the first trial to reach the last rung is never stopped.
-    assert asha.groupby("repetition")["epochs"].max().eq(3).all()
-    assert set(table[table.method != "asha"].status) == {"completed"}
+    assert asha.groupby(["method", "repetition"])["epochs"].max().eq(3).all()
     online = table[(table.epoch == 1) & table.method.isin(["hd", "oho"])]
     assert online.groupby("repetition")["seed"].nunique().eq(1).all()  # still paired
 
@@ -230,3 +272,135 @@ def test_progress_counts_per_experiment_and_prints_plain_lines(capsys):
     bars.update(trials, force=True)
     assert [b.n for b in bars.bars] == [2, 1, 1, 0, 0] and len(bars.bars) == 1 + len(exps)
     bars.close()
+
+
+# --- every black-box search under every scheduler, through Ray -------------------------------
+
+SEARCHES = ["random", "optuna-tpe", "optuna-gp", "skopt-gp"]
+SCHEDULERS = ["fifo", "asha", "hyperband"]
+EPOCHS, TRIALS = 3, 4
+
+
+@pytest.fixture(scope="module")
+def conformance_run(tmp_path_factory):
+    """One suite: every search under every scheduler, one repetition each, and an online method
+    (which runs under fifo whatever the suite's schedulers). Hyperband with eta 3 over 3 epochs
+    puts trials 1-2 of a search in a bracket that runs them to the end and trials 3-4 in one
+    that keeps 1 of them after epoch 1 if both are in it by then (the suite's 52 trials are
+    proposed a few at a time, so that depends on timing)."""
+    import ray
+
+    tmp = tmp_path_factory.mktemp("conformance")
+    chosen = suite.build({"name": "conformance", "tasks": ["digits"],
+                          "methods": [*SEARCHES, "hd"], "schedulers": SCHEDULERS,
+                          "repetitions": 1, "trials": TRIALS, "epochs": EPOCHS,
+                          "out": str(tmp), "scheduler": {"asha": {"reduction_factor": 2}},
+                          "options": {"optuna-gp": {"n_startup_trials": 2, "fast": True},
+                                      "skopt-gp": {"n_initial_points": 2}}})
+    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
+    try:
+        run_dir = runner.run(chosen, mode="quiet")
+    finally:
+        ray.shutdown()
+    table = pd.read_parquet(run_dir / "records.parquet")
+    return run_dir, table, json.loads((run_dir / "run.json").read_text())
+
+
+def per_trial(table):
+    return table.groupby(["method", "scheduler", "trial"]).agg(
+        epochs=("epoch", list), last=("epoch", "max"), status=("status", "first"),
+        seconds=("train_seconds_cum", "max"))
+
+
+def test_every_search_under_every_scheduler_is_complete(conformance_run):
+    _, table, info = conformance_run
+    trials = per_trial(table[table.optimizer != "online"])
+    counts = trials.groupby(["method", "scheduler"]).size()
+    assert counts.to_dict() == {(m, s): TRIALS for m in SEARCHES for s in SCHEDULERS}
+    assert not table.duplicated(["method", "scheduler", "trial", "epoch"]).any()
+    assert all(e == list(range(1, len(e) + 1)) for e in trials.epochs)  # no gap, no repeat
+    assert ((trials.status == "stopped") == (trials["last"] < EPOCHS)).all()
+    assert set(trials.status) <= {"completed", "stopped"}
+    fifo = trials.xs("fifo", level="scheduler")
+    assert set(fifo.status) == {"completed"} and (fifo["last"] == EPOCHS).all()
+    # Stopped trials keep their records and their time, in the table and in run.json.
+    stopped = trials[trials.status == "stopped"]
+    assert len(stopped) and (stopped.seconds > 0).all()
+    assert {s for (_, s, _) in stopped.index} <= {"asha", "hyperband"}
+    assert "asha" in {s for (_, s, _) in stopped.index}  # 4 searches with 4 trials each
+    rows = {(e["method"], e["scheduler"]): e for e in info["experiments"]}
+    for (method, scheduler, trial), row in stopped.iterrows():
+        [summary] = [t for t in rows[(method, scheduler)]["trials"] if t["trial"] == trial]
+        assert summary["status"] == "stopped" and summary["epochs"] == row["last"]
+    # Hyperband's first bracket runs trials 1-2 to the end; the second stops at most one of
+    # trials 3-4, after epoch 1.
+    hyperband = trials.xs("hyperband", level="scheduler").reset_index()
+    assert (hyperband[hyperband.trial < 2]["last"] == EPOCHS).all()
+    late = hyperband[hyperband.trial >= 2].groupby("method")["last"].apply(sorted)
+    assert all(last in ([EPOCHS, EPOCHS], [1, EPOCHS]) for last in late)
+    assert set(table[table.method == "hd"].scheduler) == {"fifo"}
+
+
+def test_hyperband_pauses_stops_and_resumes_through_ray(tmp_path):
+    """One search under Hyperband, its 4 trials proposed at once: trials 3-4 share a bracket,
+    the first of them at epoch 1 is paused, and one of the two is stopped there. If the paused
+    one is promoted, it trains again from epoch 1 (no checkpoints yet): its records are those
+    of that run, and the lost epoch is in retry_seconds."""
+    import ray
+
+    chosen = suite.build({"name": "hyperband", "tasks": ["digits"], "methods": ["random"],
+                          "schedulers": ["hyperband"], "repetitions": 1, "trials": TRIALS,
+                          "epochs": EPOCHS, "out": str(tmp_path)})
+    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
+    try:
+        run_dir = runner.run(chosen, mode="quiet")
+    finally:
+        ray.shutdown()
+    table = pd.read_parquet(run_dir / "records.parquet")
+    trials = table.groupby("trial").agg(epochs=("epoch", list), status=("status", "first"),
+                                        retry=("retry_seconds", "max"),
+                                        start=("trial_start", "first"))
+    assert trials.epochs.tolist()[:2] == [[1, 2, 3]] * 2 and set(trials.status[:2]) == {
+        "completed"}
+    late = trials.iloc[2:]
+    [stopped] = late[late.status == "stopped"].index
+    [promoted] = late[late.status == "completed"].index
+    assert late.epochs[stopped] == [1] and late.epochs[promoted] == [1, 2, 3]
+    # Promoted after a pause exactly when it started (again) after the other's epoch 1.
+    rung = table[(table.trial == stopped) & (table.epoch == 1)].timestamp.iat[0]
+    assert (late.retry[promoted] > 0) == (late.start[promoted] > rung)
+    assert (trials.retry.drop(promoted) == 0).all()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert [t["status"] for t in info["experiments"][0]["trials"]] == list(trials.status)
+
+
+def test_a_scheduler_compares_the_trials_of_its_own_search_only(conformance_run):
+    """A trial stopped at epoch e was worse there than a trial of its own search: stopped by
+    its own search's rung, not by another search's trials. ASHA decides on the results it has,
+    so that trial reported epoch e first; Hyperband waits for its bracket."""
+    _, table, _ = conformance_run
+    black_box = table[table.optimizer != "online"]
+    trials = per_trial(black_box)
+    for (method, scheduler, trial), row in trials[trials.status == "stopped"].iterrows():
+        search = black_box[(black_box.method == method) & (black_box.scheduler == scheduler)]
+        at_rung = search[search.epoch == row["last"]].set_index("trial")
+        mine = at_rung.loc[trial]
+        better = at_rung[(at_rung.index != trial) & (at_rung.val_loss < mine.val_loss)]
+        if scheduler == "asha":
+            better = better[better.timestamp < mine.timestamp]
+        assert len(better), (method, scheduler, trial)
+
+
+def test_the_report_names_each_search_under_each_scheduler(conformance_run, capsys):
+    from bench import report
+    from bench.cli import print_report
+
+    run_dir, table, _ = conformance_run
+    summary = report.summary(table)
+    names = {m if s == "fifo" else f"{m} · {s}" for m in SEARCHES for s in SCHEDULERS}
+    assert set(summary.method) == names | {"hd"}  # fifo entries are named as before
+    assert (summary.trials[summary.method != "hd"] == TRIALS).all()
+    print_report(run_dir, None)  # what `ohobench run` and `ohobench report` print and write
+    assert "optuna-gp · hyperband" in capsys.readouterr().out
+    shown = (run_dir / "summary.md").read_text()
+    assert "| optuna-tpe · asha | fixed |" in shown and "| skopt-gp · hyperband | fixed |" in shown

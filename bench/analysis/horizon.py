@@ -36,8 +36,8 @@ def truncatable(method: str, optimizer: str) -> bool:
 
     try:
         free = methods.get(method).horizon_free
-    except ConfigError:  # a plugin not installed here: not known to be free
-        return False
+    except ConfigError:  # a plugin not installed here, or a search under a scheduler
+        return False  # (`random · asha`, whose rungs depend on the epochs): not known free
     return free and optimizer in HORIZON_FREE_FAMILIES
 
 
@@ -66,6 +66,7 @@ def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int]
     loaded = []
     for d in run_dirs:
         df, info = runs.read(str(d))
+        df = report.entries(df)  # a search under each scheduler is an entry of its own
         loaded.append((str(d), run_epochs(info.get("suite", {}), df), df))
     out = {}
     for h in horizons:

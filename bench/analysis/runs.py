@@ -9,7 +9,8 @@ Runs are refused (ConfigError, one line naming the runs) when they
   a second copy is the same experiment again, not a new sample, so it is refused rather than
   renumbered.
 A method whose options differ between runs (e.g. oho, and oho with groups = 2) becomes one
-entry per variant: `oho` for no options, else `oho[groups=2]`.
+entry per variant: `oho` for no options, else `oho[groups=2]`. A search under a scheduler other
+than fifo is an entry of its own, `optuna-tpe · asha` (bench.report.entries).
 """
 
 from __future__ import annotations
@@ -57,10 +58,9 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
     frames, options, overhead = [], {}, {}
     for n, (df, info) in loaded.items():
         label = labels[n]
-        frames.append(df.assign(method=df["method"].replace(label), run=n))
+        frames.append(report.entries(df.assign(method=df["method"].replace(label), run=n)))
         options.update({label.get(m, m): o for m, o in suites[n].get("options", {}).items()})
-        overhead.update({(t, label.get(m, m), o): v for (t, m, o), v
-                         in report.overhead_by_method(info).items()})
+        overhead.update(report.overhead_by_method(info, label))
     check_duplicates(frames)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return df, {"runs": names, "targets": targets, "options": options, "overhead": overhead}
