@@ -139,6 +139,12 @@ class SuiteScheduler(FIFOScheduler):
         # Trials not ended, in the order added: FIFO without scanning every trial of the run.
         self.queue: dict[str, Any] = {}
 
+    def __setstate__(self, state: dict) -> None:
+        """Restored from a run snapshotted before Hyperband (ASHA and fifo only): no
+        scheduler of it chooses its own trials."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("choosers", [])
+
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # each experiment's scheduler has its own metric and mode
 

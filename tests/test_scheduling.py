@@ -119,6 +119,21 @@ def test_asha_compares_trials_of_the_same_search_only():
     assert s.on_trial_result(None, worse, result(9.0)) == TrialScheduler.STOP  # within a
 
 
+def test_a_scheduler_snapshotted_before_hyperband_still_restores():
+    """A run snapshotted by an older ohobench (its SuiteScheduler had no `choosers`) resumes:
+    --resume of the MNIST study across that change relies on it."""
+    values = {"methods": ["random"], "schedulers": ["asha"], "repetitions": 1, "epochs": 3}
+    exps, searcher = searcher_for(values)
+    s = SuiteScheduler(searcher, {e.name: e.scheduler.build() for e in exps})
+    state = dict(s.__dict__)
+    del state["choosers"]
+    old = SuiteScheduler.__new__(SuiteScheduler)
+    old.__setstate__(state)
+    trial = FakeTrial(exps[0].name, "t0", status="PENDING")
+    old.on_trial_add(None, trial)
+    assert old.choosers == [] and old.choose_trial_to_run(None) is trial
+
+
 def test_hyperband_halves_and_resumes_within_its_own_search_only():
     """Ray's HyperBandScheduler behind SuiteScheduler: eta 3 over 3 epochs puts a search's
     trials 1-2 in a bracket that runs them to the end, trials 3-4 in one that keeps 1 of them
