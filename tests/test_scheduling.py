@@ -179,24 +179,28 @@ def test_bad_concurrency_gets_one_line_and_exit_2(capsys, tmp_path, argv, expect
 SLOTS = 8  # logical CPUs: more than a model-based search's cap of 4, so the cap is what binds
 
 
-@pytest.fixture(scope="module")
-def suite_run(tmp_path_factory):
+def run_on_local_ray(chosen) -> tuple:
+    """Run a suite on a fresh local Ray of SLOTS logical CPUs: (run dir, seconds it took)."""
     import ray
 
+    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
+    try:
+        began = time.time()
+        run_dir = runner.run(chosen, mode="quiet")
+        return run_dir, time.time() - began
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def suite_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sched")
     # Black-box searches under asha; the online methods under fifo, as always.
     chosen = suite.build({"name": "sched", "tasks": ["digits"],
                           "methods": ["optuna-tpe", "random", "hd", "oho"], "repetitions": 2,
                           "trials": 6, "epochs": 3, "out": str(tmp), "schedulers": ["asha"],
                           "scheduler": {"asha": {"reduction_factor": 2}}})
-    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
-    try:
-        began = time.time()
-        run_dir = runner.run(chosen, mode="quiet")
-        elapsed = time.time() - began
-    finally:
-        ray.shutdown()
-    return run_dir, elapsed
+    return run_on_local_ray(chosen)
 
 
 def intervals(run_dir):
@@ -303,7 +307,6 @@ def conformance_run(tmp_path_factory):
     puts trials 1-2 of a search in a bracket that runs them to the end and trials 3-4 in one
     that keeps 1 of them after epoch 1 if both are in it by then (the suite's 52 trials are
     proposed a few at a time, so that depends on timing)."""
-    import ray
 
     tmp = tmp_path_factory.mktemp("conformance")
     chosen = suite.build({"name": "conformance", "tasks": ["digits"],
@@ -312,11 +315,7 @@ def conformance_run(tmp_path_factory):
                           "out": str(tmp), "scheduler": {"asha": {"reduction_factor": 2}},
                           "options": {"optuna-gp": {"n_startup_trials": 2, "fast": True},
                                       "skopt-gp": {"n_initial_points": 2}}})
-    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
-    try:
-        run_dir = runner.run(chosen, mode="quiet")
-    finally:
-        ray.shutdown()
+    run_dir, _ = run_on_local_ray(chosen)
     table = pd.read_parquet(run_dir / "records.parquet")
     return run_dir, table, json.loads((run_dir / "run.json").read_text())
 
@@ -361,16 +360,11 @@ def test_hyperband_pauses_stops_and_resumes_through_ray(tmp_path):
     the first of them at epoch 1 is paused, and one of the two is stopped there. If the paused
     one is promoted, it trains again from epoch 1 (no checkpoints yet): its records are those
     of that run, and the lost epoch is in retry_seconds."""
-    import ray
 
     chosen = suite.build({"name": "hyperband", "tasks": ["digits"], "methods": ["random"],
                           "schedulers": ["hyperband"], "repetitions": 1, "trials": TRIALS,
                           "epochs": EPOCHS, "out": str(tmp_path)})
-    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False)
-    try:
-        run_dir = runner.run(chosen, mode="quiet")
-    finally:
-        ray.shutdown()
+    run_dir, _ = run_on_local_ray(chosen)
     table = pd.read_parquet(run_dir / "records.parquet")
     trials = table.groupby("trial").agg(epochs=("epoch", list), status=("status", "first"),
                                         retry=("retry_seconds", "max"),
