@@ -317,7 +317,7 @@ def cmd_horizon(args: argparse.Namespace) -> None:
     if missing:
         raise ConfigError(f"no run of at least {missing[0]} epochs among the runs given; "
                           "each budget needs a run of that many epochs or more")
-    table = horizon.horizon_table(tables, horizon.method_kinds(tables))
+    table = horizon.horizon_table(tables)
     out = Path(args.out or args.run_dirs[0])
     writable(out, out)
     results.write_csv(table, out / "horizon.csv")

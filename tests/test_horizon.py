@@ -85,7 +85,7 @@ def test_budgets_come_from_own_runs_or_exact_truncations(two_runs):
 
 def test_horizon_table_reference_and_ratios(two_runs):
     tables = horizon.at_horizons(list(two_runs), [4, 10])
-    table = horizon.horizon_table(tables, horizon.method_kinds(tables))
+    table = horizon.horizon_table(tables)
     at4 = table[table["epochs"] == 4].set_index("method")
     # 4 epochs: skopt-gp's best trial (2 of 3) ends at 1/12 + 0.01, below random's 1/8 + 0.01
     assert at4.loc["skopt-gp", "test_median"] == pytest.approx(1 / 12 + 0.01)

@@ -25,9 +25,11 @@ import pandas as pd
 from bench import report, results
 from bench.analysis import runs, stats
 from bench.analysis.figkit import entry_label
+from bench.analysis.targets import best_black_box
 from bench.errors import ConfigError
+from bench.experiment import ONLINE
 
-HORIZON_FREE_FAMILIES = ("fixed", "adam", "online")  # schedules that never read the run length
+HORIZON_FREE_FAMILIES = ("fixed", "adam", ONLINE)  # schedules that never read the run length
 
 
 def truncatable(method: str, optimizer: str) -> bool:
@@ -88,35 +90,30 @@ def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int]
     return out
 
 
-def horizon_table(tables: dict[int, pd.DataFrame], kinds: dict[str, str]) -> pd.DataFrame:
+def horizon_table(tables: dict[int, pd.DataFrame]) -> pd.DataFrame:
     """One row per (budget, entry): final test loss (median, its bootstrap 95% CI, quartiles),
-    the budget's target and reference, and time-to-target. `kinds`: method -> 'online' or
-    'black-box'."""
+    the budget's target and reference (`targets.best_black_box`), and time-to-target."""
     rows = []
     for h, df in sorted(tables.items()):
         reps = report.repetitions(df)
-        dist = stats.distribution(reps)
-        black_box = dist[dist["method"].map(kinds) == "black-box"]
-        if black_box.empty:
+        ref = best_black_box(reps)
+        if ref is None:
             raise ConfigError(f"at {h} epochs no black-box entry to compare with")
-        ref = black_box.loc[black_box["median"].idxmin()]
-        target = float(ref["median"])
+        dist = stats.distribution(reps).set_index(["method", "optimizer"])
+        target = float(dist.loc[ref, "median"])
         ttt = stats.entry_times(stats.time_to_target(df, target))
-        ref_s = float(ttt.loc[(ttt["method"] == ref["method"])
-                              & (ttt["optimizer"] == ref["optimizer"]),
-                              "seconds_to_target"].iloc[0])
-        merged = dist.merge(ttt, on=stats.ENTRY)
+        ref_s = float(ttt.set_index(["method", "optimizer"]).loc[ref, "seconds_to_target"])
+        merged = dist.reset_index().merge(ttt, on=stats.ENTRY)
         sources = df.groupby(stats.ENTRY)["source"].first()
         for r in merged.itertuples(index=False):
             secs = float(r.seconds_to_target)
             rows.append({
                 "epochs": h, "task": r.task, "method": r.method, "optimizer": r.optimizer,
-                "kind": kinds.get(r.method, "?"), "reps": int(r.reps),
+                "kind": "online" if r.optimizer == ONLINE else "black-box", "reps": int(r.reps),
                 "test_median": r.median, "ci_lo": r.median_lo, "ci_hi": r.median_hi,
                 "q25": r.q25, "q75": r.q75, "target": target,
-                "reference": report_label(ref["method"], ref["optimizer"]),
-                "reached": f"{int(r.reached)}/{int(r.reps)}", "ttt_median_s": secs,
-                "trials_to_target": float(r.trials_to_target),
+                "reference": report_label(*ref), "reached": f"{int(r.reached)}/{int(r.reps)}",
+                "ttt_median_s": secs, "trials_to_target": float(r.trials_to_target),
                 "ttt_ratio": ratio(secs, ref_s),
                 "source": sources[(r.task, r.method, r.optimizer)]})
     return pd.DataFrame(rows)
@@ -130,14 +127,6 @@ def ratio(seconds: float, reference: float) -> float:
 
 def report_label(method: str, optimizer: str) -> str:
     return entry_label(method, optimizer).replace("\n", " ")
-
-
-def method_kinds(tables: dict[int, pd.DataFrame]) -> dict[str, str]:
-    """method -> 'online' or 'black-box', from the records (online trials' family is
-    `online`)."""
-    both = pd.concat([t[["method", "optimizer"]] for t in tables.values()]).drop_duplicates()
-    return {m: "online" if (g["optimizer"] == "online").all() else "black-box"
-            for m, g in both.groupby("method")}
 
 
 def displayed(table: pd.DataFrame) -> pd.DataFrame:

@@ -18,26 +18,27 @@ import pandas as pd
 
 from bench import report
 from bench.analysis import stats
+from bench.experiment import ONLINE
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 PAPER_METHOD = "oho"  # the paper's time-to-target figure: the level one OHO run reaches
 
 
-def best_black_box(reps: pd.DataFrame, online: set[str]) -> tuple[str, str] | None:
-    """(method, optimizer) of the black-box entry with the lowest median final test loss."""
-    bb = reps[~reps["method"].isin(online)]
+def best_black_box(reps: pd.DataFrame) -> tuple[str, str] | None:
+    """(method, optimizer) of the black-box entry (its family is not ONLINE) with the lowest
+    median final test loss, over `report.repetitions` rows."""
+    bb = reps[reps["optimizer"] != ONLINE]
     if bb.empty:
         return None
     medians = bb.groupby(["method", "optimizer"])["final_test_loss"].median()
     return medians.idxmin() if medians.notna().any() else None
 
 
-def sweep_targets(reps: pd.DataFrame, online: set[str],
-                  quantiles: Sequence[float] = QUANTILES) -> dict[str, float]:
+def sweep_targets(reps: pd.DataFrame, quantiles: Sequence[float] = QUANTILES) -> dict[str, float]:
     """Label -> target: `q=0.25` ... for the quantiles of the best black-box entry's final
     test losses, and `paper` for global OHO's median when the table has it."""
     out = {}
-    best = best_black_box(reps, online)
+    best = best_black_box(reps)
     if best is not None:
         losses = reps.loc[(reps["method"] == best[0]) & (reps["optimizer"] == best[1]),
                           "final_test_loss"].astype(float)
@@ -52,11 +53,10 @@ def sweep_targets(reps: pd.DataFrame, online: set[str],
 def target_sweep(df: pd.DataFrame, quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
     """One row per (task, target, entry): the target, how many repetitions reached it, and
     the median compute seconds and trials to it (inf: fewer than half reached it)."""
-    online = set(df.loc[df["optimizer"] == "online", "method"])
     rows = []
     for task, g in df.groupby("task", sort=False):
         reps = report.repetitions(g)
-        for label, target in sweep_targets(reps, online, quantiles).items():
+        for label, target in sweep_targets(reps, quantiles).items():
             times = stats.entry_times(stats.time_to_target(g, target))
             for r in times.itertuples(index=False):
                 rows.append({"task": task, "target_label": label, "target": target,
