@@ -164,9 +164,10 @@ def chance_loss(task: Task, y: Tensor) -> float:
     """The loss of the best constant prediction on targets `y`: log class frequencies as
     logits (the label entropy, under cross-entropy), or the mean target (regression)."""
     if task.classification:
+        y = y.cpu()  # once per trial: on the CPU, whatever the device
         freq = torch.bincount(y).to(torch.float64) / len(y)
         logits = freq.clamp_min(1e-12).log().expand(len(y), -1)
-        return float(task.loss(logits, y.cpu()))
+        return float(task.loss(logits, y))
     return float(task.loss(y.mean(0, keepdim=True).expand_as(y), y))
 
 

@@ -40,7 +40,7 @@ COUNTERS = ("influence_resets", "jump_resets", "skipped_hypersteps", "clipped_hy
 
 
 def trial_config(task: str, method: str, rep: int, epochs: int, options: dict,
-                 suite_seed: int, data_dir: str | None) -> dict:
+                 suite_seed: int, data_dir: str | None, device: str = "cpu") -> dict:
     """The config `ohobench run` gives repetition `rep` of an online method."""
     import methods
     from bench import tasks
@@ -56,7 +56,7 @@ def trial_config(task: str, method: str, rep: int, epochs: int, options: dict,
     search = m.search(space, derive_seed(suite_seed, task, "init", rep), 1, opts)
     return {"task": task, "method": method, "hparams": search.suggest(),
             "seed": derive_seed(suite_seed, task, "model", rep, 0), "epochs": epochs,
-            "data_seed": suite_seed, "device": "cpu", "options": options, "repetition": rep,
+            "data_seed": suite_seed, "device": device, "options": options, "repetition": rep,
             "data_dir": data_dir}
 
 
@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the suite seed")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", type=Path, default=None, help="JSON lines; reruns skip done trials")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where the trials train (cuda: --workers processes share the GPU)")
     ap.add_argument("--report", action="store_true", help="print what --out holds; run nothing")
     ap.add_argument("--data-dir", default=None, help="default: ../shared/data/mnist linked in "
                     "torchvision's layout when there, else $OHOBENCH_DATA or ./data")
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace, data_dir: str | None) -> None:
     options = dict(kv.split("=", 1) for kv in args.option)
     options = {k: parse_value(v) for k, v in options.items()}
     configs = [trial_config(args.task, args.method, r, args.epochs, options, args.seed,
-                            data_dir) for r in (args.reps or range(args.inits))]
+                            data_dir, args.device) for r in (args.reps or range(args.inits))]
 
     done: list[dict] = []
     if args.out and args.out.exists():
@@ -145,7 +147,8 @@ def run(args: argparse.Namespace, data_dir: str | None) -> None:
     todo = [] if args.report else [
         c for c in configs if c["repetition"] not in {d["repetition"] for d in done}]
     print(f"{args.task} · {args.method} {options or ''}: {args.inits} inits x {args.epochs} "
-          f"epochs, {len(done)} done, {len(todo)} to run on {args.workers} workers", flush=True)
+          f"epochs, {len(done)} done, {len(todo)} to run on {args.workers} workers "
+          f"({args.device})", flush=True)
     with mp.get_context("spawn").Pool(args.workers) as pool:
         for run in pool.imap_unordered(run_one, todo):
             done.append(run)

@@ -21,14 +21,15 @@ def tiny_mlp(act: str) -> nn.Module:
     return nn.Sequential(nn.Linear(3, 5), a(), nn.Linear(5, 4), a(), nn.Linear(4, 2)).double()
 
 
-def problem(act: str, steps: int, batch: int = 8, seed: int = 1):
-    """A tiny model, its initial parameters, `steps` training batches and one validation batch."""
-    model = tiny_mlp(act)
+def problem(act: str, steps: int, batch: int = 8, seed: int = 1, device: str = "cpu"):
+    """A tiny model, its initial parameters, `steps` training batches and one validation batch,
+    on `device` (drawn on the CPU, so every device gets the same numbers)."""
+    model = tiny_mlp(act).to(device)
     gen = torch.Generator().manual_seed(seed)
 
     def draw():
-        return (torch.randn(batch, 3, generator=gen, dtype=torch.float64),
-                torch.randint(0, 2, (batch,), generator=gen))
+        return (torch.randn(batch, 3, generator=gen, dtype=torch.float64).to(device),
+                torch.randint(0, 2, (batch,), generator=gen).to(device))
 
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
     return model, params, [draw() for _ in range(steps)], draw()
@@ -85,7 +86,8 @@ def unrolled_val_loss(model, params, batches, val_batch, lr, wd, momentum, group
 def true_hypergradients(model, params, batches, val_batch, hypers: dict[str, list[float]],
                         group_of, window_start: int = 0) -> dict[str, list[float]]:
     """d E_val(w_T) / d(each per-group hyperparameter), by autodiff of the unrolled run."""
-    tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+    device = next(iter(params.values())).device
+    tensors = {k: torch.tensor(v, dtype=torch.float64, device=device, requires_grad=True)
                for k, v in hypers.items()}
     value, _ = unrolled_val_loss(model, params, batches, val_batch, tensors["lr"], tensors["wd"],
                                  tensors.get("momentum"), group_of, window_start)
@@ -98,11 +100,12 @@ def shared_hypergradients(model, params, batches, val_batch, hypers: dict[str, l
     """The shared influence's objective, by autodiff of the unrolled run: for each kind, shift
     every group's value by one scalar alpha; the (kind, g) hypergradient is d/dalpha of
     <grad E_val(w_T), w_T(alpha)> over group g's tensors, the gradient held fixed."""
+    device = next(iter(params.values())).device
     out = {}
     for kind in hypers:
-        alpha = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        tensors = {k: torch.tensor(v, dtype=torch.float64) + (alpha if k == kind else 0)
-                   for k, v in hypers.items()}
+        alpha = torch.zeros((), dtype=torch.float64, device=device, requires_grad=True)
+        tensors = {k: torch.tensor(v, dtype=torch.float64, device=device)
+                   + (alpha if k == kind else 0) for k, v in hypers.items()}
         value, w = unrolled_val_loss(model, params, batches, val_batch, tensors["lr"],
                                      tensors["wd"], tensors.get("momentum"), group_of)
         val_grads = torch.autograd.grad(value, w, retain_graph=True)
