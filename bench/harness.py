@@ -128,16 +128,29 @@ class Trainee:
         """Training loss with N(0, noise[layer]^2) added to the input of each named layer.
         The hooks that add it are installed on first use, so other rules never run them."""
         if self._noise_gen is None:
-            device = next(self.model.parameters()).device
-            self._noise_gen = torch.Generator(device).manual_seed(self._noise_seed)
-            for name, module in self.model.named_modules():
-                if any(True for _ in module.parameters(recurse=False)):
-                    module.register_forward_pre_hook(self._noise_hook(name))
+            self._install_noise()
         self._noise = noise
         try:
             return self.loss(params, batch)
         finally:
             self._noise = {}
+
+    def _install_noise(self) -> None:
+        device = next(self.model.parameters()).device
+        self._noise_gen = torch.Generator(device).manual_seed(self._noise_seed)
+        for name, module in self.model.named_modules():
+            if any(True for _ in module.parameters(recurse=False)):
+                module.register_forward_pre_hook(self._noise_hook(name))
+
+    def noise_state(self) -> Tensor | None:
+        """The noise generator's state; None while no noise was ever drawn."""
+        return None if self._noise_gen is None else self._noise_gen.get_state()
+
+    def set_noise_state(self, saved: Tensor | None) -> None:
+        if saved is not None:
+            if self._noise_gen is None:
+                self._install_noise()
+            self._noise_gen.set_state(saved)
 
     def val_loss(self, params: Params, batch: Batch) -> Tensor:
         return self.task.loss(self.outputs(params, batch[0], False), batch[1])
@@ -186,10 +199,30 @@ class CollapseWatch:
         return self.streak >= COLLAPSE_EPOCHS
 
 
+@dataclass
+class TrainState:
+    """Everything `train` needs to continue after an epoch exactly as if it had not stopped:
+    the same records follow, bit for bit on a CPU. Tensors are the live ones (see `train`)."""
+
+    epoch: int  # epochs done
+    step: int
+    train_seconds: float  # training seconds so far
+    params: Params
+    buffers: dict[str, Tensor]  # the model's (e.g. batch-norm statistics)
+    rule_state: Any  # rule.state_dict(state)
+    rngs: dict[str, Tensor | None]  # generator states: batch order, validation batches, ...
+    collapse: CollapseWatch
+    records: list[Record]
+
+
 def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Splits,
-          spec: TrainSpec, report: Callable[[Record], None] | None = None) -> list[Record]:
+          spec: TrainSpec, report: Callable[[Record], None] | None = None,
+          checkpoint: Callable[[TrainState], None] | None = None,
+          resume: TrainState | None = None) -> list[Record]:
     """Train one model with `rule`; one record per epoch. Ends early, flagged, on divergence
-    (a non-finite loss) or collapse (COLLAPSE_EPOCHS)."""
+    (a non-finite loss) or collapse (COLLAPSE_EPOCHS). `checkpoint` gets the complete state
+    at the end of every epoch, after `report` got the epoch's record; it must save it before
+    it returns (its tensors go on training). `resume`: such a state, to continue from."""
     device = spec.device
     model = make_model(task, spec.seed, device, spec.dtype, hparams)
     # The model's hyperparameters are recorded whatever the rule reports (hp_<name>).
@@ -220,10 +253,33 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
     records: list[Record] = []
     train_total = 0.0
     collapse = CollapseWatch(chance_loss(task, y))
+    gens = {"batch": batch_gen, "val": val_gen, "augment": aug_gen}
+
+    def rng_states() -> dict[str, Tensor | None]:
+        return {**{k: g.get_state() for k, g in gens.items() if g is not None},
+                "noise": trainee.noise_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+    if resume is not None:
+        with torch.no_grad():
+            for name, p in [*params.items(), *trainee.buffers.items()]:
+                p.copy_({**resume.params, **resume.buffers}[name])
+        state = rule.load_state_dict(state, resume.rule_state)
+        for k, g in gens.items():
+            if g is not None:
+                g.set_state(resume.rngs[k])
+        trainee.set_noise_state(resume.rngs["noise"])
+        torch.set_rng_state(resume.rngs["torch"])
+        if resume.rngs.get("cuda") is not None:
+            torch.cuda.set_rng_state(resume.rngs["cuda"], device)
+        ctx.step, train_total = resume.step, resume.train_seconds
+        collapse, records = resume.collapse, list(resume.records)
+        if records and (records[-1]["diverged"] or records[-1]["collapsed"]):
+            return records  # it had ended
     x_eval, y_eval = train_eval_split(x, y, spec.train_eval_size)
     eval_on = {"train": (x_eval, y_eval), "val": (splits.x_val, splits.y_val),
                "test": (splits.x_test, splits.y_test)}
-    for epoch in range(1, spec.epochs + 1):
+    for epoch in range(len(records) + 1, spec.epochs + 1):
         ctx.epoch = epoch
         sync(device)
         start = time.perf_counter()
@@ -266,6 +322,9 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
         records.append(record)
         if report is not None:
             report(record)
+        if checkpoint is not None:
+            checkpoint(TrainState(epoch, ctx.step, train_total, params, trainee.buffers,
+                                  rule.state_dict(state), rng_states(), collapse, records))
         if diverged or collapsed:
             break
     return records

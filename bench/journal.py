@@ -8,8 +8,11 @@ Events, one per line:
 - {"event": "start", "time": t}: when the experiment's first trial started (the earliest such
   event counts; a resumed run may add later ones);
 - {"event": "result", "trial": i, "record": {...}} for each epoch; an epoch-1 result starts a
-  new attempt of trial i and drops the records of its earlier one;
-- {"event": "recover", "trial": i, "error": "..."} when Ray retries trial i after it failed;
+  new attempt of trial i and drops the records of its earlier one; a result for an epoch
+  trial i had already reported continues it from an earlier checkpoint (a restored driver's
+  snapshot can be older than the journal) and drops its records from that epoch on;
+- {"event": "recover", "trial": i, "error": "...", "time": t} when Ray retries trial i after
+  it failed at time t (the attempt then continues from its latest checkpoint, if any);
 - {"event": "end", "trial": i, "summary": {...}} when trial i has ended (completed, stopped,
   diverged or errored), or was cut short by an interruption (status "interrupted": it has not
   ended, and a resumed run trains it again);
@@ -80,6 +83,7 @@ def read(path: Path) -> Journal:
     journal = Journal()
     if not path.exists():
         return journal
+    partial: dict[int, float] = {}  # trial -> seconds into the epoch its failed attempt was
     for line in path.read_text().splitlines():
         try:
             event = json.loads(line)
@@ -89,15 +93,21 @@ def read(path: Path) -> Journal:
         if event.get("event") == "start":  # the earliest trial start journaled
             journal.start = min(event["time"], journal.start or event["time"])
         elif event.get("event") == "result":
-            record = event["record"]
-            if record.get("epoch") == 1 or i in journal.summaries:  # a new attempt
-                earlier = journal.records.get(i, [])
+            record, earlier = event["record"], journal.records.get(i, [])
+            epoch = record.get("epoch", 0)
+            lost = partial.pop(i, 0.0)  # of an attempt that failed mid-epoch
+            if epoch == 1 or i in journal.summaries:  # a new attempt
                 if earlier and earlier[0].get("trial_start") != record.get("trial_start"):
-                    journal.lost_seconds[i] = journal.lost_seconds.get(i, 0.0) + max(
-                        r.get("train_seconds_cum", 0.0) for r in earlier)  # not a replay
+                    lost += max(r.get("train_seconds_cum", 0.0) for r in earlier)  # no replay
                 journal.records[i] = []
                 journal.summaries.pop(i, None)
-                journal.interrupted.discard(i)
+            elif earlier and epoch <= earlier[-1].get("epoch", 0):  # from an older checkpoint
+                lost += sum(r.get("train_seconds", 0.0) for r in earlier
+                            if r.get("epoch", 0) >= epoch)
+                journal.records[i] = [r for r in earlier if r.get("epoch", 0) < epoch]
+            if lost:
+                journal.lost_seconds[i] = journal.lost_seconds.get(i, 0.0) + lost
+            journal.interrupted.discard(i)
             journal.records.setdefault(i, []).append(record)
         elif event.get("event") == "searcher":
             journal.searcher_seconds += event["seconds"]
@@ -107,6 +117,9 @@ def read(path: Path) -> Journal:
             journal.retried, journal.earlier_search_errors = True, list(event["errors"])
         elif event.get("event") == "recover":
             journal.failures.setdefault(i, []).append(event["error"])
+            last = journal.records.get(i, [])[-1:]
+            if last and "time" in event and "timestamp" in last[0]:  # the epoch it was in
+                partial[i] = max(0.0, event["time"] - last[0]["timestamp"])
         elif event.get("event") == "end" and event["summary"].get("status") == INTERRUPTED:
             journal.interrupted.add(i)
         elif event.get("event") == "end":

@@ -186,7 +186,7 @@ class RecordCollector(Callback):
         error = error_line(trial)
         self.failures[trial.trial_id] = self.failures.get(trial.trial_id, 0) + 1
         journal.append(self.path(trial), {"event": "recover", "trial": trial.config["spec"].trial,
-                                          "error": error}, durable=True)
+                                          "error": error, "time": time.time()}, durable=True)
         self.last.pop(trial.trial_id, None)
         self.view.line(f"  [{self.labels[trial.config['spec'].experiment]}] trial "
                        f"{trial.config['spec'].trial} raised ({error}); retrying, attempt "

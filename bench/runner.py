@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from bench import journal, results
+from bench import checkpoints, journal, results
 from bench.errors import ConfigError, RunInterrupted
 from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRENT: API)
     MODEL_BASED_CONCURRENT,
@@ -229,8 +229,21 @@ def finish_run(run_dir: Path, info: dict, experiments: list[Experiment], earlier
     results.write_table(results.table(rows), run_dir)
     info["finished"] = time.time()
     info["scheduling"] = utilization(info)
+    info["checkpoints"] = drop_checkpoints(info["storage"])
     results.write_json(info, run_dir / results.RUN_JSON)
     print(scheduling_line(info["scheduling"]), flush=True)  # a summary: even with --quiet
+
+
+def drop_checkpoints(storage: str) -> dict:
+    """A finished run's trial checkpoints (one per trial, its latest epoch) serve nothing
+    more: their size, then they are removed from local storage (remote storage keeps them)."""
+    if "://" in storage:
+        return {"bytes": None, "removed": False}
+    found = list(Path(storage).rglob(checkpoints.FILE))
+    size = sum(p.stat().st_size for p in found)
+    for path in found:
+        path.unlink(missing_ok=True)
+    return {"bytes": size, "trials": len(found), "removed": True}
 
 
 def say(mode: str) -> Callable[[str], None]:
@@ -294,7 +307,10 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
                 name=tune_name, storage_path=storage, verbose=0,
                 callbacks=[RecordCollector(run_dir / "journal", experiments, mode),
                            *callbacks],
-                failure_config=tune.FailureConfig(max_failures=suite.max_failures)))
+                failure_config=tune.FailureConfig(max_failures=suite.max_failures),
+                # Each trial's latest epoch only (bench/checkpoints.py): what a restarted
+                # attempt continues from.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     tuner.fit()
 
 

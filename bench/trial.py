@@ -48,11 +48,16 @@ def trial_config(config: TrialConfig | Mapping[str, Any]) -> TrialConfig:
 
 def run_trial(config: TrialConfig | Mapping[str, Any],
               report: Callable[[dict], None] | None = None,
-              splits: tasks.Splits | None = None) -> list[dict]:
+              splits: tasks.Splits | None = None,
+              checkpoint: Callable[[dict], None] | None = None,
+              resume: Mapping[str, Any] | None = None) -> list[dict]:
     """Run one trial. Every record carries the trial's identity and its start time. `splits`
-    replaces the task's data (bench.estimate times trials on a slice of it)."""
+    replaces the task's data (bench.estimate times trials on a slice of it). `checkpoint`
+    gets the trial's complete state after each epoch's record (bench/checkpoints.py), and
+    `resume` is such a state to continue from: the records that follow are the ones an
+    uninterrupted trial would have reported."""
     cfg = trial_config(config)
-    started = time.time()
+    started = time.time() if resume is None else resume["trial_start"]
     # Weights decaying toward zero (a collapsing trial) hit denormal floats, which made CPU
     # epochs up to 20x slower; flushed to zero, they cost nothing. Per process, like threads.
     torch.set_flush_denormal(True)
@@ -86,7 +91,19 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
         if report is not None:
             report(record)
 
-    records = harness.train(task, rule, cfg.hparams, splits, spec, tagged)
+    def saver(first: list[dict] | None) -> Callable[[harness.TrainState], None] | None:
+        if checkpoint is None:
+            return None
+        return lambda state: checkpoint({"phase": "retrain" if first else "search",
+                                         "first": first, "trial_start": started,
+                                         "train": state})
+
+    in_retrain = resume is not None and resume["phase"] == "retrain"
+    if in_retrain:
+        records = resume["first"]
+    else:
+        records = harness.train(task, rule, cfg.hparams, splits, spec, tagged, saver(None),
+                                None if resume is None else resume["train"])
     if follow_up is None or records[-1]["diverged"] or records[-1]["collapsed"]:
         return records
     # The second phase continues the trial's epochs, steps and training seconds: the method
@@ -99,7 +116,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
             record[k] += last[k]
         tagged(record)
 
-    return records + harness.train(task, rule, hparams, splits, spec, continued)
+    return records + harness.train(task, rule, hparams, splits, spec, continued,
+                                   saver(records), resume["train"] if in_retrain else None)
 
 
 def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None) -> None:
@@ -107,8 +125,16 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
     nested so Ray's own keys cannot clash; `trial_start` also travels on top, for the
     scheduler's time budgets. `replay` holds the trials a resumed run had finished before it
     was interrupted (bench/journal.py), keyed by (experiment, trial): a trial found there with
-    the same seed and hyperparameters reports its kept records again instead of training."""
+    the same seed and hyperparameters reports its kept records again instead of training.
+    Every epoch's record goes to Tune with the trial's checkpoint; a trial Tune restarts (its
+    worker died, the driver resumed, a scheduler paused it) continues from the latest one."""
+    import tempfile
+    from pathlib import Path
+
     import ray
+    from ray import tune
+
+    from bench import checkpoints
 
     spec: TrialConfig = config["spec"]
     node_id = ray.get_runtime_context().get_node_id()
@@ -117,15 +143,28 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
         for record in kept["records"]:  # as first recorded, node included
             report(dict(record), replayed=True)
         return
-    run_trial(spec, report=lambda r: report(dict(r, node_id=node_id)))
+    resume = None
+    if (saved := tune.get_checkpoint()) is not None:
+        with saved.as_directory() as folder:
+            resume = checkpoints.load(Path(folder), resolve_device(spec.device))
+    pending: list[dict] = []  # the epoch's record, reported with the checkpoint that follows
+
+    def save(state: dict) -> None:
+        with tempfile.TemporaryDirectory(prefix="ohobench-ckpt-") as folder:
+            checkpoints.save(Path(folder), state)
+            report(pending.pop(), checkpoint=tune.Checkpoint.from_directory(folder))
+
+    run_trial(spec, report=lambda r: pending.append(dict(r, node_id=node_id)), checkpoint=save,
+              resume=resume)
 
 
-def report(record: dict, replayed: bool = False) -> None:
-    """One epoch's record to Ray Tune; `epoch` on top is what schedulers count rungs in
-    (bench.schedulers.TIME_ATTR)."""
+def report(record: dict, replayed: bool = False, checkpoint=None) -> None:
+    """One epoch's record to Ray Tune, with the trial's checkpoint if given; `epoch` on top is
+    what schedulers count rungs in (bench.schedulers.TIME_ATTR)."""
     from ray import tune
 
     tune.report({"val_loss": record["val_loss"], "epoch": record["epoch"],
                  "diverged": record["diverged"],
                  "collapsed": record.get("collapsed", False),
-                 "trial_start": record["trial_start"], "record": record, "replayed": replayed})
+                 "trial_start": record["trial_start"], "record": record, "replayed": replayed},
+                checkpoint=checkpoint)

@@ -118,6 +118,17 @@ class UpdateRule(ABC):
         (e.g. the child a controller would choose); None: the task's model."""
         return None
 
+    def state_dict(self, state: Any) -> Any:
+        """What a checkpoint keeps of `state` (saved with torch.save, loaded with pickle):
+        by default the state itself. Override when it holds what pickle cannot keep as is: a
+        torch.optim optimizer bound to the parameters, a torch.Generator."""
+        return state
+
+    def load_state_dict(self, state: Any, saved: Any) -> Any:
+        """`state`, fresh from `init` on the restored parameters, continued from `saved` (what
+        `state_dict` returned). By default `saved` replaces it."""
+        return saved
+
 
 @dataclass(frozen=True)
 class Options:

@@ -29,6 +29,7 @@ chosen child from scratch with fixed hyperparameters (the hysteresis check of th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -184,6 +185,7 @@ class PolicySample:
     log_prob: Tensor  # log pi(sample), with graph
     entropy: Tensor  # H(pi), with graph
     reparam: Tensor  # mean + std eps, with graph (equals values)
+    eps: Tensor  # the standard normal draw
 
 
 class Policy(nn.Module):
@@ -222,20 +224,26 @@ class Policy(nn.Module):
         return arch, arch + (self.log_std + HALF_LOG_2PI_E).sum()
 
     def sample(self, gen: torch.Generator) -> PolicySample:
+        with torch.no_grad():
+            _, logits = self.logits()
+            choices = [int(torch.multinomial(F.log_softmax(lg, -1).exp(), 1, generator=gen))
+                       for lg in logits]
+        eps = torch.randn(self.log_std.shape, generator=gen, dtype=self.log_std.dtype)
+        return self.score(choices, eps)
+
+    def score(self, choices: list[int], eps: Tensor) -> PolicySample:
+        """The sample drawn as (`choices`, standard normal `eps`), with its graph through the
+        policy's current parameters (a checkpoint keeps only the draws)."""
         h, logits = self.logits()
-        choices, log_prob = [], 0.0
-        for lg in logits:
-            logp = F.log_softmax(lg, -1)
-            c = int(torch.multinomial(logp.detach().exp(), 1, generator=gen))
-            choices.append(c)
-            log_prob = log_prob + logp[c]
+        log_prob = 0.0
+        for lg, c in zip(logits, choices, strict=True):
+            log_prob = log_prob + F.log_softmax(lg, -1)[c]
         mean, std = self.mean(h, choices), self.log_std.exp()
-        eps = torch.randn(mean.shape, generator=gen, dtype=mean.dtype)
         reparam = mean + std * eps
         values = reparam.detach()
         log_prob = log_prob + (-0.5 * ((values - mean) / std) ** 2 - self.log_std
                                - 0.5 * math.log(2 * math.pi)).sum()
-        return PolicySample(choices, values, log_prob, self.entropies(logits)[1], reparam)
+        return PolicySample(choices, values, log_prob, self.entropies(logits)[1], reparam, eps)
 
     @torch.no_grad()
     def mode(self) -> tuple[list[int], Tensor]:
@@ -428,6 +436,17 @@ class ControllerRule(UpdateRule):
 
     def evaluator(self, state: ControllerState) -> Callable[[Params, Tensor], Tensor]:
         return child_forward(state.net, self.mode(state))
+
+    def state_dict(self, state: ControllerState) -> ControllerState:
+        # A Generator won't pickle, nor would a sample's graph into the policy: keep the draws.
+        sample = state.sample and (state.sample.choices, state.sample.eps)
+        return dataclasses.replace(state, gen=state.gen.get_state(), sample=sample)
+
+    def load_state_dict(self, state: ControllerState, saved: ControllerState
+                        ) -> ControllerState:
+        sample = saved.sample and saved.policy.score(*saved.sample)
+        return dataclasses.replace(saved, gen=torch.Generator().set_state(saved.gen),
+                                   sample=sample)
 
 
 def child_forward(net: Supernet, choice: Choice) -> Callable[[Params, Tensor], Tensor]:

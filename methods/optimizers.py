@@ -133,6 +133,15 @@ class FamilyRule(UpdateRule):
         state.optimizer.step()
         return state, params
 
+    def state_dict(self, state: FamilyState) -> dict:
+        # The optimizer's own dict: pickling it would copy the weights it updates in place.
+        return {"optimizer": state.optimizer.state_dict(), "epoch": state.epoch, "lr": state.lr}
+
+    def load_state_dict(self, state: FamilyState, saved: dict) -> FamilyState:
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.epoch, state.lr = saved["epoch"], saved["lr"]
+        return state
+
     def hparams(self, state: FamilyState) -> dict[str, float]:
         """The lr used in the latest epoch, then the fixed values."""
         fixed = {k: v if isinstance(v, str) else float(v) for k, v in state.hparams.items()}

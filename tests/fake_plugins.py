@@ -63,14 +63,20 @@ class Flaky(SGD):
         attempt = int(marker.read_text()) + 1 if marker.exists() else 1
         marker.write_text(str(attempt))
         state.fail = attempt <= self.options.fail_attempts
+        self.epochs = None  # with pid_dir: a file listing the epochs this attempt trains
         if self.options.pid_dir:
             pid = pathlib.Path(self.options.pid_dir) / f"pid-{hparams['lr']}-attempt{attempt}"
             pid.write_text(str(os.getpid()))
+            self.epochs = pid.with_name(f"epochs-{hparams['lr']}-attempt{attempt}")
         return state
 
     def step(self, state, params, batch, ctx):
         if state.fail and ctx.epoch == 2:
             raise RuntimeError("flaky plugin: injected failure")
+        if self.epochs is not None and ctx.epoch != getattr(self, "epoch", None):
+            self.epoch = ctx.epoch
+            with self.epochs.open("a") as fh:
+                fh.write(f"{ctx.epoch}\\n")
         time.sleep(self.options.step_sleep)
         return super().step(state, params, batch, ctx)
 

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from bench import cli, journal, runner, suite
+from bench import checkpoints, cli, journal, runner, suite
 from bench.space import LogUniform
 from methods import get as get_method
 from methods.base import TrialOutcome, TrialStatus, parse_options
@@ -159,11 +160,13 @@ def finish(proc, timeout=600):
     return open(proc.log).read()
 
 
-def wait_for(condition, timeout=300, what=""):
+def wait_for(condition, timeout=300, what="", proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended before {what}: " + open(proc.log).read()[-2000:])
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -237,35 +240,55 @@ def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_on
                            TrialOutcome(TrialStatus.COMPLETED, last.loc[i, "val_loss"]))
 
 
-def test_a_trial_whose_worker_is_killed_is_retried_and_its_attempts_recorded(tmp_path):
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    (tmp_path / "markers").mkdir()
-    (tmp_path / "suite.toml").write_text(f"""
+def flaky_suite(tmp_path, name: str) -> Path:
+    for sub in ("pids", "markers"):
+        (tmp_path / name / sub).mkdir(parents=True)
+    path = tmp_path / name / "suite.toml"
+    path.write_text(f"""
 tasks = ["digits"]
 methods = ["flaky"]
 repetitions = 1
 epochs = 3
 max_failures = 1
 [options.flaky]
-marker_dir = "{tmp_path / 'markers'}"
+marker_dir = "{tmp_path / name / 'markers'}"
 fail_attempts = 0
-pid_dir = "{pids}"
+pid_dir = "{tmp_path / name / 'pids'}"
 step_sleep = 0.02
 """)
-    proc = start_cli(tmp_path, "--suite", str(tmp_path / "suite.toml"))
-    wait_for(lambda: any(pids.glob("*attempt1")), what="the trial's worker to start")
-    time.sleep(1.0)  # mid-epoch
-    os.kill(int(next(pids.glob("*attempt1")).read_text()), signal.SIGKILL)
+    return path
+
+
+def test_a_trial_whose_worker_is_killed_continues_from_its_checkpoint(tmp_path):
+    """SIGKILL of the worker in epoch 2: the retried attempt trains epochs 2 and 3 only, from
+    the checkpoint of epoch 1, and the records equal those of an uninterrupted run."""
+    suite_file = flaky_suite(tmp_path, "killed")
+    pids = suite_file.parent / "pids"
+    proc = start_cli(tmp_path, "--suite", str(suite_file))
+    epochs = lambda n: [int(e) for e in next(pids.glob(f"epochs-*attempt{n}")).read_text().split()]  # noqa
+    wait_for(lambda: any(pids.glob("epochs-*attempt1")) and 2 in epochs(1),
+             what="the trial's second epoch", proc=proc)
+    time.sleep(0.3)  # mid-epoch
+    os.kill(int(next(pids.glob("pid-*attempt1")).read_text()), signal.SIGKILL)
     out = finish(proc)
     assert "retrying, attempt 2" in out
+    assert epochs(1)[:2] == [1, 2] and epochs(2) == [2, 3]
     run_dir = next((tmp_path / "results").iterdir())
-    trial = json.loads((run_dir / "run.json").read_text())["experiments"][0]["trials"][0]
+    info = json.loads((run_dir / "run.json").read_text())
+    trial = info["experiments"][0]["trials"][0]
     assert trial["status"] == "completed" and trial["attempts"] == 2
     assert len(trial["failed_attempts"]) == 1 and trial["failed_attempts"][0]
+    assert info["checkpoints"]["trials"] == 1 and info["checkpoints"]["bytes"] > 0
+    assert not list((run_dir / "ray").rglob(checkpoints.FILE))  # dropped once finished
     df = pd.read_parquet(run_dir / "records.parquet")
     assert sorted(df.epoch) == [1, 2, 3] and df.trial_start.nunique() == 1
-    assert any(pids.glob("*attempt2"))
+    assert 0 < df.retry_seconds.iloc[0] < df.train_seconds_cum.max()  # the lost partial epoch
+
+    finish(start_cli(tmp_path / "again", "--suite", str(flaky_suite(tmp_path, "again"))))
+    again = pd.read_parquet(next((tmp_path / "again" / "results").iterdir()) / "records.parquet")
+    losses = ["train_loss", "val_loss", "test_loss", "hp_lr"]
+    pd.testing.assert_frame_equal(df.sort_values("epoch")[losses].reset_index(drop=True),
+                                  again.sort_values("epoch")[losses].reset_index(drop=True))
 
 
 def test_a_search_that_raises_ends_its_own_experiment_and_a_resume_starts_it_over(tmp_path):

@@ -1,0 +1,82 @@
+"""A trial continued from its checkpoint reports exactly what an uninterrupted trial reports.
+
+bench/checkpoints.py, harness.TrainState and the rules' state_dict hooks, checked without Ray:
+a trial saves a checkpoint after every epoch (written to disk and read back, as Ray carries
+it); a second run continues from the one after epoch 2. Every record field but wall-clock
+timings must be equal, bit for bit, on the CPU.
+"""
+
+import pytest
+
+from bench import checkpoints
+from bench.trial import run_trial
+
+EPOCHS = 4
+RESUME_AFTER = 2
+TIMINGS = {"timestamp", "train_seconds", "train_seconds_cum", "eval_seconds", "trial_start"}
+
+
+def config(method: str, **extra) -> dict:
+    return {"task": "digits", "method": method, "hparams": {"lr": 0.05, "wd": 1e-4},
+            "seed": 5, "epochs": EPOCHS, "device": "cpu", **extra}
+
+
+def comparable(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
+
+
+def saved_each_epoch(cfg: dict, tmp_path) -> tuple[list[dict], list[dict]]:
+    """Run `cfg` with checkpoints; (its records, every checkpoint as read back from disk)."""
+    kept = []
+
+    def save(state: dict) -> None:
+        folder = tmp_path / f"ckpt{len(kept)}"
+        folder.mkdir()
+        checkpoints.save(folder, state)
+        kept.append(checkpoints.load(folder))
+
+    return run_trial(cfg, checkpoint=save), kept
+
+
+@pytest.mark.parametrize("method,extra", [
+    ("random", {"optimizer": "fixed"}), ("random", {"optimizer": "adam"}),
+    ("random", {"optimizer": "cosine"}), ("oho", {}), ("oho-layerwise", {}), ("t1t2", {}),
+    ("hd", {}), ("rtho", {}), ("marthe", {}), ("trho", {}), ("controller", {})])
+def test_a_trial_continued_from_its_checkpoint_reports_what_an_uninterrupted_one_does(
+        method, extra, tmp_path):
+    cfg = config(method, **extra)
+    uninterrupted = run_trial(cfg)
+    with_checkpoints, saved = saved_each_epoch(cfg, tmp_path)
+    assert comparable(with_checkpoints) == comparable(uninterrupted)  # saving changes nothing
+    assert len(saved) == EPOCHS
+    reported = []
+    continued = run_trial(cfg, report=reported.append, resume=saved[RESUME_AFTER - 1])
+    assert comparable(continued) == comparable(uninterrupted)
+    assert [r["epoch"] for r in reported] == list(range(RESUME_AFTER + 1, EPOCHS + 1))
+    assert comparable(reported) == comparable(uninterrupted[RESUME_AFTER:])
+    # The continued trial keeps its start and adds its training seconds to the saved ones.
+    assert {r["trial_start"] for r in continued} == {with_checkpoints[0]["trial_start"]}
+    assert continued[-1]["train_seconds_cum"] > saved[RESUME_AFTER - 1]["train"].train_seconds
+
+
+def test_a_follow_up_phase_continues_from_its_own_checkpoint(tmp_path):
+    """controller with retrain: the second phase (the chosen child trained from scratch)
+    continues from a checkpoint taken inside it, the first phase's records kept."""
+    cfg = config("controller", options={"retrain": True})
+    uninterrupted = run_trial(cfg)
+    assert len(uninterrupted) == 2 * EPOCHS
+    _, saved = saved_each_epoch(cfg, tmp_path)
+    inside = saved[EPOCHS + RESUME_AFTER - 1]
+    assert inside["phase"] == "retrain" and len(inside["first"]) == EPOCHS
+    reported = []
+    continued = run_trial(cfg, report=reported.append, resume=inside)
+    assert comparable(continued) == comparable(uninterrupted)
+    assert [r["epoch"] for r in reported] == list(range(EPOCHS + RESUME_AFTER + 1,
+                                                       2 * EPOCHS + 1))
+
+
+def test_checkpoint_files_are_written_atomically(tmp_path):
+    path = checkpoints.save(tmp_path, {"x": 1})
+    assert path.name == checkpoints.FILE and not list(tmp_path.glob("*.partial"))
+    assert checkpoints.load(tmp_path) == {"x": 1}
+    assert checkpoints.folder_bytes(tmp_path) == path.stat().st_size
