@@ -221,8 +221,9 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
           resume: TrainState | None = None) -> list[Record]:
     """Train one model with `rule`; one record per epoch. Ends early, flagged, on divergence
     (a non-finite loss) or collapse (COLLAPSE_EPOCHS). `checkpoint` gets the complete state
-    at the end of every epoch, after `report` got the epoch's record; it must save it before
-    it returns (its tensors go on training). `resume`: such a state, to continue from."""
+    at the end of every epoch but the last, after `report` got the epoch's record; it must
+    save it before it returns (its tensors go on training). `resume`: such a state, to
+    continue from."""
     device = spec.device
     model = make_model(task, spec.seed, device, spec.dtype, hparams)
     # The model's hyperparameters are recorded whatever the rule reports (hp_<name>).
@@ -322,7 +323,7 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
         records.append(record)
         if report is not None:
             report(record)
-        if checkpoint is not None:
+        if checkpoint is not None and epoch < spec.epochs and not (diverged or collapsed):
             checkpoint(TrainState(epoch, ctx.step, train_total, params, trainee.buffers,
                                   rule.state_dict(state), rng_states(), collapse, records))
         if diverged or collapsed:

@@ -156,6 +156,8 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
 
     run_trial(spec, report=lambda r: pending.append(dict(r, node_id=node_id)), checkpoint=save,
               resume=resume)
+    for record in pending:  # a trial's last epoch: no checkpoint, the trial has ended
+        report(record)
 
 
 def report(record: dict, replayed: bool = False, checkpoint=None) -> None:

@@ -48,7 +48,7 @@ def test_a_trial_continued_from_its_checkpoint_reports_what_an_uninterrupted_one
     uninterrupted = run_trial(cfg)
     with_checkpoints, saved = saved_each_epoch(cfg, tmp_path)
     assert comparable(with_checkpoints) == comparable(uninterrupted)  # saving changes nothing
-    assert len(saved) == EPOCHS
+    assert len(saved) == EPOCHS - 1  # none after the last epoch: the trial has ended
     reported = []
     continued = run_trial(cfg, report=reported.append, resume=saved[RESUME_AFTER - 1])
     assert comparable(continued) == comparable(uninterrupted)
@@ -66,7 +66,7 @@ def test_a_follow_up_phase_continues_from_its_own_checkpoint(tmp_path):
     uninterrupted = run_trial(cfg)
     assert len(uninterrupted) == 2 * EPOCHS
     _, saved = saved_each_epoch(cfg, tmp_path)
-    inside = saved[EPOCHS + RESUME_AFTER - 1]
+    inside = saved[EPOCHS - 1 + RESUME_AFTER - 1]  # the first phase's last epoch saved none
     assert inside["phase"] == "retrain" and len(inside["first"]) == EPOCHS
     reported = []
     continued = run_trial(cfg, report=reported.append, resume=inside)
