@@ -1,8 +1,8 @@
 """A trial continued from its checkpoint reports exactly what an uninterrupted trial reports.
 
 bench/checkpoints.py, harness.TrainState and the rules' state_dict hooks, checked without Ray:
-a trial saves a checkpoint after every epoch (written to disk and read back, as Ray carries
-it); a second run continues from the one after epoch 2. Every record field but wall-clock
+a trial saves a checkpoint after every epoch but its last (written to disk and read back, as
+Ray carries it); a second run continues from the one after epoch 2. Every record field but wall-clock
 timings must be equal, bit for bit, on the CPU.
 """
 

@@ -64,6 +64,25 @@ def test_journal_counts_the_time_of_failed_attempts_but_not_of_replays(tmp_path)
     assert [r["retry_seconds"] for r in journal.read(path).ended_records()] == [3.0]
 
 
+def test_journal_continues_an_attempt_from_its_checkpoint(tmp_path):
+    """A retried attempt that continues from a checkpoint keeps the records before it and
+    counts as lost only the partial epoch it died in; one restored from an older checkpoint
+    (a driver's snapshot behind the journal) drops the epochs it trains again, and counts them."""
+    path = tmp_path / "j.jsonl"
+    epoch = lambda t, e, v=1: record(t, e, v=v, trial_start=1.0, timestamp=10.0 * e,  # noqa
+                                     train_seconds=2.0, train_seconds_cum=2.0 * e)
+    for e in [epoch(0, 1), epoch(0, 2), {"event": "recover", "trial": 0, "error": "killed",
+                                         "time": 23.5},
+              epoch(0, 3), end(0),  # continued from epoch 2: 3.5 s of epoch 3 lost
+              epoch(1, 1), epoch(1, 2), epoch(1, 3),  # then the driver died
+              epoch(1, 2, v=2), epoch(1, 3, v=2), end(1)]:  # restored from epoch 1
+        journal.append(path, e)
+    kept = journal.read(path)
+    assert [r["epoch"] for r in kept.records[0]] == [1, 2, 3]
+    assert [(r["epoch"], r["v"]) for r in kept.records[1]] == [(1, 1), (2, 2), (3, 2)]
+    assert kept.lost_seconds == {0: 3.5, 1: 4.0}
+
+
 def test_the_searchers_time_is_journaled_per_call_and_summed(tmp_path):
     from bench.ray_adapter import SearchAdapter
 
