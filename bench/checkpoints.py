@@ -27,9 +27,11 @@ def save(folder: Path, checkpoint: dict[str, Any]) -> Path:
     return path
 
 
-def load(folder: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """What `save` wrote, its tensors on `device`. Our own file, so pickle is trusted here."""
-    return torch.load(Path(folder) / FILE, map_location=device, weights_only=False)
+def load(folder: Path) -> dict[str, Any]:
+    """What `save` wrote, each tensor on the device it was saved from: the model's on the
+    trial's device, random generator states and a controller's policy on the CPU (Ray shows a
+    trial its GPUs as cuda:0 onward, wherever it runs). Our own file: pickle is trusted."""
+    return torch.load(Path(folder) / FILE, weights_only=False)
 
 
 def folder_bytes(root: Path) -> int:

@@ -146,7 +146,7 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
     resume = None
     if (saved := tune.get_checkpoint()) is not None:
         with saved.as_directory() as folder:
-            resume = checkpoints.load(Path(folder), resolve_device(spec.device))
+            resume = checkpoints.load(Path(folder))
     pending: list[dict] = []  # the epoch's record, reported with the checkpoint that follows
 
     def save(state: dict) -> None:

@@ -115,3 +115,27 @@ def test_amp_trains_a_black_box_trial_on_cuda():
     records = run_trial({"task": "mnist-cnn", "method": "random", "hparams": {"lr": 0.05},
                          "seed": 0, "epochs": 1, "amp": True, "device": "cuda"}, splits=splits)
     assert records[0]["device"].startswith("cuda") and np.isfinite(records[0]["test_loss"])
+
+
+@pytest.mark.parametrize("method", ["random", "oho", "t1t2", "controller"])
+def test_a_trial_on_the_device_continues_from_its_checkpoint(method, tmp_path):
+    """Saved on the device and read back: the model's tensors come back there, the generators'
+    states and the controller's policy on the CPU, and the continued run follows the first."""
+    from bench import checkpoints
+
+    config = {"task": "digits", "method": method, "hparams": {"lr": 0.05, "wd": 1e-4},
+              "seed": 3, "epochs": 3, "device": DEVICE}
+    saved = []
+
+    def save(state):
+        checkpoints.save(tmp_path, state)
+        saved.append(checkpoints.load(tmp_path))
+
+    first = run_trial(config, checkpoint=save)
+    state = saved[0]["train"]
+    assert {p.device.type for p in state.params.values()} == {DEVICE}
+    assert state.rngs["batch"].device.type == "cpu"
+    continued = run_trial(config, resume=saved[0])
+    for a, b in zip(first, continued, strict=True):
+        for k in ["train_loss", "val_loss", "test_loss"] + [k for k in a if k.startswith("hp_")]:
+            assert a[k] == pytest.approx(b[k], rel=1e-6), k
