@@ -138,7 +138,15 @@ class FamilyRule(UpdateRule):
         return {"optimizer": state.optimizer.state_dict(), "epoch": state.epoch, "lr": state.lr}
 
     def load_state_dict(self, state: FamilyState, saved: dict) -> FamilyState:
+        """The saved optimizer state (momentum buffers, Adam's moments) under this trial's own
+        hyperparameters: the same as saved when a trial continues itself; a trial continued
+        from another's checkpoint (population-based training's exploit) trains on with its own
+        wd, momentum and betas, and its own lr from the next epoch."""
+        fresh = [{k: v for k, v in g.items() if k != "params"}
+                 for g in state.optimizer.param_groups]
         state.optimizer.load_state_dict(saved["optimizer"])
+        for group, own in zip(state.optimizer.param_groups, fresh, strict=True):
+            group.update({k: v for k, v in own.items() if k != "lr"})
         state.epoch, state.lr = saved["epoch"], saved["lr"]
         return state
 

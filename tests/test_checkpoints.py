@@ -80,3 +80,39 @@ def test_checkpoint_files_are_written_atomically(tmp_path):
     assert path.name == checkpoints.FILE and not list(tmp_path.glob("*.partial"))
     assert checkpoints.load(tmp_path) == {"x": 1}
     assert checkpoints.folder_bytes(tmp_path) == path.stat().st_size
+
+
+def test_a_trial_continued_from_another_trains_with_its_own_hyperparameters(tmp_path):
+    """Continuing from a checkpoint of a trial with other hyperparameters (what PBT's exploit
+    does) keeps the weights and the optimizer's buffers and trains on with this trial's own
+    lr, wd and momentum from the next epoch."""
+    other = config("random", optimizer="fixed", hparams={"lr": 0.05, "wd": 1e-4,
+                                                         "momentum": 0.5})
+    _, saved = saved_each_epoch(other, tmp_path)
+    mine = dict(other, hparams={"lr": 0.2, "wd": 1e-3, "momentum": 0.9})
+    continued = run_trial(mine, resume=saved[RESUME_AFTER - 1])
+    assert [r["hp_lr"] for r in continued] == [0.05] * RESUME_AFTER + [0.2] * (
+        EPOCHS - RESUME_AFTER)
+    assert continued[-1]["hp_wd"] == 1e-3 and continued[-1]["hp_momentum"] == 0.9
+    plain = run_trial(other)
+    assert continued[RESUME_AFTER]["train_loss"] != plain[RESUME_AFTER]["train_loss"]
+
+
+def test_an_optimizer_family_loads_saved_buffers_under_its_own_hyperparameters():
+    import torch
+
+    from methods.optimizers import FamilyRule, get
+
+    rule = FamilyRule(get("fixed"), EPOCHS)
+    weights = {"w": torch.ones(3, requires_grad=True)}
+    saved_state = rule.init(weights, {"lr": 0.05, "wd": 1e-4, "momentum": 0.5})
+    weights["w"].grad = torch.full((3,), 2.0)
+    saved_state.optimizer.step()
+    saved = rule.state_dict(saved_state)
+    fresh = {"w": torch.ones(3, requires_grad=True)}
+    state = rule.load_state_dict(rule.init(fresh, {"lr": 0.2, "wd": 1e-3, "momentum": 0.9}),
+                                 saved)
+    group = state.optimizer.param_groups[0]
+    assert (group["weight_decay"], group["momentum"]) == (1e-3, 0.9)
+    buffer = state.optimizer.state[fresh["w"]]["momentum_buffer"]
+    assert torch.equal(buffer, saved_state.optimizer.state[weights["w"]]["momentum_buffer"])
