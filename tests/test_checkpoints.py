@@ -2,8 +2,8 @@
 
 bench/checkpoints.py, harness.TrainState and the rules' state_dict hooks, checked without Ray:
 a trial saves a checkpoint after every epoch but its last (written to disk and read back, as
-Ray carries it); a second run continues from the one after epoch 2. Every record field but wall-clock
-timings must be equal, bit for bit, on the CPU.
+Ray carries it); a second run continues from the one after epoch 2. Every record field but
+wall-clock timings must be equal, bit for bit, on the CPU.
 """
 
 import pytest
