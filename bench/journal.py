@@ -65,9 +65,9 @@ class Journal:
 
     def ended_records(self) -> list[dict]:
         """Records of the trials that ended, each with `retry_seconds`: the training seconds
-        its trial spent in earlier attempts, which the search paid for too."""
-        return [dict(r, retry_seconds=self.lost_seconds.get(i, 0.0))
-                for i in sorted(self.summaries) for r in self.records.get(i, [])]
+        its trial had lost to failed attempts before that record (the search paid for them
+        too). A record from before a failure that its trial continued after has none."""
+        return [dict(r) for i in sorted(self.summaries) for r in self.records.get(i, [])]
 
     def trials(self) -> list[dict]:
         return [self.summaries[i] for i in sorted(self.summaries)]
@@ -108,7 +108,8 @@ def read(path: Path) -> Journal:
             if lost:
                 journal.lost_seconds[i] = journal.lost_seconds.get(i, 0.0) + lost
             journal.interrupted.discard(i)
-            journal.records.setdefault(i, []).append(record)
+            journal.records.setdefault(i, []).append(
+                dict(record, retry_seconds=journal.lost_seconds.get(i, 0.0)))
         elif event.get("event") == "searcher":
             journal.searcher_seconds += event["seconds"]
         elif event.get("event") == "search_error":

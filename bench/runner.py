@@ -37,6 +37,7 @@ from bench.suite import Suite, check_address, check_paths
 # The Ray Tune experiment of a run, under its storage path; "suite-retryN" hold the searches
 # that a resume started over (round N).
 TUNE_NAME = "suite"
+CHECKPOINTS_KEPT = 2  # per trial, while it runs (Ray's CheckpointConfig.num_to_keep)
 
 
 def run_dir_for(suite: Suite) -> Path:
@@ -235,7 +236,7 @@ def finish_run(run_dir: Path, info: dict, experiments: list[Experiment], earlier
 
 
 def drop_checkpoints(storage: str) -> dict:
-    """A finished run's trial checkpoints (one per trial, its latest epoch) serve nothing
+    """A finished run's trial checkpoints (each trial's latest CHECKPOINTS_KEPT) serve nothing
     more: their size, then they are removed from local storage (remote storage keeps them)."""
     if "://" in storage:
         return {"bytes": None, "removed": False}
@@ -243,7 +244,7 @@ def drop_checkpoints(storage: str) -> dict:
     size = sum(p.stat().st_size for p in found)
     for path in found:
         path.unlink(missing_ok=True)
-    return {"bytes": size, "trials": len(found), "removed": True}
+    return {"bytes": size, "files": len(found), "removed": True}
 
 
 def say(mode: str) -> Callable[[str], None]:
@@ -284,6 +285,8 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots(suite))
     os.environ[PROGRESS_ENV] = mode  # read by RecordCollector, also when restored from a pickle
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Those snapshots come often when epochs are short, and Tune would warn on every one.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # The journals are the records: no per-trial result.json, progress.csv, TensorBoard files.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     path = f"{storage.rstrip('/')}/{tune_name}"
@@ -308,9 +311,11 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
                 callbacks=[RecordCollector(run_dir / "journal", experiments, mode),
                            *callbacks],
                 failure_config=tune.FailureConfig(max_failures=suite.max_failures),
-                # Each trial's latest epoch only (bench/checkpoints.py): what a restarted
-                # attempt continues from.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+                # Each trial's latest epochs only (bench/checkpoints.py): what a restarted
+                # attempt continues from. Tune snapshots the experiment whenever a trial has
+                # saved num_to_keep checkpoints since the last snapshot; 2 halves those
+                # snapshots against 1, for one more checkpoint per trial on disk.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)))
     tuner.fit()
 
 
@@ -337,7 +342,7 @@ def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[di
             "earlier_search_errors": ended.earlier_search_errors,  # of rounds started over
             "start": start, "end": end, "wall_seconds": wall,
             "scheduling_overhead_per_trial": (overhead_per_trial(start, end, trials)
-                                              if start is not None else math.nan),
+                                              if None not in (start, end) else math.nan),
             "searcher_seconds_per_trial": (ended.searcher_seconds / len(trials) if trials
                                            else math.nan),
             "trials": trials}, records

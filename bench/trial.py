@@ -147,17 +147,22 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
     if (saved := tune.get_checkpoint()) is not None:
         with saved.as_directory() as folder:
             resume = checkpoints.load(Path(folder))
-    pending: list[dict] = []  # the epoch's record, reported with the checkpoint that follows
+    # Records wait for the checkpoint that follows them; a phase's last epoch has none.
+    pending: list[dict] = []
+
+    def flush(checkpoint=None) -> None:
+        for i, record in enumerate(pending, 1):
+            report(record, checkpoint=checkpoint if i == len(pending) else None)
+        pending.clear()
 
     def save(state: dict) -> None:
         with tempfile.TemporaryDirectory(prefix="ohobench-ckpt-") as folder:
             checkpoints.save(Path(folder), state)
-            report(pending.pop(), checkpoint=tune.Checkpoint.from_directory(folder))
+            flush(tune.Checkpoint.from_directory(folder))
 
     run_trial(spec, report=lambda r: pending.append(dict(r, node_id=node_id)), checkpoint=save,
               resume=resume)
-    for record in pending:  # a trial's last epoch: no checkpoint, the trial has ended
-        report(record)
+    flush()
 
 
 def report(record: dict, replayed: bool = False, checkpoint=None) -> None:

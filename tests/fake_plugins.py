@@ -62,7 +62,7 @@ class Flaky(SGD):
         marker = pathlib.Path(self.options.marker_dir) / f"attempts-{hparams['lr']}"
         attempt = int(marker.read_text()) + 1 if marker.exists() else 1
         marker.write_text(str(attempt))
-        state.fail = attempt <= self.options.fail_attempts
+        self.fail = attempt <= self.options.fail_attempts  # not state: a retry restores that
         self.epochs = None  # with pid_dir: a file listing the epochs this attempt trains
         if self.options.pid_dir:
             pid = pathlib.Path(self.options.pid_dir) / f"pid-{hparams['lr']}-attempt{attempt}"
@@ -71,7 +71,7 @@ class Flaky(SGD):
         return state
 
     def step(self, state, params, batch, ctx):
-        if state.fail and ctx.epoch == 2:
+        if self.fail and ctx.epoch == 2:
             raise RuntimeError("flaky plugin: injected failure")
         if self.epochs is not None and ctx.epoch != getattr(self, "epoch", None):
             self.epoch = ctx.epoch

@@ -81,6 +81,9 @@ def test_journal_continues_an_attempt_from_its_checkpoint(tmp_path):
     assert [r["epoch"] for r in kept.records[0]] == [1, 2, 3]
     assert [(r["epoch"], r["v"]) for r in kept.records[1]] == [(1, 1), (2, 2), (3, 2)]
     assert kept.lost_seconds == {0: 3.5, 1: 4.0}
+    # Each record counts what was lost before it: nothing before the failure.
+    assert [(r["trial"], r["epoch"], r["retry_seconds"]) for r in kept.ended_records()] == [
+        (0, 1, 0.0), (0, 2, 0.0), (0, 3, 3.5), (1, 1, 0.0), (1, 2, 4.0), (1, 3, 4.0)]
 
 
 def test_the_searchers_time_is_journaled_per_call_and_summed(tmp_path):
@@ -259,6 +262,62 @@ def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_on
                            TrialOutcome(TrialStatus.COMPLETED, last.loc[i, "val_loss"]))
 
 
+def test_resume_after_sigkill_continues_scheduled_searches(tmp_path):
+    """Random search and TPE under ASHA and Hyperband, and hd, killed with SIGKILL while the
+    searches are mid-flight, then resumed: every trial is recorded once with its epochs in
+    order from 1, the trials that had ended are kept as recorded, stopped trials stay stopped,
+    and each scheduled search ends with its whole budget."""
+    trials, epochs = 6, 4
+    (tmp_path / "suite.toml").write_text(f"""
+name = "scheduled"
+tasks = ["digits"]
+methods = ["random", "optuna-tpe", "hd"]
+schedulers = ["asha", "hyperband"]
+repetitions = 1
+trials = {trials}
+epochs = {epochs}
+max_concurrent = 2
+""")
+    searches = [f"digits__{m}__fixed__{s}__rep0" for m in ("random", "optuna-tpe")
+                for s in ("asha", "hyperband")]
+    proc = start_cli(tmp_path, "--suite", str(tmp_path / "suite.toml"))
+
+    def ended():
+        files = {f.stem: f for f in (tmp_path / "results").glob("*/journal/*.jsonl")}
+        return {n: len(journal.read(files[n]).summaries) if n in files else 0 for n in searches}
+
+    wait_for(lambda: sum(1 <= n < trials for n in ended().values()) >= 2,
+             what="two scheduled searches in flight", proc=proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_dir = next((tmp_path / "results").iterdir())
+    kept = {}
+    for name in searches:
+        before = journal.read(run_dir / "journal" / f"{name}.jsonl")
+        kept[name] = {i: r[0] for i, r in before.records.items() if i in before.summaries}
+    assert sum(map(len, kept.values())) >= 2
+
+    finish(start_cli(tmp_path, "--resume", str(run_dir)))
+    df = pd.read_parquet(run_dir / "records.parquet")
+    assert not df.duplicated(["method", "scheduler", "repetition", "trial", "epoch"]).any()
+    per_trial = df.groupby(["method", "scheduler", "trial"]).agg(
+        epochs=("epoch", list), status=("status", "first"))
+    assert all(e == list(range(1, len(e) + 1)) for e in per_trial.epochs)
+    black_box = per_trial.drop("hd", level="method")
+    assert black_box.groupby(["method", "scheduler"]).size().eq(trials).all()
+    stopped = black_box[black_box.status == "stopped"]
+    assert all(len(e) < epochs for e in stopped.epochs)
+    assert set(black_box.status) <= {"completed", "stopped"}
+    for name, trials_kept in kept.items():
+        method, scheduler = name.split("__")[1], name.split("__")[3]
+        for i, first in trials_kept.items():
+            row = df[(df.method == method) & (df.scheduler == scheduler) & (df.trial == i)
+                     & (df.epoch == 1)].iloc[0]
+            assert (row.trial_start, row.val_loss) == (first["trial_start"], first["val_loss"])
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["finished"] and len(info["resumed"]) == 1
+
+
 def flaky_suite(tmp_path, name: str) -> Path:
     for sub in ("pids", "markers"):
         (tmp_path / name / sub).mkdir(parents=True)
@@ -297,7 +356,7 @@ def test_a_trial_whose_worker_is_killed_continues_from_its_checkpoint(tmp_path):
     trial = info["experiments"][0]["trials"][0]
     assert trial["status"] == "completed" and trial["attempts"] == 2
     assert len(trial["failed_attempts"]) == 1 and trial["failed_attempts"][0]
-    assert info["checkpoints"]["trials"] == 1 and info["checkpoints"]["bytes"] > 0
+    assert info["checkpoints"]["files"] == 2 and info["checkpoints"]["bytes"] > 0  # epochs 1-2
     assert not list((run_dir / "ray").rglob(checkpoints.FILE))  # dropped once finished
     df = pd.read_parquet(run_dir / "records.parquet")
     assert sorted(df.epoch) == [1, 2, 3] and df.trial_start.nunique() == 1
