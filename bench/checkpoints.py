@@ -34,6 +34,14 @@ def load(folder: Path) -> dict[str, Any]:
     return torch.load(Path(folder) / FILE, weights_only=False)
 
 
-def folder_bytes(root: Path) -> int:
-    """Bytes of every checkpoint file under `root` (a run's Ray storage)."""
-    return sum(p.stat().st_size for p in Path(root).rglob(FILE) if p.is_file())
+def drop(storage: str) -> dict:
+    """Remove every checkpoint file under a finished run's Ray storage, which Ray keeps after
+    the trials end though nothing continues from them; what they took up. Remote storage (a
+    URI) is left as is."""
+    if "://" in storage:
+        return {"bytes": None, "removed": False}
+    found = list(Path(storage).rglob(FILE))
+    size = sum(p.stat().st_size for p in found)
+    for path in found:
+        path.unlink(missing_ok=True)
+    return {"bytes": size, "files": len(found), "removed": True}

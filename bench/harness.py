@@ -262,9 +262,10 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
     if resume is not None:
+        saved = {**resume.params, **resume.buffers}
         with torch.no_grad():
             for name, p in [*params.items(), *trainee.buffers.items()]:
-                p.copy_({**resume.params, **resume.buffers}[name])
+                p.copy_(saved[name])
         state = rule.load_state_dict(state, resume.rule_state)
         for k, g in gens.items():
             if g is not None:

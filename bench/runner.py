@@ -230,21 +230,9 @@ def finish_run(run_dir: Path, info: dict, experiments: list[Experiment], earlier
     results.write_table(results.table(rows), run_dir)
     info["finished"] = time.time()
     info["scheduling"] = utilization(info)
-    info["checkpoints"] = drop_checkpoints(info["storage"])
+    info["checkpoints"] = checkpoints.drop(info["storage"])
     results.write_json(info, run_dir / results.RUN_JSON)
     print(scheduling_line(info["scheduling"]), flush=True)  # a summary: even with --quiet
-
-
-def drop_checkpoints(storage: str) -> dict:
-    """A finished run's trial checkpoints (each trial's latest CHECKPOINTS_KEPT) serve nothing
-    more: their size, then they are removed from local storage (remote storage keeps them)."""
-    if "://" in storage:
-        return {"bytes": None, "removed": False}
-    found = list(Path(storage).rglob(checkpoints.FILE))
-    size = sum(p.stat().st_size for p in found)
-    for path in found:
-        path.unlink(missing_ok=True)
-    return {"bytes": size, "files": len(found), "removed": True}
 
 
 def say(mode: str) -> Callable[[str], None]:

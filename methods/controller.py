@@ -224,20 +224,23 @@ class Policy(nn.Module):
         return arch, arch + (self.log_std + HALF_LOG_2PI_E).sum()
 
     def sample(self, gen: torch.Generator) -> PolicySample:
-        with torch.no_grad():
-            _, logits = self.logits()
-            choices = [int(torch.multinomial(F.log_softmax(lg, -1).exp(), 1, generator=gen))
-                       for lg in logits]
+        h, logits = self.logits()
+        logps = [F.log_softmax(lg, -1) for lg in logits]
+        choices = [int(torch.multinomial(lp.detach().exp(), 1, generator=gen)) for lp in logps]
         eps = torch.randn(self.log_std.shape, generator=gen, dtype=self.log_std.dtype)
-        return self.score(choices, eps)
+        return self._scored(h, logits, logps, choices, eps)
 
     def score(self, choices: list[int], eps: Tensor) -> PolicySample:
         """The sample drawn as (`choices`, standard normal `eps`), with its graph through the
         policy's current parameters (a checkpoint keeps only the draws)."""
         h, logits = self.logits()
+        return self._scored(h, logits, [F.log_softmax(lg, -1) for lg in logits], choices, eps)
+
+    def _scored(self, h: Tensor, logits: list[Tensor], logps: list[Tensor], choices: list[int],
+                eps: Tensor) -> PolicySample:
         log_prob = 0.0
-        for lg, c in zip(logits, choices, strict=True):
-            log_prob = log_prob + F.log_softmax(lg, -1)[c]
+        for lp, c in zip(logps, choices, strict=True):
+            log_prob = log_prob + lp[c]
         mean, std = self.mean(h, choices), self.log_std.exp()
         reparam = mean + std * eps
         values = reparam.detach()

@@ -79,7 +79,9 @@ def test_checkpoint_files_are_written_atomically(tmp_path):
     path = checkpoints.save(tmp_path, {"x": 1})
     assert path.name == checkpoints.FILE and not list(tmp_path.glob("*.partial"))
     assert checkpoints.load(tmp_path) == {"x": 1}
-    assert checkpoints.folder_bytes(tmp_path) == path.stat().st_size
+    size = path.stat().st_size
+    assert checkpoints.drop(str(tmp_path)) == {"bytes": size, "files": 1, "removed": True}
+    assert not path.exists()
 
 
 def test_a_trial_continued_from_another_trains_with_its_own_hyperparameters(tmp_path):
