@@ -119,6 +119,9 @@ class SuiteSearcher(PickledState, Searcher):
         self.exhausted, self.first_start = state["exhausted"], state["first_start"]
 
 
+ENDED = ("TERMINATED", "ERROR")  # Ray Tune's statuses of a trial that will not run again
+
+
 class SuiteScheduler(FIFOScheduler):
     """Trials start in the order they were suggested (FIFO); each result goes to its own
     experiment's scheduler (bench/schedulers.py: Ray Tune's ASHAScheduler or
@@ -167,6 +170,11 @@ class SuiteScheduler(FIFOScheduler):
         return None
 
     def on_trial_add(self, tune_controller, trial) -> None:
+        """A trial that has ended is re-added only when a run resumes; its search's scheduler
+        never sees it, as Hyperband would keep it in a bracket whose other trials then wait
+        for its results forever."""
+        if trial.status in ENDED:
+            return
         self.queue[trial.trial_id] = trial
         if (own := self._own(trial)) is not None:
             own.on_trial_add(tune_controller, trial)

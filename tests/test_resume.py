@@ -178,7 +178,14 @@ def start_cli(tmp, *flags, **environ):
 
 
 def finish(proc, timeout=600):
-    assert proc.wait(timeout=timeout) == 0, open(proc.log).read()[-3000:]
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a hung run fails with what it printed
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"still running after {timeout} s: "
+                             + open(proc.log).read()[-3000:]) from None
+    assert code == 0, open(proc.log).read()[-3000:]
     return open(proc.log).read()
 
 

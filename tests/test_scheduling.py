@@ -162,6 +162,24 @@ def test_hyperband_halves_and_resumes_within_its_own_search_only():
     assert stopped == []
 
 
+def test_a_resumed_hyperband_leaves_ended_trials_out_of_its_brackets():
+    """Tune's restore re-adds every trial of the run, ended ones too. Had Hyperband put the
+    ended a0 in a bracket with a1, a1 would wait paused at its last epoch for a0's results
+    forever (CI hung so once); it stops, as its bracket holds nobody else."""
+    values = {"methods": ["random"], "schedulers": ["hyperband"], "repetitions": 1, "epochs": 3}
+    exps, searcher = searcher_for(values)
+    s = SuiteScheduler(searcher, {e.name: e.scheduler.build() for e in exps})
+    ended, errored = (FakeTrial(exps[0].name, "a0", status="TERMINATED"),
+                      FakeTrial(exps[0].name, "e0", status="ERROR"))
+    a1 = FakeTrial(exps[0].name, "a1")
+    for t in (ended, a1, errored):  # a0 and a1 would share a bracket of 2 that runs 3 epochs
+        s.on_trial_add(None, t)
+    controller = SimpleNamespace(stop_trial=lambda t: None)
+    last = {"epoch": 3, "val_loss": 0.5, "trial_start": 0.0}
+    assert s.on_trial_result(controller, a1, last) == TrialScheduler.STOP
+    assert list(s.queue) == ["a1"]  # the next trial to start is never an ended one
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["--max-concurrent", "-1"], "max_concurrent: must be >= 0, got -1"),
     (["--max-concurrent", "9", "--trials", "6"],
