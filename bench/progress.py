@@ -48,6 +48,7 @@ class SuiteView:
         self.rows = rows_for(experiments)
         self.total = sum(e.budget for e in experiments)
         self.began = time.time()
+        self.done_before: int | None = None  # trials a resumed run had ended before this session
         self.last_update = self.last_line = 0.0
         self.bars = []
         if mode == "bars":
@@ -74,6 +75,8 @@ class SuiteView:
         self.last_update = now
         counts = count(trials)
         done, running, pending = (sum(c[i] for c in counts.values()) for i in range(3))
+        if self.done_before is None:
+            self.done_before = done
         if self.mode == "bars":
             self._bar(self.bars[0], done, running, pending)
             for bar, row in zip(self.bars[1:], self.rows, strict=True):
@@ -81,11 +84,10 @@ class SuiteView:
                                  for i in range(3)))
         elif force or now - self.last_line >= self.every:
             self.last_line = now
-            elapsed = now - self.began
-            eta = elapsed / done * (self.total - done) if done else float("nan")
+            elapsed, done_now = now - self.began, done - self.done_before
+            eta = fmt(elapsed / done_now * (self.total - done)) if done_now else "?"
             print(f"suite: {done}/{self.total} trials done · {running} running · {pending} "
-                  f"pending · elapsed {fmt(elapsed)} · ETA "
-                  f"{fmt(eta) if done else '?'}", flush=True)
+                  f"pending · elapsed {fmt(elapsed)} · ETA {eta}", flush=True)
 
     @staticmethod
     def _bar(bar, done: int, running: int, pending: int) -> None:

@@ -295,12 +295,20 @@ def test_progress_counts_per_experiment_and_prints_plain_lines(capsys):
     assert count(trials) == {exps[0].name: (1, 1, 1), exps[1].name: (1, 0, 0),
                              exps[2].name: (0, 1, 0)}
     view = SuiteView("lines", exps)
+    view.update([], force=True)  # the run starts with no trial done
     view.began -= 10  # 2 of 8 trials done in 10 s: 30 s left at that rate
     view.update(trials, force=True)
     view.line("  [a trial line]", notable=False)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("suite: 2/8 trials done · 2 running · 1 pending · elapsed 0:00:10")
-    assert out[0].endswith("ETA 0:00:30") and out[1] == "  [a trial line]"
+    assert out[1].startswith("suite: 2/8 trials done · 2 running · 1 pending · elapsed 0:00:10")
+    assert out[1].endswith("ETA 0:00:30") and out[2] == "  [a trial line]"
+    resumed = SuiteView("lines", exps)  # 2 trials had ended before a resume; 1 more in 10 s
+    resumed.update(trials, force=True)
+    resumed.began -= 10
+    resumed.update([*trials, SimpleNamespace(status="TERMINATED", config=trials[0].config)],
+                   force=True)
+    assert capsys.readouterr().out.splitlines()[1].endswith("3/8 trials done · 2 running · 1 "
+                                                            "pending · elapsed 0:00:10 · ETA 0:00:50")
     quiet = SuiteView("quiet", exps)
     quiet.update(trials, force=True)
     quiet.line("x")
