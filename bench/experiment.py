@@ -139,7 +139,10 @@ def plan(suite: Suite) -> list[Experiment]:
 
 def _experiment(suite: Suite, task: str, name: str, method, online: bool, options: Options,
                 family: str | None, scheduler: SchedulerOptions, rep: int) -> Experiment:
-    budget = 1 if online else suite.trials
+    # A population-based search is its population, every member live at once (paused members
+    # wait for the rest at each exploit step, so Ray's slots limit how many train together).
+    population = getattr(scheduler, "population", None)
+    budget = 1 if online else population or suite.trials
     optimizer = ONLINE if online else family
     exp = experiment_name(task, name, family, rep, scheduler.name)
     entry = entry_name(name, family, scheduler.name)
@@ -152,7 +155,7 @@ def _experiment(suite: Suite, task: str, name: str, method, online: bool, option
     return Experiment(
         name=exp, task=task, method=name, optimizer=optimizer, repetition=rep, entry=entry,
         label=f"{task} · {entry} · rep {rep + 1}/{suite.repetitions}", budget=budget,
-        cap=cap_for(method.model_based, suite.max_concurrent, budget),
+        cap=None if population else cap_for(method.model_based, suite.max_concurrent, budget),
         budget_seconds=None if online else suite.budget_seconds,
         # Online methods share initializations per repetition; each search is independent.
         # A search's seed does not depend on its scheduler: under asha, random search tries

@@ -210,7 +210,8 @@ class TrainState:
     params: Params
     buffers: dict[str, Tensor]  # the model's (e.g. batch-norm statistics)
     rule_state: Any  # rule.state_dict(state)
-    rngs: dict[str, Tensor | None]  # generator states: batch order, validation batches, ...
+    rngs: dict[str, Tensor | None] | None  # generator states: batch order, validation batches,
+    # ...; None on resume: the run's own, seeded afresh (a PBT member that copied another's)
     collapse: CollapseWatch
     records: list[Record]
 
@@ -267,13 +268,14 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
             for name, p in [*params.items(), *trainee.buffers.items()]:
                 p.copy_(saved[name])
         state = rule.load_state_dict(state, resume.rule_state)
-        for k, g in gens.items():
-            if g is not None:
-                g.set_state(resume.rngs[k])
-        trainee.set_noise_state(resume.rngs["noise"])
-        torch.set_rng_state(resume.rngs["torch"])
-        if resume.rngs.get("cuda") is not None:
-            torch.cuda.set_rng_state(resume.rngs["cuda"], device)
+        if resume.rngs is not None:  # None: this run's own draws, seeded by spec.seed
+            for k, g in gens.items():
+                if g is not None:
+                    g.set_state(resume.rngs[k])
+            trainee.set_noise_state(resume.rngs["noise"])
+            torch.set_rng_state(resume.rngs["torch"])
+            if resume.rngs.get("cuda") is not None:
+                torch.cuda.set_rng_state(resume.rngs["cuda"], device)
         ctx.step, train_total = resume.step, resume.train_seconds
         collapse, records = resume.collapse, list(resume.records)
         if records and (records[-1]["diverged"] or records[-1]["collapsed"]):

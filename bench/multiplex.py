@@ -132,10 +132,7 @@ class SuiteScheduler(FIFOScheduler):
     def __init__(self, searcher: SuiteSearcher, schedulers: dict[str, TrialScheduler]):
         super().__init__()
         self.searcher, self.schedulers = searcher, schedulers
-        # Schedulers that choose which of their trials run (FIFOScheduler's choice scans every
-        # trial of the run, so only those that override it are asked).
-        self.choosers = [s for s in schedulers.values()
-                         if type(s).choose_trial_to_run is not FIFOScheduler.choose_trial_to_run]
+        self.choosers = choosers(schedulers)
         # Hyperband takes results one at a time (Tune then buffers none).
         self._supports_buffered_results = all(s.supports_buffered_results
                                               for s in schedulers.values())
@@ -143,10 +140,9 @@ class SuiteScheduler(FIFOScheduler):
         self.queue: dict[str, Any] = {}
 
     def __setstate__(self, state: dict) -> None:
-        """Restored from a run snapshotted before Hyperband (ASHA and fifo only): no
-        scheduler of it chooses its own trials."""
+        """Also restores a run snapshotted by an older ohobench (no `choosers`, or a list)."""
         self.__dict__.update(state)
-        self.__dict__.setdefault("choosers", [])
+        self.choosers = choosers(self.schedulers)
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # each experiment's scheduler has its own metric and mode
@@ -154,18 +150,22 @@ class SuiteScheduler(FIFOScheduler):
     def _own(self, trial) -> TrialScheduler | None:
         return self.schedulers.get(experiment_of(trial))
 
+    @staticmethod
+    def _view(tune_controller, trial) -> SearchView:
+        return SearchView(tune_controller, experiment_of(trial))
+
     def choose_trial_to_run(self, tune_controller):
         """The first pending trial in the order added (as FIFOScheduler, which scans all the
         run's trials at every step); else a paused trial that its own scheduler promoted, if
-        that scheduler picks its own (Hyperband); else the first other paused one."""
+        that scheduler picks its own (Hyperband, PBT); else the first other paused one."""
         for trial in self.queue.values():
             if trial.status == "PENDING":
                 return trial
-        for own in self.choosers:
-            if (trial := own.choose_trial_to_run(tune_controller)) is not None:
+        for name, own in self.choosers.items():
+            if (trial := own.choose_trial_to_run(SearchView(tune_controller, name))) is not None:
                 return trial
         for trial in self.queue.values():
-            if trial.status == "PAUSED" and self._own(trial) not in self.choosers:
+            if trial.status == "PAUSED" and experiment_of(trial) not in self.choosers:
                 return trial
         return None
 
@@ -177,7 +177,7 @@ class SuiteScheduler(FIFOScheduler):
             return
         self.queue[trial.trial_id] = trial
         if (own := self._own(trial)) is not None:
-            own.on_trial_add(tune_controller, trial)
+            own.on_trial_add(self._view(tune_controller, trial), trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         name = experiment_of(trial)
@@ -186,22 +186,50 @@ class SuiteScheduler(FIFOScheduler):
             return TrialScheduler.STOP
         own = self._own(trial)
         return TrialScheduler.CONTINUE if own is None else own.on_trial_result(
-            tune_controller, trial, result)
+            self._view(tune_controller, trial), trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         self.queue.pop(trial.trial_id, None)
         if (own := self._own(trial)) is not None:
-            own.on_trial_complete(tune_controller, trial, result)
+            own.on_trial_complete(self._view(tune_controller, trial), trial, result)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         self.queue.pop(trial.trial_id, None)
         if (own := self._own(trial)) is not None:
-            own.on_trial_remove(tune_controller, trial)
+            own.on_trial_remove(self._view(tune_controller, trial), trial)
 
     def on_trial_error(self, tune_controller, trial) -> None:
         self.queue.pop(trial.trial_id, None)
         if (own := self._own(trial)) is not None:
-            own.on_trial_error(tune_controller, trial)
+            own.on_trial_error(self._view(tune_controller, trial), trial)
 
     def debug_string(self) -> str:
         return f"SuiteScheduler: {len(self.schedulers)} searches under their own scheduler"
+
+
+def choosers(schedulers: dict[str, TrialScheduler]) -> dict[str, TrialScheduler]:
+    """The schedulers that choose which of their trials run (FIFOScheduler's choice scans every
+    trial of the run, so only those that override it are asked)."""
+    return {name: s for name, s in schedulers.items()
+            if type(s).choose_trial_to_run is not FIFOScheduler.choose_trial_to_run}
+
+
+class SearchView:
+    """The Tune controller as one search's scheduler sees it: its own trials only (PBT scans
+    the controller's trials for its population), and no search algorithm (PBT refuses Tune's
+    wrapped searchers; the suite's searcher proposes the first members)."""
+
+    search_alg = None
+
+    def __init__(self, controller, name: str):
+        self._controller, self._name = controller, name
+
+    def get_trials(self) -> list:
+        return [t for t in self._controller.get_trials() if experiment_of(t) == self._name]
+
+    def get_live_trials(self) -> set:
+        return {t for t in self._controller.get_live_trials()
+                if experiment_of(t) == self._name}
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._controller, attr)

@@ -154,6 +154,12 @@ class RecordCollector(Callback):
         self.replayed: set[str] = set()  # trials kept from before an interruption
         self.starts: dict[str, float] = {}  # experiment -> earliest trial start journaled
         self.ended: dict[str, set[int]] = {}  # experiment -> trial indices ended, ever
+        self.trial_starts: dict[str, float] = {}  # trial id -> its start, first reported
+
+    def __setstate__(self, state: dict) -> None:
+        """Also restores the callback of a run snapshotted by an older ohobench."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("trial_starts", {})
 
     def path(self, trial) -> Path:
         return self.journal_dir / f"{trial.config['spec'].experiment}.jsonl"
@@ -172,6 +178,9 @@ class RecordCollector(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         spec = trial.config["spec"]
         record = dict(result["record"], trial_id=trial.trial_id, node=result.get("node_ip"))
+        # A PBT member that copied another's checkpoint reports that one's start: keep its own.
+        record["trial_start"] = self.trial_starts.setdefault(trial.trial_id,
+                                                             record["trial_start"])
         self.last[trial.trial_id] = record
         if result.get("replayed"):
             self.replayed.add(trial.trial_id)

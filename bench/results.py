@@ -34,24 +34,55 @@ COLUMNS = KEY + [
 
 def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Rows to the tidy table, in sequential-compute order, with `search_seconds`: training
-    seconds of the repetition's earlier-started trials plus this trial's so far."""
+    seconds of the repetition's earlier-started trials plus this trial's so far. A population
+    (PBT, PB2) trains in step instead: see `in_step`."""
+    from bench.schedulers import POPULATION
+
     df = pd.DataFrame(list(rows))
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
     df = with_identity(df)
     trial = KEY[:-1]  # a repetition is an experiment: (task, method, family, scheduler, rep)
-    df = df.sort_values([*trial[:-1], "trial_start", "trial", "epoch"],
-                        kind="stable").reset_index(drop=True)
-    # A trial's failed attempts (retried after an error) cost training time too.
-    spent = df["train_seconds_cum"] + (df["retry_seconds"].fillna(0.0)
-                                       if "retry_seconds" in df else 0.0)
-    totals = spent.groupby([df[k] for k in trial], sort=False).max()  # in start order
-    spent_before = totals.groupby(level=trial[:-1], sort=False).cumsum() - totals
-    df["search_seconds"] = spent + df.join(spent_before.rename("before"), on=trial)["before"]
+    population = df["scheduler"].isin(POPULATION)
+    df = pd.concat([one_by_one(df[~population], trial),
+                    *([in_step(df[population], trial)] if population.any() else [])])
+    df = df.sort_values([*trial[:-1], "search_seconds"], kind="stable").reset_index(drop=True)
     extra = sorted(c for c in df.columns if c not in COLUMNS)
     hps = [c for c in extra if c.startswith("hp_")]
     ordered = [c for c in COLUMNS if c in df.columns] + hps + [c for c in extra if c not in hps]
     return df[ordered]
+
+
+def one_by_one(df: pd.DataFrame, trial: list[str]) -> pd.DataFrame:
+    """A search's trials as if run one after another, in the order they started."""
+    df = df.sort_values([*trial[:-1], "trial_start", "trial", "epoch"], kind="stable")
+    # A trial's failed attempts (retried after an error) cost training time too.
+    spent = df["train_seconds_cum"] + lost_seconds(df)
+    totals = spent.groupby([df[k] for k in trial], sort=False).max()  # in start order
+    spent_before = totals.groupby(level=trial[:-1], sort=False).cumsum() - totals
+    df["search_seconds"] = spent + df.join(spent_before.rename("before"), on=trial)["before"]
+    return df
+
+
+def in_step(df: pd.DataFrame, trial: list[str]) -> pd.DataFrame:
+    """A population's members epoch by epoch, every member's epoch and failed attempts
+    counted. A member's `train_seconds_cum` is its own training: one that copied another's
+    checkpoint reported that member's seconds as well."""
+    df = df.sort_values([*trial[:-1], "epoch", "trial"], kind="stable")
+    members = [df[k] for k in trial]
+    lost = lost_seconds(df)
+    lost = lost - lost.groupby(members).shift(fill_value=0.0)
+    df["train_seconds_cum"] = df["train_seconds"].groupby(members).cumsum()
+    df["search_seconds"] = (df["train_seconds"] + lost).groupby(
+        [df[k] for k in trial[:-1]]).cumsum()
+    return df
+
+
+def lost_seconds(df: pd.DataFrame) -> pd.Series:
+    """Per record, the training seconds its trial had lost to failed attempts before it."""
+    if "retry_seconds" in df:
+        return df["retry_seconds"].fillna(0.0)
+    return pd.Series(0.0, index=df.index)
 
 
 def write_table(df: pd.DataFrame, run_dir: Path) -> Path:

@@ -32,6 +32,7 @@ from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRE
 )
 from bench.interrupt import SigintWatch
 from bench.runlock import RunLock
+from bench.schedulers import POPULATION
 from bench.suite import Suite, check_address, check_paths
 
 # The Ray Tune experiment of a run, under its storage path; "suite-retryN" hold the searches
@@ -269,8 +270,9 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
         tune.with_parameters(trainable or ray_trial, replay=replay),
         {"cpu": suite.cpus_per_trial, "gpu": suite.gpus_per_trial})
     # Tune asks a custom searcher for one pending trial at a time unless told more: enough to
-    # fill every slot at once.
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots(suite))
+    # fill every slot at once; and every member of a population, which trains in step.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots(suite) + sum(
+        e.budget for e in experiments if e.scheduler.name in POPULATION))
     os.environ[PROGRESS_ENV] = mode  # read by RecordCollector, also when restored from a pickle
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Those snapshots come often when epochs are short, and Tune would warn on every one.
@@ -281,6 +283,7 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     # Tune's result grid (and a restore) looks for the per-trial files the journals replace;
     # it would warn once per trial that they are missing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    tolerate_deleted_checkpoints()
     if resume and tune.Tuner.can_restore(path):
         say(mode)(f"ohobench: resuming; {len(replay)} trial(s) had ended")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
@@ -290,7 +293,7 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
             e.name: SearchAdapter(e.search(), partial(tune_config, e),
                                   journal_path(run_dir, e.name)) for e in experiments})
         scheduler = SuiteScheduler(searcher, {e.name: own for e in experiments
-                                              if (own := e.scheduler.build()) is not None})
+                                              if (own := own_scheduler(e)) is not None})
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=-1, reuse_actors=True,
             trial_dirname_creator=trial_dirname),
@@ -303,13 +306,54 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
                 # attempt continues from. Tune snapshots the experiment whenever a trial has
                 # saved num_to_keep checkpoints since the last snapshot; 2 halves those
                 # snapshots against 1, for one more checkpoint per trial on disk.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT)))
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=checkpoints_kept(experiments))))
     tuner.fit()
 
 
+def tolerate_deleted_checkpoints() -> None:
+    """Ray Tune 2.60 deletes a trial's oldest checkpoints by the list its experiment snapshot
+    restored; after a resume, that list can name one already deleted before the interruption,
+    and the FileNotFoundError left the trial pending forever (a PBT population resumed after
+    SIGKILL did). A checkpoint that is gone is deleted: the driver's deletion ignores it."""
+    from ray.train._internal import checkpoint_manager
+
+    delete = checkpoint_manager._delete_fs_path
+    if getattr(delete, "tolerant", False):
+        return
+
+    def tolerant(fs, fs_path: str) -> None:
+        try:
+            delete(fs=fs, fs_path=fs_path)
+        except FileNotFoundError:
+            pass
+
+    tolerant.tolerant = True
+    checkpoint_manager._delete_fs_path = tolerant
+
+
 def tune_config(experiment: Experiment, index: int, hparams: dict) -> dict:
-    """A trial's Ray Tune config: its TrialConfig, nested so that Tune's keys cannot clash."""
-    return {"spec": experiment.trial_config(index, hparams)}
+    """A trial's Ray Tune config: its TrialConfig, nested so that Tune's keys cannot clash, and
+    the hyperparameters it trains with, which population-based training changes."""
+    return {"spec": experiment.trial_config(index, hparams), "hparams": dict(hparams)}
+
+
+def own_scheduler(experiment: Experiment):
+    """The experiment's Ray Tune scheduler, over the hyperparameters that may change while a
+    trial trains (PBT's): not the model's own, such as its width."""
+    from bench import tasks
+
+    frozen = tasks.get(experiment.task).model_hparams
+    return experiment.scheduler.build({k: d for k, d in experiment.space.items()
+                                       if k not in frozen}, experiment.search_seed)
+
+
+def checkpoints_kept(experiments: list[Experiment]) -> int:
+    """Checkpoints kept per trial: CHECKPOINTS_KEPT; under population-based training, also
+    the one a member copies, which its owner may have followed with `interval` more by the
+    time the copying member starts (and one for the pause in between)."""
+    intervals = [e.scheduler.interval for e in experiments if e.scheduler.name in POPULATION]
+    return max([CHECKPOINTS_KEPT, *(i + 2 for i in intervals)])
 
 
 def trial_dirname(trial) -> str:

@@ -39,8 +39,9 @@ class SchedulerOptions(Options):
         """Problems of these options for trials of `epochs` epochs."""
         return []
 
-    def build(self) -> Any:
-        """Ray Tune's TrialScheduler for one experiment (None: first come, first served)."""
+    def build(self, space: dict | None = None, seed: int = 0) -> Any:
+        """Ray Tune's TrialScheduler for one experiment, over its search `space`, its random
+        choices seeded by `seed` (None: first come, first served)."""
         return None
 
 
@@ -70,7 +71,7 @@ class ASHAOptions(SchedulerOptions):
             [f"grace_period: {self.grace_period} epochs is more than max_t = {last}, so no "
              "trial could be stopped; give at most max_t"] if self.grace_period > last else [])
 
-    def build(self) -> Any:
+    def build(self, space: dict | None = None, seed: int = 0) -> Any:
         from ray.tune.schedulers import ASHAScheduler
 
         return ASHAScheduler(time_attr=TIME_ATTR, metric="val_loss", mode="min",
@@ -92,15 +93,65 @@ class HyperBandOptions(SchedulerOptions):
     def epoch_problems(self, epochs: int) -> list[str]:
         return _max_t_problems(self, epochs)
 
-    def build(self) -> Any:
+    def build(self, space: dict | None = None, seed: int = 0) -> Any:
         from ray.tune.schedulers import HyperBandScheduler
 
         return HyperBandScheduler(time_attr=TIME_ATTR, metric="val_loss", mode="min",
                                   max_t=self.max_t, reduction_factor=self.reduction_factor)
 
 
+@dataclass(frozen=True)
+class PBTOptions(SchedulerOptions):
+    """A population of `population` members (the search proposes their first hyperparameters)
+    trains in step: every `interval` epochs, the worst `quantile` of it copy the checkpoint of
+    one of the best `quantile` and go on with its hyperparameters perturbed, within the search
+    space. A member is a trial: its records carry its lineage (bench/population.py)."""
+
+    name: ClassVar[str] = "pbt"
+    description: ClassVar[str] = (
+        "population-based training, Ray Tune's PopulationBasedTraining (synchronous): every "
+        "interval epochs the worst quantile of the population copy a best member's checkpoint "
+        "and perturb its hyperparameters (x0.8 or x1.2, or resampled)")
+    population: int = 8  # members, each a trial of the search's budget
+    interval: int = 2  # epochs between exploit steps
+    quantile: float = 0.25  # share of the population that copies / is copied
+    resample_probability: float = 0.25  # a perturbed value is drawn anew from the space instead
+
+    def problems(self) -> list[str]:
+        found = _at_least(self, population=2, interval=1)
+        if not 0 < self.quantile <= 0.5:
+            found.append(f"quantile: must be in (0, 0.5], got {self.quantile}")
+        if not 0 <= self.resample_probability <= 1:
+            found.append(f"resample_probability: must be in [0, 1], got "
+                         f"{self.resample_probability}")
+        return found
+
+    def epoch_problems(self, epochs: int) -> list[str]:
+        if self.interval >= epochs:
+            return [f"interval: {self.interval} epochs leaves no exploit step in trials of "
+                    f"{epochs} epochs; give fewer than the epochs"]
+        return []
+
+    def build(self, space: dict | None = None, seed: int = 0) -> Any:
+        from bench import population
+
+        return population.build(self, space or {}, seed)
+
+
+@dataclass(frozen=True)
+class PB2Options(PBTOptions):
+    """PBT whose explore step is a GP bandit over the continuous hyperparameters (PB2,
+    Parker-Holder et al. 2020): categorical ones stay the copied member's."""
+
+    name: ClassVar[str] = "pb2"
+    description: ClassVar[str] = (
+        "population-based bandits, Ray Tune's PB2 (synchronous): PBT whose new hyperparameters "
+        "come from a GP bandit over the population's history, within the space's bounds")
+
+
 SCHEDULERS: dict[str, type[SchedulerOptions]] = {
-    c.name: c for c in (FIFOOptions, ASHAOptions, HyperBandOptions)}
+    c.name: c for c in (FIFOOptions, ASHAOptions, HyperBandOptions, PBTOptions, PB2Options)}
+POPULATION = ("pbt", "pb2")  # schedulers whose search is one population trained in step
 
 
 def _at_least(options: Options, **least: int) -> list[str]:

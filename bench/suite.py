@@ -264,6 +264,12 @@ def scheduler_problems(s: Suite, all_tasks: dict, all_methods: dict) -> list[str
         if parsed is not None and not bad:
             found += [f"scheduler.{name}.{p}" for t in s.tasks if t in all_tasks
                       for p in parsed.epoch_problems(s.epochs_for(t))]
+            population = getattr(parsed, "population", None)
+            if population is not None and population > s.trials:
+                found.append(f"scheduler.{name}.population: {population} members is more than "
+                             f"the suite's trials ({s.trials}); a population trains population "
+                             "x epochs, as a search of `trials` trials does at most: give "
+                             f"population <= {s.trials}")
     scheduled = [n for n in s.schedulers if n != schedulers.FIFO]
     kinds = [all_methods[m].kind for m in s.methods if m in all_methods]
     if scheduled and kinds and MethodKind.BLACK_BOX not in kinds and len(kinds) == len(s.methods):

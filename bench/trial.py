@@ -14,7 +14,7 @@ import methods
 from bench import harness, tasks
 from bench.datasets import DataSource
 from bench.errors import raise_if
-from bench.experiment import ONLINE, TrialConfig
+from bench.experiment import ONLINE, TrialConfig, derive_seed
 from methods import optimizers
 from methods.base import MethodKind, Options, parse_options
 
@@ -58,6 +58,10 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
     uninterrupted trial would have reported."""
     cfg = trial_config(config)
     started = time.time() if resume is None else resume["trial_start"]
+    # A population member that continues from another's checkpoint (PBT's exploit) says so on
+    # its next record: its lineage.
+    lineage = {} if resume is None or resume.get("trial", cfg.trial) == cfg.trial else {
+        "cloned_from": resume["trial"], "cloned_at": resume["train"].epoch}
     # Weights decaying toward zero (a collapsing trial) hit denormal floats, which made CPU
     # epochs up to 20x slower; flushed to zero, they cost nothing. Per process, like threads.
     torch.set_flush_denormal(True)
@@ -74,6 +78,9 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
                              seed=cfg.seed, device=device, dtype=dtype,
                              val_batch_size=cfg.val_batch_size, amp=cfg.amp,
                              train_eval_size=cfg.train_eval_size)
+    if lineage:  # the copied weights go on with this member's own draws (batch order, noise)
+        spec = dataclasses.replace(spec, seed=derive_seed(cfg.seed, "cloned", lineage["cloned_at"]))
+        resume = {**resume, "train": dataclasses.replace(resume["train"], rngs=None)}
     if method.kind is MethodKind.ONLINE:
         rule, optimizer = method.update_rule(options), ONLINE
     else:
@@ -87,7 +94,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
     phase = {} if follow_up is None else {"phase": "search"}
 
     def tagged(record: dict) -> None:
-        record.update(identity, **phase)
+        record.update(identity, **phase, **lineage)
+        lineage.clear()
         if report is not None:
             report(record)
 
@@ -96,7 +104,7 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
             return None
         return lambda state: checkpoint({"phase": "retrain" if first else "search",
                                          "first": first, "trial_start": started,
-                                         "train": state})
+                                         "trial": cfg.trial, "train": state})
 
     in_retrain = resume is not None and resume["phase"] == "retrain"
     if in_retrain:
@@ -143,6 +151,8 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
         for record in kept["records"]:  # as first recorded, node included
             report(dict(record), replayed=True)
         return
+    # The hyperparameters to train with: the search's proposal, or what PBT made of it.
+    spec = dataclasses.replace(spec, hparams=config.get("hparams", spec.hparams))
     resume = None
     if (saved := tune.get_checkpoint()) is not None:
         with saved.as_directory() as folder:

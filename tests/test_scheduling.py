@@ -131,7 +131,7 @@ def test_a_scheduler_snapshotted_before_hyperband_still_restores():
     old.__setstate__(state)
     trial = FakeTrial(exps[0].name, "t0", status="PENDING")
     old.on_trial_add(None, trial)
-    assert old.choosers == [] and old.choose_trial_to_run(None) is trial
+    assert not old.choosers and old.choose_trial_to_run(None) is trial
 
 
 def test_hyperband_halves_and_resumes_within_its_own_search_only():
@@ -307,8 +307,8 @@ def test_progress_counts_per_experiment_and_prints_plain_lines(capsys):
     resumed.began -= 10
     resumed.update([*trials, SimpleNamespace(status="TERMINATED", config=trials[0].config)],
                    force=True)
-    assert capsys.readouterr().out.splitlines()[1].endswith("3/8 trials done · 2 running · 1 "
-                                                            "pending · elapsed 0:00:10 · ETA 0:00:50")
+    assert capsys.readouterr().out.splitlines()[1].endswith(
+        "3/8 trials done · 2 running · 1 pending · elapsed 0:00:10 · ETA 0:00:50")
     quiet = SuiteView("quiet", exps)
     quiet.update(trials, force=True)
     quiet.line("x")

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from bench.analysis import stats
 from bench.analysis.figkit import NOT_REACHED, ONLINE, Skip, figure_legend, grid, set_scale
+from bench.schedulers import POPULATION
 
 HP_KINDS = {"lr": "learning rate", "wd": "weight decay"}  # trajectories drawn
 
@@ -61,19 +62,43 @@ def per_method(df: pd.DataFrame):
 
 
 def plot_hp_trajectories(df: pd.DataFrame) -> Figure:
-    """hp_lr and hp_wd of online methods against epoch, a line per repetition (and group)."""
+    """hp_lr and hp_wd against epoch: of online methods, a line per repetition (and group);
+    of population-based training (PBT, PB2), the schedules it found, a line per member of the
+    first repetition, with an x where a member copied a better one."""
     panels = [(t, m, g, kind, cols) for t, m, g in per_method(df) for kind in HP_KINDS
               if (cols := group_columns(g, f"hp_{kind}"))]
-    if not panels:
-        raise Skip("no online method recorded hp_lr or hp_wd")
-    fig, axes = grid(len(panels))
-    for ax, (task, method, g, kind, cols) in zip(axes, panels, strict=True):
+    members = [(t, e, g, kind) for t, e, g in per_population(df) for kind in HP_KINDS
+               if f"hp_{kind}" in g and g[f"hp_{kind}"].notna().any()]
+    if not panels and not members:
+        raise Skip("no online method or population recorded hp_lr or hp_wd")
+    fig, axes = grid(len(panels) + len(members))
+    for ax, (task, method, g, kind, cols) in zip(axes, panels, strict=False):
         data = long_form(g, cols, f"hp_{kind}_" if len(cols) > 1 else f"hp_{kind}")
         title = lines(ax, data, len(cols) > 1)
         set_scale(ax, "y", data["value"])
         ax.set(title=f"{task} · {method}", xlabel="epoch", ylabel=HP_KINDS[kind])
         ax.legend(title=title, fontsize="small", title_fontsize="small")
+    for ax, (task, entry, g, kind) in zip(axes[len(panels):], members, strict=True):
+        column = f"hp_{kind}"
+        sns.lineplot(data=g, x="epoch", y=column, hue="trial", estimator=None, ax=ax,
+                     palette="tab10", marker="o", markersize=3)
+        if "cloned_from" in g and (copied := g[g["cloned_from"].notna()]).size:
+            ax.scatter(copied["epoch"], copied[column], marker="x", color="black", zorder=3,
+                       label="copied a better member")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        set_scale(ax, "y", g[column])
+        ax.set(title=f"{task} · {entry} (rep 1)", xlabel="epoch", ylabel=HP_KINDS[kind])
+        ax.legend(title="member", fontsize="small", title_fontsize="small")
     return fig
+
+
+def per_population(df: pd.DataFrame):
+    """(task, entry, rows of its first repetition) of each population-based search."""
+    if "scheduler" not in df:
+        return []
+    rows = df[df["scheduler"].isin(POPULATION)]
+    return [(t, f"{m} · {o}", g[g["repetition"] == g["repetition"].min()])  # m: "random · pbt"
+            for (t, m, o), g in rows.groupby(["task", "method", "optimizer"])]
 
 
 def groups_of(df: pd.DataFrame) -> pd.DataFrame:
