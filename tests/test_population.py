@@ -149,3 +149,19 @@ def test_pbt_resumes_after_sigkill_with_nothing_lost_or_repeated(tmp_path):
         [list(range(1, epochs + 1))] * trials
     assert (df.status == "completed").all()
     assert df.cloned_from.notna().any()
+
+
+@pytest.mark.slow
+def test_a_population_is_repeatable_on_a_cpu(tmp_path):
+    """PBT's choices come from the search's seed: two runs record the same population."""
+    path = write_suite(tmp_path / "s.toml", trials=4, epochs=6, population=4, interval=2)
+    frames = []
+    for out in ("a", "b"):
+        finish(start_cli(tmp_path, "--suite", str(path), "--quiet", "--out",
+                         str(tmp_path / out)))
+        (run_dir,) = (tmp_path / out).iterdir()
+        frames.append(pd.read_parquet(run_dir / "records.parquet").sort_values(
+            ["trial", "epoch"]).reset_index(drop=True))
+    cols = ["trial", "epoch", "hp_lr", "hp_wd", "val_loss", "cloned_from", "cloned_at"]
+    assert frames[0].cloned_from.notna().any()
+    pd.testing.assert_frame_equal(frames[0][cols], frames[1][cols])
