@@ -269,7 +269,8 @@ def scheduler_problems(s: Suite, all_tasks: dict, all_methods: dict) -> list[str
                 found.append(f"scheduler.{name}.population: {population} members is more than "
                              f"the suite's trials ({s.trials}); a population trains population "
                              "x epochs, as a search of `trials` trials does at most: give "
-                             f"population <= {s.trials}")
+                             f"population <= {s.trials} in [scheduler.{name}], or trials >= "
+                             f"{population} (--trials {population})")
     scheduled = [n for n in s.schedulers if n != schedulers.FIFO]
     kinds = [all_methods[m].kind for m in s.methods if m in all_methods]
     if scheduled and kinds and MethodKind.BLACK_BOX not in kinds and len(kinds) == len(s.methods):
