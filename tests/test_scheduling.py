@@ -322,7 +322,7 @@ def test_progress_counts_per_experiment_and_prints_plain_lines(capsys):
 # --- every black-box search under every scheduler, through Ray -------------------------------
 
 SEARCHES = ["random", "optuna-tpe", "optuna-gp", "skopt-gp"]
-SCHEDULERS = ["fifo", "asha", "hyperband"]
+SCHEDULERS = ["fifo", "asha", "hyperband", "pbt"]
 EPOCHS, TRIALS = 3, 4
 
 
@@ -338,7 +338,9 @@ def conformance_run(tmp_path_factory):
     chosen = suite.build({"name": "conformance", "tasks": ["digits"],
                           "methods": [*SEARCHES, "hd"], "schedulers": SCHEDULERS,
                           "repetitions": 1, "trials": TRIALS, "epochs": EPOCHS,
-                          "out": str(tmp), "scheduler": {"asha": {"reduction_factor": 2}},
+                          "out": str(tmp), "scheduler": {"asha": {"reduction_factor": 2},
+                                                         "pbt": {"population": TRIALS,
+                                                                 "interval": 1}},
                           "options": {"optuna-gp": {"n_startup_trials": 2, "fast": True},
                                       "skopt-gp": {"n_initial_points": 2}}})
     run_dir, _ = run_on_local_ray(chosen)
@@ -379,6 +381,14 @@ def test_every_search_under_every_scheduler_is_complete(conformance_run):
     late = hyperband[hyperband.trial >= 2].groupby("method")["last"].apply(sorted)
     assert all(last in ([EPOCHS, EPOCHS], [1, EPOCHS]) for last in late)
     assert set(table[table.method == "hd"].scheduler) == {"fifo"}
+    # Each population copies within itself only, a member better than the copying one then.
+    pbt = table[table.scheduler == "pbt"].set_index(["method", "trial", "epoch"])
+    clones = pbt[pbt.cloned_from.notna()]
+    assert len(clones)
+    for (method, trial, epoch), row in clones.iterrows():
+        at = int(row.cloned_at)
+        assert pbt.loc[(method, int(row.cloned_from), at), "val_loss"] < \
+            pbt.loc[(method, trial, at), "val_loss"]
 
 
 def test_hyperband_pauses_stops_and_resumes_through_ray(tmp_path):
