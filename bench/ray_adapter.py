@@ -234,7 +234,9 @@ class RecordCollector(Callback):
         if spec.experiment not in self.ended:  # a resumed experiment counts earlier trials
             self.ended[spec.experiment] = set(journal.read(path).summaries)
         self.ended[spec.experiment].add(spec.trial)
-        hp = ", ".join(f"{k}={hparam_text(v)}" for k, v in (spec.hparams or {}).items())
+        # The values it trained with last (PBT changes them; the summary keeps the proposal).
+        trained = trial.config.get("hparams", spec.hparams) or {}
+        hp = ", ".join(f"{k}={hparam_text(v)}" for k, v in trained.items())
         if error:
             what = f"ERRORED: {summary['error']}"
         elif status in (TrialStatus.DIVERGED, TrialStatus.COLLAPSED):
