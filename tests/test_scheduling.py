@@ -385,7 +385,7 @@ def test_every_search_under_every_scheduler_is_complete(conformance_run):
     pbt = table[table.scheduler == "pbt"].set_index(["method", "trial", "epoch"])
     clones = pbt[pbt.cloned_from.notna()]
     assert len(clones)
-    for (method, trial, epoch), row in clones.iterrows():
+    for (method, trial, _epoch), row in clones.iterrows():
         at = int(row.cloned_at)
         assert pbt.loc[(method, int(row.cloned_from), at), "val_loss"] < \
             pbt.loc[(method, trial, at), "val_loss"]
