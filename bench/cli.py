@@ -228,6 +228,9 @@ def print_report(run_dirs: Path | str | list, target: float | None,
 
     dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list | tuple) else [run_dirs])]
     df, meta = analysis.load_runs(dirs, target)
+    for run, trials in meta["unfinished"].items():
+        print(f"ohobench: {run} has not finished: this report covers the {trials} trial(s) it "
+              "has ended so far, from its journals (`ohobench run --resume` continues it)")
     if df.empty:
         print("\nno trial finished an epoch, so there is nothing to compare (a time budget "
               "shorter than Ray's start-up and one epoch?)")

@@ -85,6 +85,18 @@ def lost_seconds(df: pd.DataFrame) -> pd.Series:
     return pd.Series(0.0, index=df.index)
 
 
+def interim_table(run_dir: Path) -> pd.DataFrame:
+    """The table of a run that has not finished (records.parquet is written at its end): the
+    records of the trials ended so far, from its journals."""
+    from bench import journal
+
+    rows = []
+    for path in sorted((Path(run_dir) / "journal").glob("*.jsonl")):
+        kept = journal.read(path)
+        rows += [dict(r, experiment_start=kept.start) for r in kept.ended_records()]
+    return table(rows)
+
+
 def write_table(df: pd.DataFrame, run_dir: Path) -> Path:
     return _atomic(run_dir / TABLE, lambda tmp: df.to_parquet(tmp, index=False))
 

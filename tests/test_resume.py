@@ -200,7 +200,8 @@ def wait_for(condition, timeout=300, what="", proc=None):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_once(tmp_path):
+def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_once(tmp_path,
+                                                                                  capsys):
     trials = 4
     flags = ["--task", "digits", "--method", "optuna-tpe", "--method", "random", "--method",
              "hd", "--trials", str(trials), "--repetitions", "2", "--epochs", str(EPOCHS),
@@ -229,6 +230,11 @@ def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_on
     for name in black_box:
         before = journal.read(run_dir / "journal" / f"{name}.jsonl")
         kept[name] = {i: r[0] for i, r in before.records.items() if i in before.summaries}
+    # Reported before its end: the trials ended so far, from the journals, and it says so.
+    assert cli.main(["report", str(run_dir)]) == 0
+    report_out = capsys.readouterr().out
+    done = sum(len(journal.read(f).summaries) for f in (run_dir / "journal").glob("*.jsonl"))
+    assert f"has not finished: this report covers the {done} trial(s)" in report_out
 
     out = finish(start_cli(tmp_path, "--resume", str(run_dir)))
     assert "resuming" in out

@@ -31,7 +31,10 @@ DEFINITION = ("seed", "epochs", "batch_size", "val_batch_size")  # what makes a 
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / results.TABLE).is_file() and (path / results.RUN_JSON).is_file()
+    """A run's directory: run.json, and its table or (a run still going, or stopped before
+    its end) its journals."""
+    return (path / results.RUN_JSON).is_file() and (
+        (path / results.TABLE).is_file() or (path / "journal").is_dir())
 
 
 def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
@@ -46,8 +49,8 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
     bad = [n for n in names if not is_run_dir(Path(n))]
     if twice or bad:
         raise ConfigError([f"run {n!r} is given twice" for n in twice] + [
-            f"{n!r} is not a run directory: it needs {results.TABLE} and {results.RUN_JSON}"
-            for n in bad])
+            f"{n!r} is not a run directory: it needs {results.RUN_JSON} and {results.TABLE} "
+            "(or, unfinished, journal/)" for n in bad])
     loaded = {n: read(n) for n in names}
     suites = {n: info.get("suite", {}) for n, (_, info) in loaded.items()}
     tasks = {n: set(df["task"].unique()) | set(suites[n].get("tasks", []))
@@ -63,12 +66,19 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
         overhead.update(report.overhead_by_method(info, label))
     check_duplicates(frames)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return df, {"runs": names, "targets": targets, "options": options, "overhead": overhead}
+    unfinished = {n: int(df.groupby(["method", "optimizer", "repetition", "trial"]).ngroups)
+                  for n, (df, info) in loaded.items() if not info.get("finished")}
+    return df, {"runs": names, "targets": targets, "options": options, "overhead": overhead,
+                "unfinished": unfinished}
 
 
 def read(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     try:
-        df, info = results.load(run_dir)
+        if (Path(run_dir) / results.TABLE).is_file():
+            df, info = results.load(run_dir)
+        else:  # not finished: the trials ended so far
+            df = results.with_identity(results.interim_table(Path(run_dir)))
+            info = json.loads((Path(run_dir) / results.RUN_JSON).read_text())
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or Parquet
         raise ConfigError(f"cannot read run {run_dir!r}: {exc}") from None
     if not isinstance(info, dict) or not isinstance(info.get("suite", {}), dict):
