@@ -144,3 +144,9 @@ def mark_interrupted(path: Path) -> int:
             "epochs": last.get("epoch", 0), "start": last.get("trial_start"),
             "end": last.get("timestamp")}}, durable=True)
     return len(cut)
+
+
+def ended_rows(path: Path) -> tuple[list[dict], Journal]:
+    """(records of the journal's ended trials, each with its experiment's start, the journal)."""
+    kept = read(path)
+    return [dict(r, experiment_start=kept.start) for r in kept.ended_records()], kept

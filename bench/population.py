@@ -53,13 +53,15 @@ class Member:
         that was to reach the step errored, e.g. its checkpoint was gone after a resume), the
         population skips that exploit step instead of waiting forever."""
         chosen = super().choose_trial_to_run(tune_controller)
+        if chosen is not None:
+            return chosen
         trials = tune_controller.get_trials()
         waiting = [t for t in trials if t.status in ("PAUSED", "PENDING")]
-        if chosen is None and waiting and not any(t.status == "RUNNING" for t in trials):
-            self._next_perturbation_sync = self._perturbation_interval + min(
-                self._trial_state[t].last_train_time for t in waiting)
-            chosen = super().choose_trial_to_run(tune_controller)
-        return chosen
+        if not waiting or any(t.status == "RUNNING" for t in trials):
+            return None
+        self._next_perturbation_sync = self._perturbation_interval + min(
+            self._trial_state[t].last_train_time for t in waiting)
+        return super().choose_trial_to_run(tune_controller)
 
     def _get_new_config(self, trial, trial_to_clone) -> tuple[dict, dict]:
         config, operations = super()._get_new_config(trial, trial_to_clone)

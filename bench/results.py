@@ -90,11 +90,8 @@ def interim_table(run_dir: Path) -> pd.DataFrame:
     records of the trials ended so far, from its journals."""
     from bench import journal
 
-    rows = []
-    for path in sorted((Path(run_dir) / "journal").glob("*.jsonl")):
-        kept = journal.read(path)
-        rows += [dict(r, experiment_start=kept.start) for r in kept.ended_records()]
-    return table(rows)
+    return table([row for path in sorted((Path(run_dir) / "journal").glob("*.jsonl"))
+                  for row in journal.ended_rows(path)[0]])
 
 
 def write_table(df: pd.DataFrame, run_dir: Path) -> Path:

@@ -441,10 +441,8 @@ def experiment_records(run_dir: Path, exp: Experiment) -> tuple[list[dict], jour
     """(records of the trials of experiment `exp` that ended, its journal); records carry the
     experiment's start time, and its scheduler where a journal from before schedulers were
     recorded (a resumed run) lacks it."""
-    kept = journal.read(journal_path(run_dir, exp.name))
-    records = kept.ended_records()
+    records, kept = journal.ended_rows(journal_path(run_dir, exp.name))
     for record in records:
-        record["experiment_start"] = kept.start
         record.setdefault("scheduler", exp.scheduler.name)
     return records, kept
 
