@@ -38,7 +38,7 @@ from bench.suite import Suite, check_address, check_paths
 # The Ray Tune experiment of a run, under its storage path; "suite-retryN" hold the searches
 # that a resume started over (round N).
 TUNE_NAME = "suite"
-CHECKPOINTS_KEPT = 2  # per trial, while it runs (Ray's CheckpointConfig.num_to_keep)
+CHECKPOINTS_KEPT = 3  # per trial, while it runs (Ray's CheckpointConfig.num_to_keep)
 
 
 def run_dir_for(suite: Suite) -> Path:
@@ -284,6 +284,7 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     # it would warn once per trial that they are missing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tolerate_deleted_checkpoints()
+    snapshot_before_deleting()
     if resume and tune.Tuner.can_restore(path):
         say(mode)(f"ohobench: resuming; {len(replay)} trial(s) had ended")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
@@ -304,8 +305,8 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
                 failure_config=tune.FailureConfig(max_failures=suite.max_failures),
                 # Each trial's latest epochs only (bench/checkpoints.py): what a restarted
                 # attempt continues from. Tune snapshots the experiment whenever a trial has
-                # saved num_to_keep checkpoints since the last snapshot; 2 halves those
-                # snapshots against 1, for one more checkpoint per trial on disk.
+                # saved num_to_keep - 1 checkpoints since the last snapshot
+                # (snapshot_before_deleting); 3 halves those snapshots against 2.
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=checkpoints_kept(experiments))))
     tuner.fit()
@@ -330,6 +331,28 @@ def tolerate_deleted_checkpoints() -> None:
 
     tolerant.tolerant = True
     checkpoint_manager._delete_fs_path = tolerant
+
+
+def snapshot_before_deleting() -> None:
+    """Ray Tune 2.60 forces an experiment snapshot once a trial has saved num_to_keep
+    checkpoints since the last one, but registering the num_to_keep-th deletes the checkpoint
+    that snapshot names, before the new snapshot is written: a driver SIGKILLed in between left
+    that trial unrecoverable ("Could not recover from checkpoint as it does not exist"). Forcing
+    the snapshot one checkpoint earlier keeps the checkpoint a snapshot names on disk until the
+    next snapshot is written (tests/test_population.py checks this on Ray's own classes)."""
+    from ray.tune.execution import experiment_state
+
+    manager = experiment_state._ExperimentCheckpointManager
+    init = manager.__init__
+    if getattr(init, "snapshots_before_deleting", False):
+        return
+
+    def earlier(self, *, sync_every_n_trial_checkpoints: int | None = None, **kwargs) -> None:
+        n = sync_every_n_trial_checkpoints
+        init(self, sync_every_n_trial_checkpoints=n - 1 if n and n > 1 else n, **kwargs)
+
+    earlier.snapshots_before_deleting = True
+    manager.__init__ = earlier
 
 
 def tune_config(experiment: Experiment, index: int, hparams: dict) -> dict:

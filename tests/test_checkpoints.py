@@ -118,3 +118,36 @@ def test_an_optimizer_family_loads_saved_buffers_under_its_own_hyperparameters()
     assert (group["weight_decay"], group["momentum"]) == (1e-3, 0.9)
     buffer = state.optimizer.state[fresh["w"]]["momentum_buffer"]
     assert torch.equal(buffer, saved_state.optimizer.state[weights["w"]]["momentum_buffer"])
+
+
+@pytest.mark.parametrize("kept", [3, 5])
+def test_the_checkpoint_a_snapshot_names_outlives_it_until_the_next(tmp_path, kept):
+    """Ray's own checkpoint bookkeeping, driven as its controller drives it (register the
+    trial's checkpoint, which deletes the oldest; then count it toward a forced snapshot):
+    with runner.snapshot_before_deleting, every checkpoint the last snapshot named is still
+    on disk whenever a SIGKILL could strike. Ray 2.60 alone deletes it one step too early."""
+    from ray import tune
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    from bench import runner
+
+    runner.snapshot_before_deleting()
+    trial_checkpoints = _CheckpointManager(tune.CheckpointConfig(num_to_keep=kept))
+    experiment = _ExperimentCheckpointManager(
+        storage=None, checkpoint_period=1e9, sync_every_n_trial_checkpoints=kept)
+    trial, named, snapshots = object(), None, 0
+    for epoch in range(1, 30):
+        folder = tmp_path / f"checkpoint_{epoch:06d}"
+        folder.mkdir()
+        (folder / "trial.pt").write_bytes(b"state")
+        trial_checkpoints.register_checkpoint(_TrainingResult(
+            checkpoint=tune.Checkpoint.from_directory(str(folder)), metrics={"epoch": epoch}))
+        experiment.on_trial_checkpoint(trial)
+        assert named is None or named.exists(), f"epoch {epoch}: {named.name} is gone"
+        if experiment._should_force_sync_up:  # the snapshot Ray writes next
+            named, snapshots = folder, snapshots + 1
+            experiment._should_force_sync_up = False
+            experiment._trial_num_checkpoints_since_last_sync.clear()
+    assert snapshots >= 29 // (kept - 1)  # snapshots are no rarer than every kept - 1 epochs
