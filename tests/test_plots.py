@@ -18,6 +18,7 @@ from bench.trial import run_trial
 EPOCHS = 3
 PERTURBED = {"perturb_epochs": [2], "perturb_lr": 0.2}
 FIGURES = ["final-test-loss", "time-to-target", "anytime", "performance-profile", "target-sweep",
+           "best-of-k",
            "categorical-choices", "hp-trajectories", "layerwise-tradeoff",
            "perturbation-recovery", "influence-norms"]
 
@@ -120,3 +121,19 @@ def test_categorical_choices_are_plotted_as_categories(runs):
     assert ax.get_xlabel() == "tag"
     with pytest.raises(Skip, match="no categorical hyperparameter"):
         plots.plot_categorical_choices(df.drop(columns="hp_tag"))
+
+
+def test_best_of_k_draws_random_search_against_the_other_entries(runs):
+    df, _ = analysis.load_runs(runs[:1])
+    fig = plots.plot_best_of_k(df, analysis.final_losses(df))
+    ax, = [a for a in fig.axes if a.get_visible()]
+    curve = analysis.best_of_k(df[df["method"] == "random"], [1, 2, 3])
+    line, = [ln for ln in ax.get_lines() if ln.get_label() == "random · fixed"]
+    assert list(line.get_xdata()) == [1, 2, 3]  # a pool of 6 trials: k up to half of it
+    assert list(line.get_ydata()) == list(curve["median"])
+    labels = {ln.get_label() for ln in ax.get_lines()}
+    assert {"hd (median final)", "trials per search"} <= labels
+    budget, = [ln for ln in ax.get_lines() if ln.get_label() == "trials per search"]
+    assert list(budget.get_xdata()) == [3, 3]
+    with pytest.raises(Skip, match="no random search"):
+        plots.plot_best_of_k(df[df["method"] != "random"], analysis.final_losses(df))

@@ -247,6 +247,39 @@ def plot_target_sweep(sweep: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_best_of_k(df: pd.DataFrame, reps: pd.DataFrame) -> Figure:
+    """Random search's choice among k trials against k (`anytime.best_of_k`: k of its finished
+    trials, every repetition pooled, drawn again and again), with the other entries' median
+    final test loss beside it and the suite's trials per search marked: how many trials random
+    search needs to reach its plateau."""
+    independent = df[df["method"] == "random"]  # under fifo: its trials are independent draws
+    if independent.empty:
+        raise Skip("no random search under fifo")
+    pools = independent.groupby(["task", "repetition", "trial"]).ngroups
+    curve = with_entry(anytime.best_of_k(independent, range(1, max(pools // 2, 1) + 1)))
+    finals = with_entry(reps)
+    order = entry_order(finals)
+    colors = palette(order)
+    tasks = list(dict.fromkeys(curve["task"]))
+    fig, axes = grid(len(tasks), width=6.5, height=4.3)
+    for ax, task in zip(axes, tasks, strict=True):
+        for entry, c in curve[curve["task"] == task].groupby("entry", sort=False):
+            ax.fill_between(c["k"], c["q25"], c["q75"], color=colors[entry], alpha=0.2, lw=0)
+            ax.plot(c["k"], c["median"], "o-", ms=3, color=colors[entry], label=entry)
+        for entry, g in finals[finals["task"] == task].groupby("entry", sort=False):
+            if entry not in set(curve["entry"]):
+                ax.axhline(float(np.nanmedian(g["final_test_loss"])), ls="--", lw=1,
+                           color=colors[entry], label=f"{entry} (median final)")
+        per_search = independent[independent["task"] == task].groupby("repetition")["trial"]
+        ax.axvline(per_search.nunique().max(), ls=":", color="k", lw=1,
+                   label="trials per search")
+        set_scale(ax, "y", [*curve.loc[curve["task"] == task, "q75"], *ax.get_ylim()])
+        ax.set(title=task, xlabel="k: trials drawn (resampled from every search's finished "
+               "trials)", ylabel="test loss of the choice among k\n(by validation; median, IQR)")
+    figure_legend(fig, axes, title="entry")
+    return fig
+
+
 def plot_performance_profile(profile: pd.DataFrame) -> Figure:
     """Fraction of tasks on which an entry reaches the target within tau times the fastest
     entry's training seconds."""
@@ -318,6 +351,7 @@ def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float
         "anytime": lambda: plot_anytime(curves, anytime.anytime_band(curves), targets),
         "performance-profile": profile,
         "target-sweep": lambda: plot_target_sweep(target_sweep(df)),
+        "best-of-k": lambda: plot_best_of_k(df, reps),
         "categorical-choices": lambda: plot_categorical_choices(df),
         "hp-trajectories": lambda: dynamics.plot_hp_trajectories(df),
         "layerwise-tradeoff": lambda: dynamics.plot_layerwise(df, reps),
