@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from bench import journal
 from bench.experiment import Experiment
 from bench.ray_adapter import PickledState
 
@@ -127,11 +129,18 @@ class SuiteScheduler(FIFOScheduler):
     experiment's scheduler (bench/schedulers.py: Ray Tune's ASHAScheduler or
     HyperBandScheduler, none under fifo), so that rungs and brackets hold only that search's
     trials, and a trial whose experiment's time budget is spent is stopped. A scheduler that
-    pauses trials (Hyperband) alone decides which of its paused trials go on."""
+    pauses trials (Hyperband) alone decides which of its paused trials go on.
 
-    def __init__(self, searcher: SuiteSearcher, schedulers: dict[str, TrialScheduler]):
+    Ray Tune does not snapshot schedulers: a resumed run gets them as they were built. ASHA's
+    rungs are refilled from the experiments' `journals` as Tune re-adds the run's trials, so
+    a trial after a resume is compared with every trial of its search, as without one."""
+
+    def __init__(self, searcher: SuiteSearcher, schedulers: dict[str, TrialScheduler],
+                 journals: dict[str, Path] | None = None):
         super().__init__()
         self.searcher, self.schedulers = searcher, schedulers
+        self.journals = journals or {}  # experiment name -> its journal (bench/journal.py)
+        self.read: dict[Path, tuple[int, journal.Journal]] = {}  # path -> (size, as read)
         self.choosers = choosers(schedulers)
         # Hyperband takes results one at a time (Tune then buffers none).
         self._supports_buffered_results = all(s.supports_buffered_results
@@ -139,10 +148,15 @@ class SuiteScheduler(FIFOScheduler):
         # Trials not ended, in the order added: FIFO without scanning every trial of the run.
         self.queue: dict[str, Any] = {}
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "read"}
+
     def __setstate__(self, state: dict) -> None:
         """Also restores a run snapshotted by an older ohobench (no `choosers`, or a list)."""
         self.__dict__.update(state)
         self.choosers = choosers(self.schedulers)
+        self.__dict__.setdefault("journals", {})
+        self.read = {}
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # each experiment's scheduler has its own metric and mode
@@ -172,12 +186,42 @@ class SuiteScheduler(FIFOScheduler):
     def on_trial_add(self, tune_controller, trial) -> None:
         """A trial that has ended is re-added only when a run resumes; its search's scheduler
         never sees it, as Hyperband would keep it in a bracket whose other trials then wait
-        for its results forever."""
+        for its results forever. ASHA gets its journaled results (`refill`)."""
+        own = self._own(trial)
         if trial.status in ENDED:
+            self.refill(own, tune_controller, trial, ended=True)
             return
         self.queue[trial.trial_id] = trial
-        if (own := self._own(trial)) is not None:
+        if own is not None:
             own.on_trial_add(self._view(tune_controller, trial), trial)
+            self.refill(own, tune_controller, trial, ended=False)
+
+    def refill(self, own: TrialScheduler | None, tune_controller, trial, ended: bool) -> None:
+        """Hand an ASHA scheduler the journaled results of a trial that Tune re-adds on a
+        resume, as they came (its decisions then are ignored: they were taken), so its rungs
+        hold them again. A trial new to the run has none."""
+        path = self.journals.get(experiment_of(trial))
+        reported = ended or getattr(trial, "last_result", None)  # not so a new trial
+        if not isinstance(own, AsyncHyperBandScheduler) or path is None or not reported:
+            return
+        records = self.journal(path).records.get(trial.config["spec"].trial, [])
+        if not records:
+            return
+        view = self._view(tune_controller, trial)
+        if ended:
+            own.on_trial_add(view, trial)
+        for record in records:
+            own.on_trial_result(view, trial, record)
+        if ended:
+            own.on_trial_complete(view, trial, records[-1])
+
+    def journal(self, path: Path) -> journal.Journal:
+        """The journal at `path`, read again only when it has grown (Tune re-adds every trial
+        of a resumed run in turn)."""
+        size = path.stat().st_size if path.exists() else 0
+        if path not in self.read or self.read[path][0] != size:
+            self.read[path] = (size, journal.read(path))
+        return self.read[path][1]
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         name = experiment_of(trial)

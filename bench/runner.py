@@ -294,7 +294,8 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
             e.name: SearchAdapter(e.search(), partial(tune_config, e),
                                   journal_path(run_dir, e.name)) for e in experiments})
         scheduler = SuiteScheduler(searcher, {e.name: own for e in experiments
-                                              if (own := own_scheduler(e)) is not None})
+                                              if (own := own_scheduler(e)) is not None},
+                                   {e.name: journal_path(run_dir, e.name) for e in experiments})
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=-1, reuse_actors=True,
             trial_dirname_creator=trial_dirname),

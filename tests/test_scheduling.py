@@ -9,11 +9,12 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from ray import cloudpickle
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from bench import experiment as ex
-from bench import runner, suite
+from bench import journal, runner, suite
 from bench.cli import main
 from bench.multiplex import SuiteScheduler, SuiteSearcher
 from bench.ray_adapter import SearchAdapter
@@ -447,3 +448,31 @@ def test_the_report_names_each_search_under_each_scheduler(conformance_run, caps
     assert "optuna-gp · hyperband" in capsys.readouterr().out
     shown = (run_dir / "summary.md").read_text()
     assert "| optuna-tpe · asha | fixed |" in shown and "| skopt-gp · hyperband | fixed |" in shown
+
+
+@pytest.mark.parametrize("journaled", [True, False])
+def test_a_resumed_asha_compares_new_trials_with_those_before_the_resume(tmp_path, journaled):
+    """Tune restores schedulers as they were built, with empty rungs. Refilled from the
+    journal as Tune re-adds the ended trials, ASHA stops a new trial that is worse than the
+    three before it at the first rung; with nothing journaled, it has nothing to compare with."""
+    values = {"methods": ["random"], "schedulers": ["asha"], "repetitions": 1, "epochs": 9}
+    exps, searcher = searcher_for(values)
+    name = exps[0].name
+    path = tmp_path / f"{name}.jsonl"
+    for i, val in enumerate([0.1, 0.2, 0.3] if journaled else []):
+        for epoch in (1, 2, 3):
+            journal.append(path, {"event": "result", "trial": i,
+                                  "record": {"epoch": epoch, "val_loss": val}})
+        journal.append(path, {"event": "end", "trial": i, "summary": {"status": "completed"}})
+    s = SuiteScheduler(searcher, {name: exps[0].scheduler.build()}, {name: path})
+    s = cloudpickle.loads(cloudpickle.dumps(s))  # as Tune restores it
+    for i in range(3):
+        ended = FakeTrial(name, f"a{i}", status="TERMINATED")
+        ended.config["spec"].trial = i
+        s.on_trial_add(None, ended)
+    new = FakeTrial(name, "a3")
+    new.config["spec"].trial = 3
+    s.on_trial_add(None, new)
+    decision = s.on_trial_result(None, new, {"epoch": 1, "val_loss": 0.9, "trial_start": 0.0})
+    assert decision == (TrialScheduler.STOP if journaled else TrialScheduler.CONTINUE)
+    assert list(s.queue) == ["a3"]
