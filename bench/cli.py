@@ -51,6 +51,15 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
 }
 RESUME_FLAGS = ("address", "storage", "data_dir")  # what --resume may change: where it runs
 LIST_FLAGS = ("tasks", "methods", "optimizers", "schedulers")
+MEASURED, QUIET = "measured", "quiet"
+COMPUTE = {"choices": (MEASURED, QUIET), "default": MEASURED,
+           "help": "time-to-target compute: the training seconds measured (default), or quiet: "
+                   "every epoch of an entry at its 5th-percentile epoch time, lost attempts and "
+                   "wall-clock left out, for runs that shared a machine with other work "
+                   "(files get -quiet)"}
+QUIET_NOTE = ("Compute: quiet. Every epoch of an entry costs its 5th-percentile epoch "
+              "training time (`results.at_quiet_costs`); attempts lost to failures or "
+              "interruptions are not counted; no wall-clock.\n\n")
 
 
 class Parser(argparse.ArgumentParser):
@@ -89,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "else the median final test loss over all methods of a task)")
     rep.add_argument("--plots", action="store_true",
                      help="also write figures (PNG and PDF) into RUN_DIR/figures/")
+    rep.add_argument("--compute", **COMPUTE)
     hor = sub.add_parser("horizon", help="the horizon study: each entry at several epoch "
                          "budgets", description="Final test loss and time-to-target of every "
                          "entry at each epoch budget, from runs of that budget or, where exact, "
@@ -97,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     hor.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     hor.add_argument("--horizons", required=True, help="epoch budgets, e.g. 10,30,100")
     hor.add_argument("--out", help="where to write (default: the first RUN_DIR)")
+    hor.add_argument("--compute", **COMPUTE)
     return parser
 
 
@@ -220,14 +231,16 @@ def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, 
 
 
 def print_report(run_dirs: Path | str | list, target: float | None,
-                 plots: bool = False) -> None:
+                 plots: bool = False, compute: str = MEASURED) -> None:
     """Print the summary of one run, or of several combined, and write it (summary.csv,
-    summary.md; summary-combined.* for several runs) and with `plots` the figures (figures/,
-    figures-combined/) into the first run directory."""
+    summary.md; summary-combined.* for several runs; -quiet with `compute` quiet) and with
+    `plots` the figures (figures/, figures-combined/, ...) into the first run directory."""
     from bench import analysis, report, results
 
     dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list | tuple) else [run_dirs])]
     df, meta = analysis.load_runs(dirs, target)
+    if compute == QUIET:
+        df = results.at_quiet_costs(df)
     for run, trials in meta["unfinished"].items():
         print(f"ohobench: {run} has not finished: this report covers the {trials} trial(s) it "
               "has ended so far, from its journals (`ohobench run --resume` continues it)")
@@ -235,7 +248,7 @@ def print_report(run_dirs: Path | str | list, target: float | None,
         print("\nno trial finished an epoch, so there is nothing to compare (a time budget "
               "shorter than Ray's start-up and one epoch?)")
         return
-    suffix = "-combined" if len(dirs) > 1 else ""
+    suffix = ("-combined" if len(dirs) > 1 else "") + ("-quiet" if compute == QUIET else "")
     out = dirs[0]
     figures_dir = out / f"figures{suffix}"
     writable(out, figures_dir if plots else None)
@@ -245,11 +258,14 @@ def print_report(run_dirs: Path | str | list, target: float | None,
     errored = search_errors(dirs)
     notes = "".join(f"\n- {line}" for line in errored)
     (out / f"summary{suffix}.md").write_text(
-        f"# ohobench summary\n\nRuns: {runs}\n\n" + report.markdown_table(report.displayed(table))
+        f"# ohobench summary\n\nRuns: {runs}\n\n" + (QUIET_NOTE if compute == QUIET else "")
+        + report.markdown_table(report.displayed(table))
         + (f"\n\nSearches that raised and ended early (their ended trials are above):{notes}\n"
            if errored else ""))
     print("\nfinal test loss over repetitions (choice by validation loss) and time-to-target "
           "(training seconds, trials in the order started):")
+    if compute == QUIET:
+        print(QUIET_NOTE.strip())
     print(report.format_summary(table))
     if errored:
         print("searches that raised and ended early (their ended trials are above):" + notes)
@@ -296,7 +312,7 @@ def writable(out: Path, figures_dir: Path | None) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     if args.target is not None and not (args.target > 0 and math.isfinite(args.target)):
         raise ConfigError(f"--target must be a positive, finite test loss, got {args.target}")
-    print_report(args.run_dirs, args.target, args.plots)
+    print_report(args.run_dirs, args.target, args.plots, args.compute)
 
 
 def parse_horizons(text: str) -> list[int]:
@@ -315,20 +331,23 @@ def cmd_horizon(args: argparse.Namespace) -> None:
     from bench.analysis import horizon
 
     budgets = parse_horizons(args.horizons)
-    tables = horizon.at_horizons(args.run_dirs, budgets)
+    tables = horizon.at_horizons(args.run_dirs, budgets,
+                                 results.at_quiet_costs if args.compute == QUIET else None)
     missing = [h for h in budgets if h not in tables]
     if missing:
         raise ConfigError(f"no run of at least {missing[0]} epochs among the runs given; "
                           "each budget needs a run of that many epochs or more")
     table = horizon.horizon_table(tables)
     out = Path(args.out or args.run_dirs[0])
+    name = "horizon-quiet" if args.compute == QUIET else "horizon"
     writable(out, out)
-    results.write_csv(table, out / "horizon.csv")
+    results.write_csv(table, out / f"{name}.csv")
     shown = horizon.displayed(table)
-    (out / "horizon.md").write_text(
+    (out / f"{name}.md").write_text(
         "# ohobench horizon study\n\nRuns: " + ", ".join(f"`{d}`" for d in args.run_dirs)
-        + "\n\n" + report.markdown_table(shown) + "\nTargets (the reference black-box entry's "
-        "median final test loss at each budget):\n" + horizon.targets_note(table)
+        + "\n\n" + (QUIET_NOTE if args.compute == QUIET else "") + report.markdown_table(shown)
+        + "\nTargets (the reference black-box entry's median final test loss at each budget):\n"
+        + horizon.targets_note(table)
         + "\n\nWhere each entry's records come from:\n" + horizon.sources_note(table) + "\n")
     print(shown.to_string(index=False))
     print(horizon.targets_note(table))
@@ -337,7 +356,7 @@ def cmd_horizon(args: argparse.Namespace) -> None:
     with plots.sns.axes_style("whitegrid"):
         fig = plots.plot_horizon(table)
         for ext in ("png", "pdf"):
-            fig.savefig(out / f"horizon.{ext}", dpi=110)
+            fig.savefig(out / f"{name}.{ext}", dpi=110)
     print(f"wrote {out / 'horizon'}.md, .csv, .png and .pdf")
 
 

@@ -7,6 +7,7 @@ epoch) and a JSON of the run's config, environment and experiments. Both are wri
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import secrets
@@ -83,6 +84,30 @@ def lost_seconds(df: pd.DataFrame) -> pd.Series:
     if "retry_seconds" in df:
         return df["retry_seconds"].fillna(0.0)
     return pd.Series(0.0, index=df.index)
+
+
+QUIET_QUANTILE = 0.05  # of an entry's epoch times: its cost on a machine with nothing else on
+
+
+def at_quiet_costs(df: pd.DataFrame, quantile: float = QUIET_QUANTILE) -> pd.DataFrame:
+    """`df` with compute recounted as a quiet machine would have measured it: every epoch of
+    an entry (task, method, family, scheduler) costs the same, the `quantile` of its epoch
+    training times after the first (load from other work only ever adds time); attempts lost
+    to failures or interruptions are not counted, and wall-clock is dropped. For comparing
+    time-to-target on a shared machine, where trials ran beside different loads."""
+    if df.empty:
+        return df
+    entry = ["task", "method", "optimizer", "scheduler"]
+    later = df[df["epoch"] > 1].groupby(entry)["train_seconds"].quantile(quantile)
+    every = df.groupby(entry)["train_seconds"].quantile(quantile)  # one-epoch trials only
+    cost = later.reindex(every.index).fillna(every).rename("epoch_cost")
+    out = df.drop(columns=["search_seconds"]).join(cost, on=entry)
+    out["train_seconds"] = out.pop("epoch_cost")
+    out["train_seconds_cum"] = out["train_seconds"] * out["epoch"]
+    out["retry_seconds"] = 0.0
+    out = table(out.to_dict("records"))
+    out["experiment_start"] = math.nan
+    return out
 
 
 def interim_table(run_dir: Path) -> pd.DataFrame:

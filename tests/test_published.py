@@ -1,5 +1,6 @@
 """The published tables (results/published/) are what `ohobench report` and `ohobench horizon`
-make of the committed records, so they cannot drift from their data."""
+make of the committed records, so they cannot drift from their data. Each table names the runs
+it was made from (its `Runs:` line) and, when not the default, how compute was counted."""
 
 import re
 import shutil
@@ -11,8 +12,8 @@ import pytest
 from bench import cli
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "results" / "published"
-RUNS = sorted(d.name for d in PUBLISHED.glob("*") if (d / "records.parquet").is_file())
-STUDIES = sorted(d.name for d in PUBLISHED.glob("*") if (d / "horizon.md").is_file())
+SUMMARIES = sorted(str(p.relative_to(PUBLISHED)) for p in PUBLISHED.glob("*/summary*.md"))
+STUDIES = sorted(str(p.relative_to(PUBLISHED)) for p in PUBLISHED.glob("*/horizon*.md"))
 
 
 @pytest.fixture
@@ -24,24 +25,32 @@ def published_copy(tmp_path, monkeypatch):
     return tmp_path / "results" / "published"
 
 
-@pytest.mark.skipif(not RUNS, reason="nothing published yet")
-@pytest.mark.parametrize("name", RUNS)
+def made_from(text: str) -> tuple[list[str], list[str]]:
+    """(the runs a published table names, the flags its compute needs)."""
+    runs = re.findall(r"`([^`]+)`", re.search(r"^Runs: (.*)$", text, re.M).group(1))
+    return runs, (["--compute", "quiet"] if "\nCompute: quiet." in text else [])
+
+
+@pytest.mark.skipif(not SUMMARIES, reason="nothing published yet")
+@pytest.mark.parametrize("name", SUMMARIES)
 def test_report_reproduces_the_published_summary(published_copy, name, capsys):
-    committed = (published_copy / name / "summary.md").read_text()
-    (published_copy / name / "summary.md").unlink()
-    assert cli.main(["report", f"results/published/{name}"]) == 0
-    assert (published_copy / name / "summary.md").read_text() == committed
+    path = published_copy / name
+    committed = path.read_text()
+    runs, flags = made_from(committed)
+    path.unlink()
+    assert cli.main(["report", *runs, *flags]) == 0
+    assert path.read_text() == committed
 
 
 @pytest.mark.skipif(not STUDIES, reason="no horizon study published yet")
 @pytest.mark.parametrize("name", STUDIES)
 def test_horizon_reproduces_the_published_study(published_copy, name, capsys):
-    out = published_copy / name
-    committed = (out / "horizon.md").read_text()
-    runs = re.findall(r"`([^`]+)`", committed.split("\n\n")[1])
-    budgets = sorted(pd.read_csv(out / "horizon.csv")["epochs"].unique())
-    (out / "horizon.md").unlink()
+    path = published_copy / name
+    committed = path.read_text()
+    runs, flags = made_from(committed)
+    budgets = sorted(pd.read_csv(path.with_suffix(".csv"))["epochs"].unique())
+    path.unlink()
     args = ["horizon", *runs, "--horizons", ",".join(map(str, budgets)),
-            "--out", f"results/published/{name}"]
+            "--out", str(path.parent.relative_to(published_copy.parent.parent)), *flags]
     assert cli.main(args) == 0
-    assert (out / "horizon.md").read_text() == committed
+    assert path.read_text() == committed

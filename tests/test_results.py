@@ -67,3 +67,27 @@ def test_results_get_the_umasks_usual_mode(tmp_path, umask, mode):
         os.umask(old)
     assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [mode, mode]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.parquet", "run.json"]
+
+
+def test_quiet_costs_count_every_epoch_of_an_entry_at_its_low_quantile():
+    """Two entries on one loaded machine: each epoch after the first is recounted at the
+    entry's 5th-percentile epoch time; a slow first epoch, lost attempts and wall-clock drop
+    out, and the search's compute cumulates the recounted epochs."""
+    rows = []
+    for method, seconds in (("sgd", [9.0, 1.0, 1.0, 3.0, 1.0, 2.0]),
+                            ("oho", [20.0, 4.0, 8.0, 4.0, 5.0, 4.0])):
+        for trial in (0, 1):
+            times = seconds[3 * trial:3 * trial + 3]
+            for e, t in enumerate(times):
+                rows.append(dict(task="t", method=method, repetition=0, trial=trial,
+                                 epoch=e + 1, trial_start=trial, train_seconds=t,
+                                 train_seconds_cum=sum(times[:e + 1]), experiment_start=0.0,
+                                 retry_seconds=5.0 * trial, val_loss=1.0, test_loss=1.0))
+    quiet = results.at_quiet_costs(results.table(rows))
+    per_entry = quiet.groupby("method")["train_seconds"].unique()
+    later = {"sgd": [1.0, 3.0, 1.0, 2.0], "oho": [8.0, 4.0, 4.0, 4.0]}
+    for method, times in later.items():
+        assert per_entry[method].tolist() == [pytest.approx(pd.Series(times).quantile(0.05))]
+    sgd = quiet[quiet["method"] == "sgd"]
+    assert sgd["search_seconds"].tolist() == pytest.approx([1, 2, 3, 4, 5, 6])
+    assert quiet["experiment_start"].isna().all() and (quiet["retry_seconds"] == 0).all()

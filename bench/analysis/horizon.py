@@ -17,7 +17,7 @@ over the reference's (inf: reached in fewer than half of its repetitions).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -61,14 +61,17 @@ def run_epochs(suite: dict, df: pd.DataFrame) -> int:
     return int(found.pop())
 
 
-def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int]
+def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int],
+                costs: Callable[[pd.DataFrame], pd.DataFrame] | None = None
                 ) -> dict[int, pd.DataFrame]:
     """Per budget H: the records of every entry at H, each from a run of H epochs, else
-    truncated from the shortest longer run that holds it (`source` names which)."""
+    truncated from the shortest longer run that holds it (`source` names which). `costs`
+    recounts each run's compute first (e.g. `results.at_quiet_costs`)."""
     loaded = []
     for d in run_dirs:
         df, info = runs.read(str(d))
         df = report.entries(df)  # a search under each scheduler is an entry of its own
+        df = costs(df) if costs is not None else df
         loaded.append((str(d), run_epochs(info.get("suite", {}), df), df))
     out = {}
     for h in horizons:
