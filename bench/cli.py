@@ -357,7 +357,7 @@ def cmd_horizon(args: argparse.Namespace) -> None:
         fig = plots.plot_horizon(table)
         for ext in ("png", "pdf"):
             fig.savefig(out / f"{name}.{ext}", dpi=110)
-    print(f"wrote {out / 'horizon'}.md, .csv, .png and .pdf")
+    print(f"wrote {out / name}.md, .csv, .png and .pdf")
 
 
 def main(argv: list[str] | None = None) -> int:

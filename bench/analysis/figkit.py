@@ -70,10 +70,10 @@ def set_scale(ax: Axes, axis: str, values) -> None:
         readable_log_ticks(ax.xaxis if axis == "x" else ax.yaxis)
 
 
-def readable_log_ticks(axis) -> None:
-    """For a log axis over two decades or less: ticks at 1, 2 and 5 times powers of ten,
+def readable_log_ticks(axis, subs: tuple[float, ...] = (1.0, 2.0, 5.0)) -> None:
+    """For a log axis over two decades or less: ticks at `subs` times powers of ten,
     labelled as plain numbers (matplotlib's minor labels overlap there)."""
-    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_locator(ticker.LogLocator(subs=subs))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(ticker.NullFormatter())
 

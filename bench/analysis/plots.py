@@ -191,7 +191,8 @@ def plot_horizon(table: pd.DataFrame) -> Figure:
         ax.xaxis.set_minor_locator(ticker.NullLocator())
         ax.set_xlabel("epoch budget")
     loss_ax.set(ylabel="final test loss (median, IQR)", title="final test loss")
-    set_scale(loss_ax, "y", [*table["q25"], *table["q75"]])
+    loss_ax.set_yscale("log")  # the entries that matter sit close together near the bottom
+    readable_log_ticks(loss_ax.yaxis, subs=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
     ratio_ax.set_yscale("log")
     readable_log_ticks(ratio_ax.yaxis)
     ratio_ax.set(ylabel="compute to target / reference's",
