@@ -125,7 +125,7 @@ def test_pbt_on_digits_exploits_and_records_lineage(tmp_path):
     assert np.isclose(df.search_seconds.max(), df.train_seconds.sum())
 
 
-@pytest.mark.slow  # Ray 2.60 can lose a checkpoint to a SIGKILL (README: Known limits)
+@pytest.mark.slow  # about a minute on 2 cores
 def test_pbt_resumes_after_sigkill_with_nothing_lost_or_repeated(tmp_path):
     trials, epochs = 4, 10
     path = write_suite(tmp_path / "s.toml", trials=trials, epochs=epochs, population=trials,
