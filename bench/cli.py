@@ -54,11 +54,12 @@ LIST_FLAGS = ("tasks", "methods", "optimizers", "schedulers")
 MEASURED, QUIET = "measured", "quiet"
 COMPUTE = {"choices": (MEASURED, QUIET), "default": MEASURED,
            "help": "time-to-target compute: the training seconds measured (default), or quiet: "
-                   "every epoch of an entry at its 5th-percentile epoch time, lost attempts and "
-                   "wall-clock left out, for runs that shared a machine with other work "
-                   "(files get -quiet)"}
-QUIET_NOTE = ("Compute: quiet. Every epoch of an entry costs its 5th-percentile epoch "
-              "training time (`results.at_quiet_costs`); attempts lost to failures or "
+                   "every epoch of the same training at its 5th-percentile epoch time, lost "
+                   "attempts and wall-clock left out, for runs that shared a machine with "
+                   "other work (files get -quiet)"}
+QUIET_NOTE = ("Compute: quiet. Every epoch of the same training (an online method, or a "
+              "black-box optimizer family) costs the 5th percentile of its epoch training "
+              "times over these runs (`results.at_quiet_costs`); attempts lost to failures or "
               "interruptions are not counted; no wall-clock.\n\n")
 
 
@@ -331,8 +332,7 @@ def cmd_horizon(args: argparse.Namespace) -> None:
     from bench.analysis import horizon
 
     budgets = parse_horizons(args.horizons)
-    tables = horizon.at_horizons(args.run_dirs, budgets,
-                                 results.at_quiet_costs if args.compute == QUIET else None)
+    tables = horizon.at_horizons(args.run_dirs, budgets, quiet=args.compute == QUIET)
     missing = [h for h in budgets if h not in tables]
     if missing:
         raise ConfigError(f"no run of at least {missing[0]} epochs among the runs given; "

@@ -91,17 +91,37 @@ QUIET_QUANTILE = 0.05  # of an entry's epoch times: its cost on a machine with n
 
 def at_quiet_costs(df: pd.DataFrame, quantile: float = QUIET_QUANTILE) -> pd.DataFrame:
     """`df` with compute recounted as a quiet machine would have measured it: every epoch of
-    an entry (task, method, family, scheduler) costs the same, the `quantile` of its epoch
-    training times after the first (load from other work only ever adds time); attempts lost
-    to failures or interruptions are not counted, and wall-clock is dropped. For comparing
-    time-to-target on a shared machine, where trials ran beside different loads."""
+    the same training costs the same (`quiet_epoch_costs`). Attempts lost to failures or
+    interruptions are not counted, and wall-clock is dropped. For comparing time-to-target
+    between trials, or runs, that ran beside different loads."""
+    return at_epoch_costs(df, quiet_epoch_costs(df, quantile))
+
+
+def training_of(df: pd.DataFrame) -> pd.Series:
+    """What a record's epoch trained with: its online method, or its black-box optimizer
+    family, whichever search or scheduler chose the hyperparameters."""
+    from bench.experiment import ONLINE
+
+    return df["method"].where(df["optimizer"] == ONLINE, "black-box · " + df["optimizer"])
+
+
+def quiet_epoch_costs(df: pd.DataFrame, quantile: float = QUIET_QUANTILE) -> pd.Series:
+    """Per (task, training): the `quantile` of its epoch training times after the first (load
+    from other work only ever adds time), over every run in `df`."""
+    df = df.assign(training=training_of(df))
+    key = ["task", "training"]
+    later = df[df["epoch"] > 1].groupby(key)["train_seconds"].quantile(quantile)
+    every = df.groupby(key)["train_seconds"].quantile(quantile)  # one-epoch trials only
+    return later.reindex(every.index).fillna(every).rename("epoch_cost")
+
+
+def at_epoch_costs(df: pd.DataFrame, costs: pd.Series) -> pd.DataFrame:
+    """`df` (one run, or runs combined without shared searches) with every epoch at its
+    training's cost in `costs` (`quiet_epoch_costs`), no lost attempts and no wall-clock."""
     if df.empty:
         return df
-    entry = ["task", "method", "optimizer", "scheduler"]
-    later = df[df["epoch"] > 1].groupby(entry)["train_seconds"].quantile(quantile)
-    every = df.groupby(entry)["train_seconds"].quantile(quantile)  # one-epoch trials only
-    cost = later.reindex(every.index).fillna(every).rename("epoch_cost")
-    out = df.drop(columns=["search_seconds"]).join(cost, on=entry)
+    out = df.drop(columns=["search_seconds"]).assign(training=training_of(df))
+    out = out.join(costs, on=["task", "training"]).drop(columns="training")
     out["train_seconds"] = out.pop("epoch_cost")
     out["train_seconds_cum"] = out["train_seconds"] * out["epoch"]
     out["retry_seconds"] = 0.0

@@ -69,25 +69,26 @@ def test_results_get_the_umasks_usual_mode(tmp_path, umask, mode):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.parquet", "run.json"]
 
 
-def test_quiet_costs_count_every_epoch_of_an_entry_at_its_low_quantile():
-    """Two entries on one loaded machine: each epoch after the first is recounted at the
-    entry's 5th-percentile epoch time; a slow first epoch, lost attempts and wall-clock drop
-    out, and the search's compute cumulates the recounted epochs."""
+def test_quiet_costs_count_every_epoch_of_the_same_training_at_its_low_quantile():
+    """On one loaded machine: every epoch of the same training (an online method; a black-box
+    family, whichever search ran it) is recounted at the 5th percentile of its epoch times
+    after the first; a slow first epoch, lost attempts and wall-clock drop out, and a search's
+    compute cumulates the recounted epochs."""
     rows = []
-    for method, seconds in (("sgd", [9.0, 1.0, 1.0, 3.0, 1.0, 2.0]),
-                            ("oho", [20.0, 4.0, 8.0, 4.0, 5.0, 4.0])):
+    for method, optimizer, seconds in (("random", "fixed", [9.0, 1.0, 3.0]),
+                                       ("optuna-tpe", "fixed", [9.0, 1.0, 2.0]),
+                                       ("oho", "online", [20.0, 4.0, 8.0])):
         for trial in (0, 1):
-            times = seconds[3 * trial:3 * trial + 3]
-            for e, t in enumerate(times):
-                rows.append(dict(task="t", method=method, repetition=0, trial=trial,
-                                 epoch=e + 1, trial_start=trial, train_seconds=t,
-                                 train_seconds_cum=sum(times[:e + 1]), experiment_start=0.0,
+            for e, t in enumerate(seconds):
+                rows.append(dict(task="t", method=method, optimizer=optimizer, repetition=0,
+                                 trial=trial, epoch=e + 1, trial_start=trial, train_seconds=t,
+                                 train_seconds_cum=sum(seconds[:e + 1]), experiment_start=0.0,
                                  retry_seconds=5.0 * trial, val_loss=1.0, test_loss=1.0))
     quiet = results.at_quiet_costs(results.table(rows))
-    per_entry = quiet.groupby("method")["train_seconds"].unique()
-    later = {"sgd": [1.0, 3.0, 1.0, 2.0], "oho": [8.0, 4.0, 4.0, 4.0]}
-    for method, times in later.items():
-        assert per_entry[method].tolist() == [pytest.approx(pd.Series(times).quantile(0.05))]
-    sgd = quiet[quiet["method"] == "sgd"]
-    assert sgd["search_seconds"].tolist() == pytest.approx([1, 2, 3, 4, 5, 6])
+    per_method = quiet.groupby("method")["train_seconds"].unique()
+    sgd = pd.Series([1.0, 3.0, 1.0, 3.0, 1.0, 2.0, 1.0, 2.0]).quantile(0.05)
+    assert per_method["random"].tolist() == per_method["optuna-tpe"].tolist() == [sgd]
+    assert per_method["oho"].tolist() == [pd.Series([4.0, 8.0, 4.0, 8.0]).quantile(0.05)]
+    random = quiet[quiet["method"] == "random"]
+    assert random["search_seconds"].tolist() == pytest.approx([sgd * k for k in range(1, 7)])
     assert quiet["experiment_start"].isna().all() and (quiet["retry_seconds"] == 0).all()

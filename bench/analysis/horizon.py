@@ -17,7 +17,7 @@ over the reference's (inf: reached in fewer than half of its repetitions).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -61,18 +61,20 @@ def run_epochs(suite: dict, df: pd.DataFrame) -> int:
     return int(found.pop())
 
 
-def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int],
-                costs: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int], quiet: bool = False
                 ) -> dict[int, pd.DataFrame]:
     """Per budget H: the records of every entry at H, each from a run of H epochs, else
-    truncated from the shortest longer run that holds it (`source` names which). `costs`
-    recounts each run's compute first (e.g. `results.at_quiet_costs`)."""
+    truncated from the shortest longer run that holds it (`source` names which). `quiet`
+    recounts the runs' compute at quiet costs first (`results.at_quiet_costs`)."""
     loaded = []
     for d in run_dirs:
         df, info = runs.read(str(d))
         df = report.entries(df)  # a search under each scheduler is an entry of its own
-        df = costs(df) if costs is not None else df
         loaded.append((str(d), run_epochs(info.get("suite", {}), df), df))
+    if quiet:  # costs over all runs at once: the same training costs the same in each
+        costs = results.quiet_epoch_costs(pd.concat([df for _, _, df in loaded]))
+        loaded = [(name, epochs, results.at_epoch_costs(df, costs))
+                  for name, epochs, df in loaded]
     out = {}
     for h in horizons:
         frames, have = [], set()
