@@ -142,6 +142,7 @@ class SuiteScheduler(FIFOScheduler):
         self.journals = journals or {}  # experiment name -> its journal (bench/journal.py)
         self.read: dict[Path, tuple[int, journal.Journal]] = {}  # path -> (size, as read)
         self.choosers = choosers(schedulers)
+        self.reported: dict[str, int] = {}  # results per experiment: its progress
         # Hyperband takes results one at a time (Tune then buffers none).
         self._supports_buffered_results = all(s.supports_buffered_results
                                               for s in schedulers.values())
@@ -156,6 +157,7 @@ class SuiteScheduler(FIFOScheduler):
         self.__dict__.update(state)
         self.choosers = choosers(self.schedulers)
         self.__dict__.setdefault("journals", {})
+        self.__dict__.setdefault("reported", {})
         self.read = {}
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
@@ -171,11 +173,14 @@ class SuiteScheduler(FIFOScheduler):
     def choose_trial_to_run(self, tune_controller):
         """The first pending trial in the order added (as FIFOScheduler, which scans all the
         run's trials at every step); else a paused trial that its own scheduler promoted, if
-        that scheduler picks its own (Hyperband, PBT); else the first other paused one."""
+        that scheduler picks its own (Hyperband, PBT), asking the searches with the fewest
+        results first (no population waits for another to finish); else the first other
+        paused one."""
         for trial in self.queue.values():
             if trial.status == "PENDING":
                 return trial
-        for name, own in self.choosers.items():
+        for name in sorted(self.choosers, key=lambda n: self.reported.get(n, 0)):
+            own = self.choosers[name]  # least progress first, as the searches' suggestions
             if (trial := own.choose_trial_to_run(SearchView(tune_controller, name))) is not None:
                 return trial
         for trial in self.queue.values():
@@ -225,6 +230,7 @@ class SuiteScheduler(FIFOScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         name = experiment_of(trial)
+        self.reported[name] = self.reported.get(name, 0) + 1
         self.searcher.note_start(name, result)
         if self.searcher.expired(name):
             return TrialScheduler.STOP

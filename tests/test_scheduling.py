@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from ray import cloudpickle
-from ray.tune.schedulers import TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from bench import experiment as ex
@@ -476,3 +476,27 @@ def test_a_resumed_asha_compares_new_trials_with_those_before_the_resume(tmp_pat
     decision = s.on_trial_result(None, new, {"epoch": 1, "val_loss": 0.9, "trial_start": 0.0})
     assert decision == (TrialScheduler.STOP if journaled else TrialScheduler.CONTINUE)
     assert list(s.queue) == ["a3"]
+
+
+def test_paused_trials_of_the_search_with_least_progress_run_first():
+    """Two populations, each with a member waiting: the one whose search has reported fewer
+    results goes first, whatever the suite's order (rep 0 trained to its end first before)."""
+    values = {"methods": ["random"], "schedulers": ["pbt"], "repetitions": 2, "epochs": 6,
+              "trials": 4, "scheduler": {"pbt": {"population": 4}}}
+    exps, searcher = searcher_for(values)
+    first, second = (e.name for e in exps)
+
+    class Waiting(FIFOScheduler):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def choose_trial_to_run(self, tune_controller):
+            return self.name
+
+    s = SuiteScheduler(searcher, {first: Waiting(first), second: Waiting(second)})
+    assert s.choose_trial_to_run(None) == first  # no results yet: suite order
+    for _ in range(3):
+        s.on_trial_result(None, FakeTrial(first, "a0"), {"epoch": 1, "val_loss": 1.0,
+                                                          "trial_start": 0.0})
+    assert s.choose_trial_to_run(None) == second
