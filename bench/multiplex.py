@@ -140,7 +140,7 @@ class SuiteScheduler(FIFOScheduler):
         super().__init__()
         self.searcher, self.schedulers = searcher, schedulers
         self.journals = journals or {}  # experiment name -> its journal (bench/journal.py)
-        self.read: dict[Path, tuple[int, journal.Journal]] = {}  # path -> (size, as read)
+        self.journals_read: dict[Path, tuple[int, journal.Journal]] = {}  # path -> (size, it)
         self.choosers = choosers(schedulers)
         self.reported: dict[str, int] = {}  # results per experiment: its progress
         # Hyperband takes results one at a time (Tune then buffers none).
@@ -150,7 +150,7 @@ class SuiteScheduler(FIFOScheduler):
         self.queue: dict[str, Any] = {}
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "read"}
+        return {k: v for k, v in self.__dict__.items() if k != "journals_read"}
 
     def __setstate__(self, state: dict) -> None:
         """Also restores a run snapshotted by an older ohobench (no `choosers`, or a list)."""
@@ -158,7 +158,7 @@ class SuiteScheduler(FIFOScheduler):
         self.choosers = choosers(self.schedulers)
         self.__dict__.setdefault("journals", {})
         self.__dict__.setdefault("reported", {})
-        self.read = {}
+        self.journals_read = {}
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # each experiment's scheduler has its own metric and mode
@@ -224,9 +224,9 @@ class SuiteScheduler(FIFOScheduler):
         """The journal at `path`, read again only when it has grown (Tune re-adds every trial
         of a resumed run in turn)."""
         size = path.stat().st_size if path.exists() else 0
-        if path not in self.read or self.read[path][0] != size:
-            self.read[path] = (size, journal.read(path))
-        return self.read[path][1]
+        if path not in self.journals_read or self.journals_read[path][0] != size:
+            self.journals_read[path] = (size, journal.read(path))
+        return self.journals_read[path][1]
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         name = experiment_of(trial)

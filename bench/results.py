@@ -86,7 +86,7 @@ def lost_seconds(df: pd.DataFrame) -> pd.Series:
     return pd.Series(0.0, index=df.index)
 
 
-QUIET_QUANTILE = 0.05  # of an entry's epoch times: its cost on a machine with nothing else on
+QUIET_QUANTILE = 0.05  # of a training's epoch times: its cost on a machine with nothing else on
 
 
 def at_quiet_costs(df: pd.DataFrame, quantile: float = QUIET_QUANTILE) -> pd.DataFrame:
@@ -120,12 +120,18 @@ def at_epoch_costs(df: pd.DataFrame, costs: pd.Series) -> pd.DataFrame:
     training's cost in `costs` (`quiet_epoch_costs`), no lost attempts and no wall-clock."""
     if df.empty:
         return df
-    out = df.drop(columns=["search_seconds"]).assign(training=training_of(df))
+    out = df.assign(training=training_of(df))
     out = out.join(costs, on=["task", "training"]).drop(columns="training")
     out["train_seconds"] = out.pop("epoch_cost")
     out["train_seconds_cum"] = out["train_seconds"] * out["epoch"]
     out["retry_seconds"] = 0.0
-    out = table(out.to_dict("records"))
+    return recount(out)
+
+
+def recount(df: pd.DataFrame) -> pd.DataFrame:
+    """`df`, whose trials' epochs or seconds were changed, as a table again: each search's
+    compute cumulated anew (`table`), wall-clock dropped (it no longer matches)."""
+    out = table(df.drop(columns=["search_seconds"], errors="ignore").to_dict("records"))
     out["experiment_start"] = math.nan
     return out
 

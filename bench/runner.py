@@ -340,7 +340,7 @@ def snapshot_before_deleting() -> None:
     that snapshot names, before the new snapshot is written: a driver SIGKILLed in between left
     that trial unrecoverable ("Could not recover from checkpoint as it does not exist"). Forcing
     the snapshot one checkpoint earlier keeps the checkpoint a snapshot names on disk until the
-    next snapshot is written (tests/test_population.py checks this on Ray's own classes)."""
+    next snapshot is written (tests/test_checkpoints.py checks this on Ray's own classes)."""
     from ray.tune.execution import experiment_state
 
     manager = experiment_state._ExperimentCheckpointManager

@@ -45,11 +45,8 @@ def truncatable(method: str, optimizer: str) -> bool:
 
 def truncate(df: pd.DataFrame, epochs: int) -> pd.DataFrame:
     """The table as if every trial had stopped after `epochs` epochs: compute recounted
-    (`results.table`), wall-clock dropped."""
-    kept = df[df["epoch"] <= epochs].drop(columns=["search_seconds"])
-    out = results.table(kept.to_dict("records"))
-    out["experiment_start"] = math.nan
-    return out
+    (`results.recount`), wall-clock dropped."""
+    return results.recount(df[df["epoch"] <= epochs])
 
 
 def run_epochs(suite: dict, df: pd.DataFrame) -> int:
