@@ -26,7 +26,7 @@ KEY = ["task", "method", "optimizer", "scheduler", "repetition", "trial", "epoch
 ADDED = {"optimizer": "-", "scheduler": "-"}
 COLUMNS = KEY + [
     "seed", "trial_id", "status", "node", "node_id", "device", "step",
-    "experiment_start", "trial_start", "timestamp",  # unix seconds
+    "experiment_start", "trial_start", "attempt_start", "timestamp",  # unix seconds
     "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds", "eval_seconds",
     "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
     "collapsed", "lr_floored", "train_eval_size",

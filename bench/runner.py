@@ -397,6 +397,7 @@ def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[di
             "search_error": ended.search_error,
             "earlier_search_errors": ended.earlier_search_errors,  # of rounds started over
             "start": start, "end": end, "wall_seconds": wall,
+            "trial_seconds": trial_seconds(records, trials),
             "scheduling_overhead_per_trial": (overhead_per_trial(start, end, trials)
                                               if None not in (start, end) else math.nan),
             "searcher_seconds_per_trial": (ended.searcher_seconds / len(trials) if trials
@@ -408,11 +409,25 @@ def utilization(info: dict) -> dict:
     """Over the run's wall-clock (all sessions of a resumed run together): trial-seconds, the
     mean number of trials running and the share of the cluster's slots they used."""
     wall = info["finished"] - info["started"]
-    busy = sum(t["end"] - t["start"] for e in info["experiments"] for t in e["trials"]
-               if t.get("start") and t.get("end"))
+    busy = sum(e.get("trial_seconds", 0.0) for e in info["experiments"])
     return {"wall_seconds": wall, "trial_seconds": busy, "slots": info["slots"],
             "mean_running": busy / wall if wall > 0 else math.nan,
             "slot_utilization": busy / (info["slots"] * wall) if wall > 0 else math.nan}
+
+
+def trial_seconds(records: list[dict], trials: list[dict]) -> float:
+    """Seconds an experiment's trials held a slot: each attempt's stretch from its start to its
+    last record (a paused population member, or a trial a resumed run continued, ran in
+    several). A trial whose records predate `attempt_start` counts from its start to its end."""
+    attempts: dict[tuple, float] = {}
+    for r in records:
+        if r.get("attempt_start") is not None:
+            key = (r["trial"], r["attempt_start"])
+            attempts[key] = max(r["timestamp"], attempts.get(key, -math.inf))
+    timed = {trial for trial, _ in attempts}
+    return (sum(end - start for (_, start), end in attempts.items())
+            + sum(t["end"] - t["start"] for t in trials
+                  if t["trial"] not in timed and t.get("start") and t.get("end")))
 
 
 def scheduling_line(s: dict) -> str:

@@ -57,7 +57,10 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
     `resume` is such a state to continue from: the records that follow are the ones an
     uninterrupted trial would have reported."""
     cfg = trial_config(config)
-    started = time.time() if resume is None else resume["trial_start"]
+    # This attempt's start: after a retry, a resumed driver or a population's pause, the
+    # trial runs again from its checkpoint, and the time in between was not the trial's.
+    attempt_start = time.time()
+    started = attempt_start if resume is None else resume["trial_start"]
     # A population member that continues from another's checkpoint (PBT's exploit) says so on
     # its next record: its lineage.
     lineage = {} if resume is None or resume.get("trial", cfg.trial) == cfg.trial else {
@@ -88,7 +91,8 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
         rule = optimizers.FamilyRule(optimizers.get(optimizer), cfg.epochs)
     identity = {"task": cfg.task, "method": cfg.method, "optimizer": optimizer,
                 "scheduler": cfg.scheduler, "repetition": cfg.repetition, "trial": cfg.trial,
-                "seed": cfg.seed, "trial_start": started, "device": str(device)}
+                "seed": cfg.seed, "trial_start": started, "attempt_start": attempt_start,
+                "device": str(device)}
 
     follow_up = method.follow_up(options) if method.kind is MethodKind.ONLINE else None
     phase = {} if follow_up is None else {"phase": "search"}

@@ -3,6 +3,7 @@ whole populations through Ray on digits, interrupted too."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from types import SimpleNamespace
@@ -123,6 +124,10 @@ def test_pbt_on_digits_exploits_and_records_lineage(tmp_path):
             assert np.isclose(getattr(row, f"hp_{name}"), allowed).any(), (name, copied)
     # The compute of every member counts: the last record's search_seconds is all of it.
     assert np.isclose(df.search_seconds.max(), df.train_seconds.sum())
+    # Members wait paused for a slot: that time is not a trial's (4 members on 2 slots).
+    assert df.groupby("trial").attempt_start.nunique().max() >= 2
+    scheduling = json.loads((run_dir / "run.json").read_text())["scheduling"]
+    assert 0 < scheduling["slot_utilization"] <= 1
 
 
 @pytest.mark.slow  # about a minute on 2 cores

@@ -500,3 +500,11 @@ def test_paused_trials_of_the_search_with_least_progress_run_first():
         s.on_trial_result(None, FakeTrial(first, "a0"), {"epoch": 1, "val_loss": 1.0,
                                                           "trial_start": 0.0})
     assert s.choose_trial_to_run(None) == second
+
+
+def test_trial_seconds_leave_out_the_time_a_trial_waited_paused():
+    records = [{"trial": 0, "attempt_start": 100.0, "timestamp": t} for t in (101.0, 102.0)]
+    records += [{"trial": 0, "attempt_start": 110.0, "timestamp": t} for t in (111.0, 113.0)]
+    trials = [{"trial": 0, "start": 100.0, "end": 113.0},
+              {"trial": 1, "start": 100.0, "end": 105.0}]  # its records predate attempt_start
+    assert runner.trial_seconds(records, trials) == 2.0 + 3.0 + 5.0
