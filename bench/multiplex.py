@@ -23,6 +23,7 @@ from ray.tune.search import Searcher
 from bench import journal
 from bench.experiment import Experiment
 from bench.ray_adapter import PickledState
+from bench.schedulers import TIME_ATTR
 
 
 def experiment_of(trial) -> str:
@@ -206,8 +207,8 @@ class SuiteScheduler(FIFOScheduler):
         resume, as they came (its decisions then are ignored: they were taken), so its rungs
         hold them again. A trial new to the run has none."""
         path = self.journals.get(experiment_of(trial))
-        reported = ended or getattr(trial, "last_result", None)  # not so a new trial
-        if not isinstance(own, AsyncHyperBandScheduler) or path is None or not reported:
+        if not isinstance(own, AsyncHyperBandScheduler) or path is None or not (
+                ended or has_reported(trial)):
             return
         records = self.journal(path).records.get(trial.config["spec"].trial, [])
         if not records:
@@ -283,3 +284,10 @@ class SearchView:
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._controller, attr)
+
+
+def has_reported(trial) -> bool:
+    """Whether a trial Tune adds had reported before (a resumed run's): Ray's `last_result`
+    always holds the trial's id, and reading it may wait on the trial's actor."""
+    metadata = getattr(trial, "run_metadata", None)
+    return bool(metadata is not None and metadata.last_result.get(TIME_ATTR))

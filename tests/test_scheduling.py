@@ -478,6 +478,24 @@ def test_a_resumed_asha_compares_new_trials_with_those_before_the_resume(tmp_pat
     assert list(s.queue) == ["a3"]
 
 
+def test_a_new_trial_costs_no_journal_read(tmp_path):
+    """Ray's `last_result` of a trial that never reported holds its id: that is not a result,
+    and reading the journal for every new ASHA trial would grow with the search."""
+    values = {"methods": ["random"], "schedulers": ["asha"], "repetitions": 1, "epochs": 3}
+    exps, searcher = searcher_for(values)
+    name = exps[0].name
+    path = tmp_path / f"{name}.jsonl"
+    journal.append(path, {"event": "result", "trial": 0, "record": {"epoch": 1, "val_loss": 1}})
+    s = SuiteScheduler(searcher, {name: exps[0].scheduler.build()}, {name: path})
+    for i, last_result in enumerate([{"trial_id": "a0"}, {"trial_id": "a1", "epoch": 1}]):
+        trial = FakeTrial(name, f"a{i}")
+        trial.config["spec"].trial = 0
+        trial.run_metadata = SimpleNamespace(last_result=last_result)
+        trial.last_result = last_result
+        s.on_trial_add(None, trial)
+        assert (path in s.journals_read) == (i == 1)  # only the one that had reported
+
+
 def test_paused_trials_of_the_search_with_least_progress_run_first():
     """Two populations, each with a member waiting: the one whose search has reported fewer
     results goes first, whatever the suite's order (rep 0 trained to its end first before)."""
