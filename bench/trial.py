@@ -180,12 +180,9 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
 
 
 def report(record: dict, replayed: bool = False, checkpoint=None) -> None:
-    """One epoch's record to Ray Tune, with the trial's checkpoint if given; `epoch` on top is
-    what schedulers count rungs in (bench.schedulers.TIME_ATTR)."""
+    """One epoch's record to Ray Tune, with the trial's checkpoint if given."""
     from ray import tune
 
-    tune.report({"val_loss": record["val_loss"], "epoch": record["epoch"],
-                 "diverged": record["diverged"],
-                 "collapsed": record.get("collapsed", False),
-                 "trial_start": record["trial_start"], "record": record, "replayed": replayed},
-                checkpoint=checkpoint)
+    from bench.ray_adapter import tune_result
+
+    tune.report(tune_result(record, replayed), checkpoint=checkpoint)

@@ -45,6 +45,7 @@ from ray.tune import Callback  # noqa: E402
 
 from bench import runner, suite  # noqa: E402
 from bench.experiment import plan  # noqa: E402
+from bench.ray_adapter import tune_result  # noqa: E402
 
 SLOTS = 64  # logical CPUs by default (--slots), one per trial
 BLACK_BOX = ["optuna-tpe", "optuna-gp", "skopt-gp", "random"]  # under fifo; random also asha
@@ -79,8 +80,7 @@ def run_sleepy(spec, base: float) -> None:
                   "train_seconds": per_epoch, "train_seconds_cum": per_epoch * epoch,
                   "eval_seconds": 0.0, "train_loss": loss, "val_loss": loss, "test_loss": loss,
                   "diverged": False}
-        tune.report({"val_loss": loss, "epoch": epoch, "diverged": False, "trial_start": start,
-                     "record": record, "replayed": False})
+        tune.report(tune_result(record, replayed=False))
 
 
 def experiments(reps: int, trials: int, inits: int, families: list[str], cheap: bool = False):
