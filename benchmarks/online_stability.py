@@ -126,11 +126,72 @@ def main() -> None:
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="where the trials train (cuda: --workers processes share the GPU)")
     ap.add_argument("--report", action="store_true", help="print what --out holds; run nothing")
+    ap.add_argument("--compare", type=Path, nargs="+", metavar="FILE",
+                    help="one table (and --figure) of several --out files at --task's default "
+                         "options, each named by its file (TASK-METHOD.jsonl); runs nothing")
+    ap.add_argument("--figure", type=Path, help="with --compare: a PNG of the final test losses")
     ap.add_argument("--data-dir", default=None, help="default: ../shared/data/mnist linked in "
                     "torchvision's layout when there, else $OHOBENCH_DATA or ./data")
     args = ap.parse_args()
+    if args.compare:
+        return compare(args.task, args.compare, args.seed, args.figure)
     with tempfile.TemporaryDirectory() as tmp:
         run(args, data_root(args.data_dir, tmp))
+
+
+def read_runs(path: Path, task: str, method: str, options: dict, seed: int) -> list[dict]:
+    """The finished trials in `path` run with `options` (a line cut short by a kill is not)."""
+    default = trial_config(task, method, 0, 1, options, seed, None)["options"]
+    done = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+    return [d for d in done if same_options(method, d["options"], default)]
+
+
+def compare(task: str, paths: list[Path], seed: int, figure: Path | None) -> None:
+    """Each file's runs at the method's default options: one row per method, then a figure."""
+    rows = []
+    for path in paths:
+        method = path.stem.split("-", 1)[1]  # mnist-oho-layerwise.jsonl -> oho-layerwise
+        for run in read_runs(path, task, method, {}, seed):
+            label = "SGD, fixed" if method in BLACK_BOX else method  # at the same draws
+            rows.append({"method": label, **summary(run)})
+    print(f"{'method':<14} {'runs':>4} {'median':>7} {'IQR':>17} {'range':>15} {'div':>3} "
+          f"{'col':>3} {'floor':>5} {'final lr (median)':>17}")
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        finals = sorted(r["final_test"] for r in mine if math.isfinite(r["final_test"]))
+        q = statistics.quantiles(finals, n=4) if len(finals) >= 2 else [math.nan] * 3
+        lr_end = statistics.median(r["lr_end"] for r in mine)
+        print(f"{method:<14} {len(mine):>4} {statistics.median(finals):>7.4f} "
+              f"[{q[0]:.4f}, {q[2]:.4f}] {finals[0]:>7.4f}-{finals[-1]:.4f} "
+              f"{sum(r['diverged'] for r in mine):>3} {sum(r['collapsed'] for r in mine):>3} "
+              f"{sum(r['lr_floored'] for r in mine):>5} {lr_end:>17.2e}")
+    if figure is not None:
+        plot_finals(rows, task, figure)
+
+
+def plot_finals(rows: list[dict], task: str, figure: Path) -> None:
+    """Final test loss of every run, per method, initializations paired by colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib import pyplot as plt
+
+    df = pd.DataFrame(rows)
+    df = df[df.final_test.map(math.isfinite)]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    sns.boxplot(df, x="method", y="final_test", color="0.9", showfliers=False, ax=ax)
+    sns.stripplot(df, x="method", y="final_test", hue="rep", palette="tab10", size=5,
+                  jitter=0.15, ax=ax)
+    ax.set(xlabel="", ylabel="final test loss",
+           title=f"{task}: final test loss per initialization, {int(df.epochs.max())} epochs")
+    ax.legend(title="initialization", fontsize=7, title_fontsize=7, ncol=2,
+              bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=120)
+    print(f"wrote {figure}")
 
 
 def run(args: argparse.Namespace, data_dir: str | None) -> None:
@@ -141,9 +202,7 @@ def run(args: argparse.Namespace, data_dir: str | None) -> None:
 
     done: list[dict] = []
     if args.out and args.out.exists():
-        done = [json.loads(line) for line in args.out.read_text().splitlines()
-                if line.endswith("}")]  # a line cut short by a kill is run again
-        done = [d for d in done if same_options(args.method, d["options"], configs[0]["options"])]
+        done = read_runs(args.out, args.task, args.method, options, args.seed)
     todo = [] if args.report else [
         c for c in configs if c["repetition"] not in {d["repetition"] for d in done}]
     print(f"{args.task} · {args.method} {options or ''}: {args.inits} inits x {args.epochs} "
