@@ -176,6 +176,7 @@ def draw(axes, trace, every_probe: bool) -> None:
     ax.legend(loc="upper left", fontsize=8)
     ax = axes[2]
     ax.plot(trace["step"], trace["lr"], lw=0.8, **marker, label="lr")
+    ax.set_yscale("log")
     ax.legend(loc="upper left", fontsize=8)
     ax = axes[3]
     ax.plot(trace["step"], trace["wd"], lw=0.8, **marker, label="wd", color="C3")

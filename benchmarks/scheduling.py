@@ -183,7 +183,7 @@ def report(name: str, makespan: float, spans: list[dict], began: float) -> float
 def part_suite(tmp: Path, base: float, args) -> None:
     families = FAMILIES[:args.families]
     chosen, exps = experiments(args.reps, args.trials, args.inits, families, args.cheap)
-    report(f"suite ({len(BLACK_BOX) * len(families) * args.reps} searches x {args.trials} "
+    report(f"suite ({(len(BLACK_BOX) + 1) * len(families) * args.reps} searches x {args.trials} "
            f"trials + {len(ONLINE) * args.inits} online{', cheap' if args.cheap else ''})",
            *run_suite(chosen, exps, base, tmp))
 
