@@ -24,6 +24,10 @@ KEY = ["task", "method", "optimizer", "scheduler", "repetition", "trial", "epoch
 # Identity columns that older tables lack, and what they read as there: the optimizer family
 # ("-": before families existed) and the scheduler ("-": before it was a choice of its own).
 ADDED = {"optimizer": "-", "scheduler": "-"}
+# What differs between two runs of the same seed: clock times and durations.
+TIMING = frozenset({"experiment_start", "trial_start", "attempt_start", "timestamp",
+                    "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds",
+                    "eval_seconds"})
 COLUMNS = KEY + [
     "seed", "trial_id", "status", "node", "node_id", "device", "step",
     "experiment_start", "trial_start", "attempt_start", "timestamp",  # unix seconds

@@ -1,8 +1,7 @@
 import pytest
 
+from bench.results import TIMING
 from bench.trial import run_trial
-
-TIMING = {"timestamp", "trial_start", "train_seconds", "train_seconds_cum", "eval_seconds"}
 
 
 def without_timing(records):

@@ -10,10 +10,10 @@ import pytest
 
 from bench import checkpoints
 from bench.trial import run_trial
+from tests.conftest import without_timing
 
 EPOCHS = 4
 RESUME_AFTER = 2
-TIMINGS = {"timestamp", "train_seconds", "train_seconds_cum", "eval_seconds", "trial_start"}
 
 
 def config(method: str, **extra) -> dict:
@@ -21,8 +21,7 @@ def config(method: str, **extra) -> dict:
             "seed": 5, "epochs": EPOCHS, "device": "cpu", **extra}
 
 
-def comparable(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
+comparable = without_timing
 
 
 def saved_each_epoch(cfg: dict, tmp_path) -> tuple[list[dict], list[dict]]:

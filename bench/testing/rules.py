@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from bench.results import TIMING
 from bench.testing.reference import check_hypergradients, problem, run_rule
 from bench.trial import run_trial
 from methods import get
@@ -48,10 +49,8 @@ class UpdateRuleConformance:
 
     def test_the_same_seed_gives_the_same_run(self):
         a, b = (digits_trial(self.method, self.options) for _ in range(2))
-        drop = ("timestamp", "train_seconds", "train_seconds_cum", "eval_seconds",
-                "trial_start")
-        assert [{k: v for k, v in r.items() if k not in drop} for r in a] == \
-               [{k: v for k, v in r.items() if k not in drop} for r in b]
+        assert [{k: v for k, v in r.items() if k not in TIMING} for r in a] == \
+               [{k: v for k, v in r.items() if k not in TIMING} for r in b]
 
     def test_a_non_finite_hypergradient_is_skipped_and_counted(self):
         model, params, batches, val = problem("tanh", 4)
