@@ -118,6 +118,49 @@ class Probe(Callback):
         return (self.n, time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+class ProfiledProbe(Probe):
+    """Also runs cProfile over the driver's main thread for the results 5-10% and 90-95%: the
+    CPU per result in each window (profiler included), ohobench's own share, and what grew."""
+
+    WINDOWS = (("early", 0.05, 0.10), ("late", 0.90, 0.95))
+
+    def __init__(self, expected: int):
+        super().__init__(expected)
+        self.profiles, self.started = {}, None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        import cProfile
+
+        super().on_trial_result(iteration, trials, trial, result, **info)
+        for name, begin, end in self.WINDOWS:
+            if self.n == int(begin * self.expected):
+                self.started = (cProfile.Profile(), self.n, time.process_time())
+                self.started[0].enable()
+            elif self.n == int(end * self.expected) and self.started:
+                profile, n, cpu = self.started
+                profile.disable()
+                self.profiles[name] = (profile, self.n - n, time.process_time() - cpu)
+                self.started = None
+
+    def print(self) -> None:
+        import pstats
+
+        seconds = {}
+        for name, (profile, n, cpu) in self.profiles.items():
+            stats = pstats.Stats(profile).stats  # (file, line, name) -> (.., .., tottime, cumtime)
+            own = sum(v[2] for k, v in stats.items() if "/bench/" in k[0]) / n * 1e3
+            print(f"profile {name}: {cpu / n * 1e3:.2f} ms driver CPU per result, ohobench's own "
+                  f"functions {own:.2f} ms", flush=True)
+            seconds[name] = {k: v[3] / n for k, v in stats.items()}
+        if len(seconds) == 2:
+            early, late = seconds["early"], seconds["late"]
+            grew = sorted(late, key=lambda k: early.get(k, 0.0) - late[k])[:8]
+            print("grew most (cumulative ms per result, early -> late):")
+            for k in grew:
+                print(f"  {early.get(k, 0.0) * 1e3:6.2f} -> {late[k] * 1e3:6.2f}  "
+                      f"{k[2]} ({k[0].split('site-packages/')[-1]}:{k[1]})")
+
+
 def run_suite(chosen, exps, base: float, tmp: Path, sequential: bool = False,
               callbacks: tuple = ()) -> tuple[float, list[dict], float]:
     """(makespan, trial spans, start time) of running `exps`, all at once or one Tuner after
@@ -202,7 +245,7 @@ def part_before(tmp: Path, base: float) -> None:
     print(f"before / after makespan: {old / new:.1f}x", flush=True)
 
 
-def part_scale(tmp: Path, base: float, trials: int) -> None:
+def part_scale(tmp: Path, base: float, trials: int, profile: bool = False) -> None:
     chosen = suite.build({"tasks": ["digits"], "methods": ["random"], "epochs": 1,
                           "schedulers": ["fifo", "asha"],
                           "optimizers": ["fixed", "adam"], "repetitions": 25,
@@ -210,7 +253,7 @@ def part_scale(tmp: Path, base: float, trials: int) -> None:
     exps = [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
             for e in plan(chosen)]
     total = sum(e.budget for e in exps)
-    probe = Probe(total)  # one result per trial (1 epoch)
+    probe = (ProfiledProbe if profile else Probe)(total)  # one result per trial (1 epoch)
     began = time.time()
     run_suite(chosen, exps, base, tmp, callbacks=(probe,))
     m = probe.marks
@@ -223,6 +266,8 @@ def part_scale(tmp: Path, base: float, trials: int) -> None:
           f"at 10%, {per_result('95%', '100%'):.2f} ms at 100%; peak RSS "
           f"{m['10%'][2] / 1024:.0f} MiB at 10%, {m['100%'][2] / 1024:.0f} MiB at 100%",
           flush=True)
+    if profile:
+        probe.print()
 
 
 def main() -> None:
@@ -233,6 +278,8 @@ def main() -> None:
                         help="seconds per epoch in the scale part")
     parser.add_argument("--scale-trials", type=int, default=5000,
                         help="trials in the scale part (100 searches)")
+    parser.add_argument("--profile", action="store_true", help="scale: cProfile the driver over "
+                        "the results 5-10%% and 90-95%% (the 10%% figure then includes it)")
     parser.add_argument("--trials", type=int, default=30, help="trials per search (suite)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per search (suite)")
     parser.add_argument("--families", type=int, default=5, help="optimizer families (suite)")
@@ -251,7 +298,8 @@ def main() -> None:
             {"suite": lambda: part_suite(tmp, args.base, args),
              "before": lambda: part_before(tmp, args.base),
              "reduced": lambda: part_reduced(tmp, args.base),
-             "scale": lambda: part_scale(tmp, args.scale_base, args.scale_trials)}[part]()
+             "scale": lambda: part_scale(tmp, args.scale_base, args.scale_trials,
+                                        args.profile)}[part]()
     finally:
         ray.shutdown()
 
