@@ -409,7 +409,7 @@ def utilization(info: dict) -> dict:
     """Over the run's wall-clock (all sessions of a resumed run together): trial-seconds, the
     mean number of trials running and the share of the cluster's slots they used."""
     wall = info["finished"] - info["started"]
-    busy = sum(e.get("trial_seconds", 0.0) for e in info["experiments"])
+    busy = sum(e["trial_seconds"] for e in info["experiments"])
     return {"wall_seconds": wall, "trial_seconds": busy, "slots": info["slots"],
             "mean_running": busy / wall if wall > 0 else math.nan,
             "slot_utilization": busy / (info["slots"] * wall) if wall > 0 else math.nan}

@@ -526,3 +526,19 @@ def test_trial_seconds_leave_out_the_time_a_trial_waited_paused():
     trials = [{"trial": 0, "start": 100.0, "end": 113.0},
               {"trial": 1, "start": 100.0, "end": 105.0}]  # its records predate attempt_start
     assert runner.trial_seconds(records, trials) == 2.0 + 3.0 + 5.0
+
+
+def test_tune_sees_only_the_top_level_numbers_of_a_result():
+    """Tune keeps statistics of every number it finds in a result's dicts, for every trial of
+    the run: the record's must stay out of its reach, and come back whole."""
+    from ray._private.dict import flatten_dict
+
+    from bench.ray_adapter import record_of, tune_result
+
+    record = {"val_loss": 0.5, "epoch": 2, "diverged": False, "trial_start": 1.0,
+              "train_loss": 0.4, "hp_lr": 0.1, "hg_lr": -3.0}
+    result = tune_result(record, replayed=False)
+    assert set(flatten_dict(result)) == {"val_loss", "epoch", "diverged", "collapsed",
+                                         "trial_start", "record", "replayed"}
+    assert record_of(result) == record
+    assert record_of(json.loads(json.dumps(result))) == record  # as a restored snapshot has it
