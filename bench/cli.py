@@ -32,6 +32,8 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--train-eval-size": ("train_eval_size", int, "training examples evaluated per epoch, a "
                           "fixed random subset (default 0: all)"),
     "--seed": ("seed", int, "suite seed: data split, searches and model initializations"),
+    "--purpose": ("purpose", str, "development (default) or evaluation: a published study, "
+                  "which refuses the development seeds (bench/seeds.py)"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
     "--max-concurrent": ("max_concurrent", int, "trials of one search at once, at most "
                        "--trials (0: 4 for a model-based search, others as resources allow)"),

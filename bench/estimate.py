@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench import tasks
+from bench import compute, tasks
 from bench.datasets import DataSource
 from bench.errors import ConfigError
 from bench.experiment import Experiment, plan
@@ -41,6 +41,7 @@ class Cost:
     step_seconds: float
     eval_seconds_per_example: float
     data: str  # what it was timed on
+    sgd_epochs_per_epoch: float = math.nan  # an epoch's training compute (bench.compute)
 
     @property
     def epoch_seconds(self) -> float:
@@ -54,6 +55,11 @@ class Cost:
     @property
     def seconds(self) -> float:
         return self.trials * self.trial_seconds
+
+    @property
+    def sgd_epochs(self) -> float:
+        """Training compute of all its trials in SGD-epochs, every trial at all its epochs."""
+        return self.trials * self.epochs * self.sgd_epochs_per_epoch
 
 
 def task_data(task: Task, suite: Suite) -> tuple[Splits, str]:
@@ -115,8 +121,11 @@ def estimate(suite: Suite) -> list[Cost]:
             first = exps[0]
             key = (task_name, first.method, first.optimizer)
             if key not in timed:
-                timed[key] = time_trial(first, calibration_slice(splits, batch))
-            step_s, eval_s = timed[key]
+                config = first.trial_config(0, first.search().suggest())
+                timed[key] = (*time_trial(first, calibration_slice(splits, batch)),
+                              compute.count(dataclasses.replace(config, device="cpu"),
+                                            splits).sgd_epochs)
+            step_s, eval_s, sgd_epochs = timed[key]
             n_train = len(splits.x_train)
             train_eval = min(suite.train_eval_size or n_train, n_train)
             costs.append(Cost(
@@ -124,7 +133,8 @@ def estimate(suite: Suite) -> list[Cost]:
                 trials=sum(e.budget for e in exps), epochs=suite.epochs_for(task_name),
                 steps_per_epoch=math.ceil(n_train / batch),
                 eval_examples=train_eval + len(splits.x_val) + len(splits.x_test),
-                step_seconds=step_s, eval_seconds_per_example=eval_s, data=source))
+                step_seconds=step_s, eval_seconds_per_example=eval_s, data=source,
+                sgd_epochs_per_epoch=sgd_epochs))
         return costs
     finally:
         torch.set_num_threads(threads)
@@ -145,12 +155,16 @@ def duration(seconds: float) -> str:
 
 def format_estimate(costs: list[Cost], slots: int) -> str:
     lines = [f"{'task':<18} {'method':<26} {'trials':>6} {'epochs':>6} {'ms/step':>8} "
-             f"{'s/epoch':>8} {'per trial':>10} {'total':>10}"]
+             f"{'s/epoch':>8} {'per trial':>10} {'total':>10} {'SGD-ep/ep':>9} "
+             f"{'SGD-epochs':>10}"]
     for c in costs:
         lines.append(f"{c.task:<18} {c.label:<26} {c.trials:>6} {c.epochs:>6} "
                      f"{c.step_seconds * 1e3:>8.2f} {c.epoch_seconds:>8.2f} "
-                     f"{duration(c.trial_seconds):>10} {duration(c.seconds):>10}")
+                     f"{duration(c.trial_seconds):>10} {duration(c.seconds):>10} "
+                     f"{c.sgd_epochs_per_epoch:>9.2f} {c.sgd_epochs:>10.0f}")
     total = sum(c.seconds for c in costs)
+    lines.append(f"training compute: {sum(c.sgd_epochs for c in costs):,.0f} SGD-epochs "
+                 "(FLOPs over those of one plain SGD epoch of the task; bench/compute.py)")
     longest = max((c.trial_seconds for c in costs), default=0.0)
     wall = max(total / slots, longest)
     lines.append(f"total: {duration(total)} of trial time; on this machine, {slots} trials at "

@@ -2,9 +2,12 @@
 
 A method's choice at any moment is the trial with the lowest validation loss among what it has
 trained so far (each trial at its latest epoch); the test loss of that choice is what counts.
-Time-to-target, until that choice's test loss first reaches the target, is measured three ways:
-- sequential compute: training seconds, the method's trials cumulated in the order it started
-  them (early-stopped trials count the time they used);
+The target is reached at the first moment from which that choice's test loss stays at or below
+it until the end of the budget (SUSTAINED: a dip that comes back up does not count, and a run
+that ends above the target has not reached it); FIRST_TOUCH, the first moment it dips below, is
+kept as an option. Time-to-target is measured three ways:
+- sequential compute (`compute`, in the table's unit: bench.compute): the method's trials
+  cumulated in the order it started them (early-stopped trials count what they used);
 - wall-clock: seconds since the experiment started, Ray scheduling and evaluation included,
   with trials running at once as they did;
 - trials: how many trials it had started by then.
@@ -45,7 +48,7 @@ def entries(df: pd.DataFrame) -> pd.DataFrame:
                                                                  strict=True)])
 
 
-def incumbent_trace(rep: pd.DataFrame, order: str = "search_seconds") -> pd.DataFrame:
+def incumbent_trace(rep: pd.DataFrame, order: str = "compute") -> pd.DataFrame:
     """One repetition's rows in `order` (compute: search_seconds; wall-clock: timestamp), with
     the test loss of its current choice."""
     rep = rep.sort_values(order, kind="stable")
@@ -79,7 +82,7 @@ def repetitions(df: pd.DataFrame) -> pd.DataFrame:
                     "final_test_loss": last["chosen_test_loss"],
                     "chosen_trial": last["chosen_trial"],
                     "trials": int(rep["trial"].nunique()), **flagged,
-                    "search_seconds": float(rep["search_seconds"].max())})
+                    "compute": float(rep["compute"].max())})
     return pd.DataFrame(out)
 
 
@@ -102,27 +105,40 @@ def targets_for(reps: pd.DataFrame, target: Target = None) -> dict[str, float]:
     return {t: float(target) for t in derived} if target else derived
 
 
-def time_to_target(df: pd.DataFrame, targets: dict[str, float]) -> pd.DataFrame:
-    """Per repetition: compute seconds, wall-clock seconds and trials until the choice reaches
-    the task's target (inf where it never does; wall-clock NaN where the table has no clock)."""
+SUSTAINED, FIRST_TOUCH = "sustained", "first-touch"
+REACH_RULES = (SUSTAINED, FIRST_TOUCH)
+
+
+def time_to_target(df: pd.DataFrame, targets: dict[str, float], rule: str = SUSTAINED
+                   ) -> pd.DataFrame:
+    """Per repetition: compute, wall-clock seconds and trials until the choice reaches the
+    task's target by `rule` (inf where it never does; wall-clock NaN where the table has no
+    clock)."""
     out = []
     for key, rep in entries(df).groupby(REP, sort=False):
         target = targets[key[0]]
-        first = _first_hit(incumbent_trace(rep), target)
+        first = reached_at(incumbent_trace(rep), target, rule)
         wall = math.nan
         if {"timestamp", "experiment_start"} <= set(rep) and rep["experiment_start"].notna().all():
-            hit = _first_hit(incumbent_trace(rep, "timestamp"), target)
+            hit = reached_at(incumbent_trace(rep, "timestamp"), target, rule)
             wall = math.inf if hit is None else hit["timestamp"] - hit["experiment_start"]
         out.append({**dict(zip(REP, key, strict=True)), "target": target,
-                    "seconds_to_target": math.inf if first is None else first["search_seconds"],
+                    "compute_to_target": math.inf if first is None else first["compute"],
                     "wall_seconds_to_target": wall,
                     "trials_to_target": math.inf if first is None else first["trials_started"]})
     return pd.DataFrame(out)
 
 
-def _first_hit(trace: pd.DataFrame, target: float) -> pd.Series | None:
-    hit = trace[trace["chosen_test_loss"] <= target]
-    return hit.iloc[0] if len(hit) else None
+def reached_at(trace: pd.DataFrame, target: float, rule: str = SUSTAINED) -> pd.Series | None:
+    """The row of `trace` (`incumbent_trace`) at which the target counts as reached by `rule`,
+    or None."""
+    below = (trace["chosen_test_loss"] <= target).to_numpy()  # NaN: not below
+    if rule == FIRST_TOUCH:
+        return trace.iloc[int(below.argmax())] if below.any() else None
+    if not below.size or not below[-1]:
+        return None
+    above = np.flatnonzero(~below)
+    return trace.iloc[int(above[-1]) + 1 if len(above) else 0]
 
 
 def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None = None
@@ -141,7 +157,7 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
     for (task, method, optimizer), g in reps.groupby(GROUP, sort=False):
         ray_s, searcher_s = (overhead or {}).get((task, method, optimizer), (math.nan, math.nan))
         loss = g["final_test_loss"].to_numpy(dtype=float)
-        reached = np.isfinite(g["seconds_to_target"].to_numpy(dtype=float))
+        reached = np.isfinite(g["compute_to_target"].to_numpy(dtype=float))
         ci = bootstrap_ci(loss)
         rows.append({
             "task": task, "method": method, "optimizer": optimizer, "reps": len(g),
@@ -151,8 +167,8 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
             else math.nan, "test_max": np.nanmax(loss) if np.isfinite(loss).any() else math.nan,
             "target": targets[task],
             "reached": f"{int(reached.sum())}/{len(g)}",
-            "ttt_median_s": float(np.median(g["seconds_to_target"])),
-            "wall_ttt_median_s": float(np.median(g["wall_seconds_to_target"])),
+            "ttt_median": float(np.median(g["compute_to_target"])),
+            "wall_ttt_median": float(np.median(g["wall_seconds_to_target"])),
             "trials_to_target": float(np.median(g["trials_to_target"])),
             "trials": int(g["trials"].sum()),
             **{flag: int(g[f"{flag}_trials"].sum()) for flag in FLAGS},
@@ -190,7 +206,7 @@ def displayed(s: pd.DataFrame) -> pd.DataFrame:
     """The summary as text cells: times to 2 decimals, `not reached`, other floats to 4
     significant digits."""
     shown = s.copy()
-    for col in ("ttt_median_s", "wall_ttt_median_s"):
+    for col in ("ttt_median", "wall_ttt_median"):
         shown[col] = [("not reached" if math.isinf(v) else "-" if math.isnan(v) else f"{v:.2f}")
                       for v in shown[col]]
     shown["trials_to_target"] = [("-" if math.isinf(v) else f"{v:g}")

@@ -27,12 +27,12 @@ ADDED = {"optimizer": "-", "scheduler": "-"}
 # What differs between two runs of the same seed: clock times and durations.
 TIMING = frozenset({"experiment_start", "trial_start", "attempt_start", "timestamp",
                     "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds",
-                    "eval_seconds"})
+                    "eval_seconds", "compute"})
 COLUMNS = KEY + [
     "seed", "trial_id", "status", "node", "node_id", "device", "step",
     "experiment_start", "trial_start", "attempt_start", "timestamp",  # unix seconds
-    "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds", "eval_seconds",
-    "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
+    "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds", "compute",
+    "eval_seconds", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
     "collapsed", "lr_floored", "train_eval_size",
 ]  # then hp_<name> (hyperparameter values) and method diagnostics such as hg_lr
 
@@ -52,6 +52,7 @@ def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     df = pd.concat([one_by_one(df[~population], trial),
                     *([in_step(df[population], trial)] if population.any() else [])])
     df = df.sort_values([*trial[:-1], "search_seconds"], kind="stable").reset_index(drop=True)
+    df["compute"] = df["search_seconds"]  # the clock reports read: measured seconds here
     extra = sorted(c for c in df.columns if c not in COLUMNS)
     hps = [c for c in extra if c.startswith("hp_")]
     ordered = [c for c in COLUMNS if c in df.columns] + hps + [c for c in extra if c not in hps]
@@ -90,46 +91,32 @@ def lost_seconds(df: pd.DataFrame) -> pd.Series:
     return pd.Series(0.0, index=df.index)
 
 
-QUIET_QUANTILE = 0.05  # of a training's epoch times: its cost on a machine with nothing else on
-
-
-def at_quiet_costs(df: pd.DataFrame, quantile: float = QUIET_QUANTILE) -> pd.DataFrame:
-    """`df` with compute recounted as a quiet machine would have measured it: every epoch of
-    the same training costs the same (`quiet_epoch_costs`). Attempts lost to failures or
-    interruptions are not counted, and wall-clock is dropped. For comparing time-to-target
-    between trials, or runs, that ran beside different loads."""
-    return at_epoch_costs(df, quiet_epoch_costs(df, quantile))
-
-
-def training_of(df: pd.DataFrame) -> pd.Series:
-    """What a record's epoch trained with: its online method, or its black-box optimizer
-    family, whichever search or scheduler chose the hyperparameters."""
-    from bench.experiment import ONLINE
-
-    return df["method"].where(df["optimizer"] == ONLINE, "black-box · " + df["optimizer"])
-
-
-def quiet_epoch_costs(df: pd.DataFrame, quantile: float = QUIET_QUANTILE) -> pd.Series:
-    """Per (task, training): the `quantile` of its epoch training times after the first (load
-    from other work only ever adds time), over every run in `df`."""
-    df = df.assign(training=training_of(df))
-    key = ["task", "training"]
-    later = df[df["epoch"] > 1].groupby(key)["train_seconds"].quantile(quantile)
-    every = df.groupby(key)["train_seconds"].quantile(quantile)  # one-epoch trials only
-    return later.reindex(every.index).fillna(every).rename("epoch_cost")
-
-
 def at_epoch_costs(df: pd.DataFrame, costs: pd.Series) -> pd.DataFrame:
-    """`df` (one run, or runs combined without shared searches) with every epoch at its
-    training's cost in `costs` (`quiet_epoch_costs`), no lost attempts and no wall-clock."""
+    """`df` (one run, or runs combined without shared searches) with its `compute` clock
+    counted in another unit: every epoch of a training at its cost in `costs` (per task and
+    `compute.training_of`, e.g. SGD-epochs from bench.compute), each search's compute
+    cumulated anew. Attempts lost to failures or interruptions are not counted. The measured
+    seconds and the wall-clock stay as they were."""
+    from bench.compute import trainings
+
     if df.empty:
         return df
-    out = df.assign(training=training_of(df))
-    out = out.join(costs, on=["task", "training"]).drop(columns="training")
-    out["train_seconds"] = out.pop("epoch_cost")
-    out["train_seconds_cum"] = out["train_seconds"] * out["epoch"]
-    out["retry_seconds"] = 0.0
-    return recount(out)
+    keys = pd.MultiIndex.from_arrays([df["task"], trainings(df)])
+    per_epoch = pd.Series(costs.reindex(keys).to_numpy(dtype=float), index=df.index)
+    missing = df.loc[per_epoch.isna(), ["task", "method", "optimizer"]].drop_duplicates()
+    if len(missing):
+        raise ValueError(f"no cost for {missing.to_dict('records')}")
+    kept = ["train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds",
+            "experiment_start"]
+    out = df.assign(**{f"measured_{c}": df[c] for c in kept if c in df},
+                    train_seconds=per_epoch, train_seconds_cum=per_epoch * df["epoch"],
+                    retry_seconds=0.0)
+    out = recount(out)
+    out["compute"] = out["search_seconds"]
+    for c in kept:
+        if f"measured_{c}" in out:
+            out[c] = out.pop(f"measured_{c}")
+    return out
 
 
 def recount(df: pd.DataFrame) -> pd.DataFrame:
@@ -170,6 +157,8 @@ def with_identity(df: pd.DataFrame) -> pd.DataFrame:
     left to be refused)."""
     if "method" not in df:
         return df
+    if "compute" not in df and "search_seconds" in df:  # a table from before units
+        df["compute"] = df["search_seconds"]
     at = df.columns.get_loc("method") + 1
     for column, value in ADDED.items():
         if column not in df:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import methods as method_registry
-from bench import registry, schedulers, space
+from bench import registry, schedulers, seeds, space
 from bench import tasks as task_registry
 from bench.datasets import DataSource
 from bench.errors import ConfigError, raise_if
@@ -46,6 +46,9 @@ class Suite:
     # (validation and test are always evaluated in full).
     train_eval_size: int = 0
     seed: int = 0
+    # development: defaults may be tuned on it; evaluation: a published study, which refuses
+    # the development seeds (bench/seeds.py).
+    purpose: str = seeds.DEVELOPMENT
     device: str = "auto"
     max_concurrent: int = 0  # trials of one search at once; 0: 4 if model-based, else no cap
     cpus_per_trial: float = 1.0
@@ -184,6 +187,7 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
                      "and '.' only")
     if s.seed < 0:
         found.append(f"seed: must be >= 0, got {s.seed}")
+    found += seeds.problems(s.purpose, s.seed)
     for k in ("repetitions", "trials"):
         if getattr(s, k) < 1:
             found.append(f"{k}: must be >= 1, got {getattr(s, k)}")

@@ -27,15 +27,15 @@ SHUFFLED = rows("bb", [(1, [(1, 0.5, 0.6)]), (2, [(2, 0.2, 0.3)]), (0, [(3, 0.4,
 
 def test_time_to_target_cumulates_trials_in_start_order():
     ttt = analysis.time_to_target(results.table(SHUFFLED), target=0.5).iloc[0]
-    assert ttt["seconds_to_target"] == 3  # trial 2 (started first, 3 s) reaches 0.45
+    assert ttt["compute_to_target"] == 3  # trial 2 (started first, 3 s) reaches 0.45
     assert ttt["trials_to_target"] == 1 and ttt["reached"] and ttt["target"] == 0.5
     ttt = analysis.time_to_target(results.table(SHUFFLED), target=0.3).iloc[0]
-    assert ttt["seconds_to_target"] == 3 + 1 + 2 and ttt["trials_to_target"] == 3
+    assert ttt["compute_to_target"] == 3 + 1 + 2 and ttt["trials_to_target"] == 3
 
 
 def test_not_reached_is_infinite_and_marked():
     ttt = analysis.time_to_target(results.table(SHUFFLED), target=0.1).iloc[0]
-    assert not ttt["reached"] and math.isinf(ttt["seconds_to_target"])
+    assert not ttt["reached"] and math.isinf(ttt["compute_to_target"])
     assert math.isinf(ttt["trials_to_target"])
 
 
@@ -51,7 +51,7 @@ def test_entry_times_median_counts_not_reached_as_infinite():
     for rep, test in enumerate([0.2, 0.9, 0.9]):
         parts += rows("m", [(0, [(rep + 1, test, test)])], rep=rep)
     times = analysis.entry_times(analysis.time_to_target(results.table(parts), 0.5)).iloc[0]
-    assert math.isinf(times["seconds_to_target"]) and times["reached"] == 1
+    assert math.isinf(times["compute_to_target"]) and times["reached"] == 1
     assert times["reps"] == 3
 
 
@@ -107,7 +107,7 @@ def test_distribution_median_iqm_and_missing():
 #   C   inf   60        inf, 4
 PROFILE = pd.DataFrame({"task": ["t1"] * 3 + ["t2"] * 3, "method": list("ABC") * 2,
                         "optimizer": "fixed",
-                        "seconds_to_target": [10, 20, math.inf, 30, 15, 60]})
+                        "compute_to_target": [10, 20, math.inf, 30, 15, 60]})
 
 
 def test_performance_profile_by_hand():
@@ -121,7 +121,7 @@ def test_performance_profile_by_hand():
 
 
 def test_performance_profile_edge_cases():
-    nobody = PROFILE.assign(seconds_to_target=math.inf)  # no entry reached: no ratio is finite
+    nobody = PROFILE.assign(compute_to_target=math.inf)  # no entry reached: no ratio is finite
     assert (analysis.performance_profile(nobody, taus=[1, 100])["fraction"] == 0).all()
     missing = PROFILE[~((PROFILE.task == "t2") & (PROFILE.method == "A"))]  # A absent on t2
     p = analysis.performance_profile(missing, taus=[10]).set_index("method")
@@ -131,11 +131,11 @@ def test_performance_profile_edge_cases():
 
 
 def test_mean_ranks():
-    ranks = analysis.mean_ranks(PROFILE, by="seconds_to_target").set_index("method")
+    ranks = analysis.mean_ranks(PROFILE, by="compute_to_target").set_index("method")
     assert ranks.loc["A", "mean_rank"] == 1.5 and ranks.loc["B", "mean_rank"] == 1.5
     assert ranks.loc["C", "mean_rank"] == 3 and ranks.loc["C", "tasks"] == 2
-    tied = PROFILE.assign(seconds_to_target=[1, math.inf, math.inf, 1, 2, 3])
-    assert analysis.mean_ranks(tied, "seconds_to_target").set_index("method")[
+    tied = PROFILE.assign(compute_to_target=[1, math.inf, math.inf, 1, 2, 3])
+    assert analysis.mean_ranks(tied, "compute_to_target").set_index("method")[
         "mean_rank"].to_dict() == {"A": 1.0, "B": 2.25, "C": 2.75}
 
 
@@ -273,7 +273,7 @@ def test_sweep_targets_are_quantiles_of_the_best_black_box_entry():
     assert labels.to_dict() == pytest.approx({"q=0.25": 0.2, "q=0.5": 0.3, "paper": 0.3})
     at = sweep[sweep["target_label"] == "q=0.25"].set_index("method")
     assert at.loc["bb", "reached"] == 2 and at.loc["oho", "reached"] == 1
-    assert math.isinf(at.loc["oho", "seconds_to_target"]) and at.loc["bb2", "reached"] == 0
+    assert math.isinf(at.loc["oho", "compute_to_target"]) and at.loc["bb2", "reached"] == 0
     assert targets.recommended_target(sweep_table()) == {"t": 0.3}
     assert targets.round_up(0.06312, 2) == 0.064 and targets.round_up(0.063, 2) == 0.063
 

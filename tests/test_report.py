@@ -35,15 +35,15 @@ def test_choice_is_by_validation_loss_never_test_loss():
 
 def test_time_to_target_cumulates_trials_in_start_order():
     ttt = report.time_to_target(table(BLACK_BOX, ONLINE), {"t": 0.4}).set_index("method")
-    assert ttt.loc["bb", "seconds_to_target"] == 1 + 2  # reached with the second trial
+    assert ttt.loc["bb", "compute_to_target"] == 1 + 2  # reached with the second trial
     assert ttt.loc["bb", "trials_to_target"] == 2
-    assert ttt.loc["on", "seconds_to_target"] == 2  # the online run's second epoch
+    assert ttt.loc["on", "compute_to_target"] == 2  # the online run's second epoch
 
 
 def test_not_reached_is_shown_not_dropped():
     s = report.summary(table(BLACK_BOX, ONLINE), target=0.3).set_index("method")
-    assert math.isinf(s.loc["bb", "ttt_median_s"]) and s.loc["bb", "reached"] == "0/1"
-    assert s.loc["on", "reached"] == "1/1" and s.loc["on", "ttt_median_s"] == 2  # 0.3 <= 0.3
+    assert math.isinf(s.loc["bb", "ttt_median"]) and s.loc["bb", "reached"] == "0/1"
+    assert s.loc["on", "reached"] == "1/1" and s.loc["on", "ttt_median"] == 2  # 0.3 <= 0.3
     assert "not reached" in report.format_summary(s.reset_index())
 
 
@@ -65,7 +65,7 @@ def test_distribution_over_repetitions():
     assert (s["test_median"], s["test_min"], s["test_max"]) == (0.3, 0.1, 0.9)
     assert s["test_iqr"] == pytest.approx(0.2) and s["reached"] == "2/5"
     assert 0.1 <= s["test_ci_lo"] < 0.3 < s["test_ci_hi"] <= 0.9  # seeded bootstrap of the median
-    assert math.isinf(s["ttt_median_s"])  # 3 of 5 never reached: the median did not either
+    assert math.isinf(s["ttt_median"])  # 3 of 5 never reached: the median did not either
     assert isinstance(s, pd.Series)
 
 
@@ -75,10 +75,10 @@ def test_wall_clock_time_to_target_counts_concurrent_trials_once():
              for r, stamp in zip(rows("bb", [(0, [(4, 0.5, 0.6)]), (0.5, [(5, 0.3, 0.35)])]),
                                  [4.5, 6.0], strict=True)]
     ttt = report.time_to_target(results.table(parts), {"t": 0.4}).iloc[0]
-    assert ttt["seconds_to_target"] == 4 + 5 and ttt["wall_seconds_to_target"] == 6.0
+    assert ttt["compute_to_target"] == 4 + 5 and ttt["wall_seconds_to_target"] == 6.0
     assert ttt["trials_to_target"] == 2
     s = report.summary(results.table(parts), target=0.1).iloc[0]
-    assert math.isinf(s["wall_ttt_median_s"])  # never reached
+    assert math.isinf(s["wall_ttt_median"])  # never reached
     assert math.isnan(report.time_to_target(table(BLACK_BOX), {"t": 0.4})  # no clock recorded
                       .iloc[0]["wall_seconds_to_target"])
 

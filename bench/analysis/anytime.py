@@ -9,12 +9,12 @@ import pandas as pd
 
 from bench import report
 
-CLOCKS = {"search_seconds": "search_seconds",  # sequential compute (training seconds)
+CLOCKS = {"compute": "compute",  # sequential compute (training seconds)
           "wall_seconds": "timestamp"}  # since the experiment started; its records' order
 
 
-def anytime_curves(df: pd.DataFrame, x: str = "search_seconds") -> pd.DataFrame:
-    """One row per record of each repetition: entry, repetition, `x` (search_seconds:
+def anytime_curves(df: pd.DataFrame, x: str = "compute") -> pd.DataFrame:
+    """One row per record of each repetition: entry, repetition, `x` (compute:
     sequential compute; wall_seconds: timestamp - experiment_start) and test_loss, the test loss
     of the choice by validation at that moment (NaN until some trial has a finite loss)."""
     if x not in CLOCKS:
@@ -24,7 +24,7 @@ def anytime_curves(df: pd.DataFrame, x: str = "search_seconds") -> pd.DataFrame:
     parts = []
     for key, rep in df.groupby(report.REP, sort=False):
         trace = report.incumbent_trace(rep, CLOCKS[x])
-        xs = (trace["search_seconds"] if x == "search_seconds"
+        xs = (trace["compute"] if x == "compute"
               else trace["timestamp"] - trace["experiment_start"])
         parts.append(pd.DataFrame({**dict(zip(report.REP, key, strict=True)),
                                    x: xs.to_numpy(dtype=float),
@@ -53,7 +53,7 @@ def value_at(xs: np.ndarray, ys: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.where(i >= 0, ys[np.clip(i, 0, None)], np.nan)
 
 
-def anytime_band(curves: pd.DataFrame, x: str = "search_seconds", points: int = 100,
+def anytime_band(curves: pd.DataFrame, x: str = "compute", points: int = 100,
                  grid: np.ndarray | None = None) -> pd.DataFrame:
     """Per entry and grid time: median, q25 and q75 of its repetitions' curves, and n, how many
     repetitions had a choice by then. The grid is shared by all entries of a task

@@ -128,7 +128,7 @@ def plot_layerwise(df: pd.DataFrame, reps: pd.DataFrame) -> Figure:
     for row, task in zip(axes, tasks, strict=True):
         g = data[data["task"] == task]
         for ax, y, label in ((row[0], "final_test_loss", "final test loss"),
-                             (row[1], "search_seconds", "training seconds per repetition")):
+                             (row[1], "compute", "training seconds per repetition")):
             sns.lineplot(data=g, x="groups", y=y, hue="family", estimator="median",
                          errorbar=None, marker="o", markersize=8, ax=ax)
             sns.scatterplot(data=g, x="groups", y=y, hue="family", ax=ax, alpha=0.5,

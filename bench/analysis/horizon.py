@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import report, results
+from bench import compute, report, results
 from bench.analysis import runs, stats
 from bench.analysis.figkit import entry_label
 from bench.analysis.targets import best_black_box
@@ -58,32 +58,33 @@ def run_epochs(suite: dict, df: pd.DataFrame) -> int:
     return int(found.pop())
 
 
-def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int], quiet: bool = False
-                ) -> dict[int, pd.DataFrame]:
+def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int],
+                unit: str = compute.FLOPS) -> dict[int, pd.DataFrame]:
     """Per budget H: the records of every entry at H, each from a run of H epochs, else
-    truncated from the shortest longer run that holds it (`source` names which). `quiet`
-    recounts the runs' compute at quiet costs first (`results.at_quiet_costs`)."""
+    truncated from the shortest longer run that holds it (`source` names which), with compute
+    in `unit` (bench.compute)."""
+    compute.check_unit(unit)
     loaded = []
     for d in run_dirs:
         df, info = runs.read(str(d))
-        df = report.entries(df)  # a search under each scheduler is an entry of its own
-        loaded.append((str(d), run_epochs(info.get("suite", {}), df), df))
-    if quiet:  # costs over all runs at once: the same training costs the same in each
-        costs = results.quiet_epoch_costs(pd.concat([df for _, _, df in loaded]))
-        loaded = [(name, epochs, results.at_epoch_costs(df, costs))
-                  for name, epochs, df in loaded]
+        costs = None if unit == compute.MEASURED else compute.costs_series(
+            compute.run_costs(info, f"{d}/{results.RUN_JSON}"), unit)
+        loaded.append((str(d), run_epochs(info.get("suite", {}), df), df, costs))
     out = {}
     for h in horizons:
         frames, have = [], set()
-        for name, epochs, df in sorted(loaded, key=lambda r: (r[1] != h, r[1])):
+        for name, epochs, df, costs in sorted(loaded, key=lambda r: (r[1] != h, r[1])):
             if epochs < h:
                 continue
-            keys = df[report.GROUP].drop_duplicates().itertuples(index=False, name=None)
+            keys = report.entries(df)[report.GROUP].drop_duplicates().itertuples(index=False, name=None)
             new = [k for k in keys if k not in have and (epochs == h or truncatable(*k[1:]))]
             if not new:
                 continue
-            part = df[pd.MultiIndex.from_frame(df[report.GROUP]).isin(new)]
+            part = df[pd.MultiIndex.from_frame(report.entries(df)[report.GROUP]).isin(new)]
             part = part if epochs == h else truncate(part, h)
+            if costs is not None:  # after truncating: the kept epochs are counted
+                part = results.at_epoch_costs(part, costs)
+            part = report.entries(part)  # a search under each scheduler is an entry of its own
             source = name if epochs == h else f"first {h} epochs of {name}"
             frames.append(part.assign(source=source))
             have.update(new)
@@ -104,18 +105,18 @@ def horizon_table(tables: dict[int, pd.DataFrame]) -> pd.DataFrame:
         dist = stats.distribution(reps).set_index(["method", "optimizer"])
         target = float(dist.loc[ref, "median"])
         ttt = stats.entry_times(stats.time_to_target(df, target))
-        ref_s = float(ttt.set_index(["method", "optimizer"]).loc[ref, "seconds_to_target"])
+        ref_s = float(ttt.set_index(["method", "optimizer"]).loc[ref, "compute_to_target"])
         merged = dist.reset_index().merge(ttt, on=stats.ENTRY)
         sources = df.groupby(stats.ENTRY)["source"].first()
         for r in merged.itertuples(index=False):
-            secs = float(r.seconds_to_target)
+            secs = float(r.compute_to_target)
             rows.append({
                 "epochs": h, "task": r.task, "method": r.method, "optimizer": r.optimizer,
                 "kind": "online" if r.optimizer == ONLINE else "black-box", "reps": int(r.reps),
                 "test_median": r.median, "ci_lo": r.median_lo, "ci_hi": r.median_hi,
                 "q25": r.q25, "q75": r.q75, "target": target,
                 "reference": report_label(*ref), "reached": f"{int(r.reached)}/{int(r.reps)}",
-                "ttt_median_s": secs, "trials_to_target": float(r.trials_to_target),
+                "ttt_median": secs, "trials_to_target": float(r.trials_to_target),
                 "ttt_ratio": ratio(secs, ref_s),
                 "source": sources[(r.task, r.method, r.optimizer)]})
     return pd.DataFrame(rows)
@@ -138,15 +139,15 @@ def displayed(table: pd.DataFrame) -> pd.DataFrame:
     shown = shown.drop(columns=["method", "optimizer"])
     shown["ci95"] = [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in
                      zip(table["ci_lo"], table["ci_hi"], strict=True)]
-    shown["ttt_median_s"] = ["not reached" if math.isinf(v) else f"{v:.0f}"
-                             for v in table["ttt_median_s"]]
+    shown["ttt_median"] = ["not reached" if math.isinf(v) else f"{v:.0f}"
+                             for v in table["ttt_median"]]
     shown["trials_to_target"] = ["-" if math.isinf(v) else f"{v:g}"
                                  for v in table["trials_to_target"]]
     shown["ttt_ratio"] = ["inf" if math.isinf(v) else f"{v:.2f}" for v in table["ttt_ratio"]]
     for col in ("test_median", "q25", "q75"):
         shown[col] = [f"{v:.4g}" for v in table[col]]
     cols = ["epochs", "entry", "reps", "test_median", "ci95", "q25", "q75", "reached",
-            "ttt_median_s", "trials_to_target", "ttt_ratio"]
+            "ttt_median", "trials_to_target", "ttt_ratio"]
     return shown[cols].astype(str)
 
 

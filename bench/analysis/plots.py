@@ -33,7 +33,7 @@ from bench.analysis.figkit import (
 )
 from bench.analysis.targets import target_sweep
 
-TIME_LABELS = {"seconds_to_target": "training seconds to target",
+TIME_LABELS = {"compute_to_target": "training seconds to target",
                "wall_seconds_to_target": "wall-clock seconds to target",
                "trials_to_target": "trials to target"}
 PER_ROW = 2  # tasks side by side
@@ -118,7 +118,7 @@ def time_axis(ax: Axes, g: pd.DataFrame, measure: str, order: list[str]) -> None
 
 
 def plot_anytime(curves: pd.DataFrame, band: pd.DataFrame, targets: dict[str, float],
-                 x: str = "search_seconds") -> Figure:
+                 x: str = "compute") -> Figure:
     """Test loss of the choice against training seconds: a thin step line per repetition, the
     median over repetitions (thick) and the interquartile band, and the target. One axis per
     task, or per (task, method) when a task has more than `CROWDED` entries."""
@@ -148,7 +148,7 @@ def plot_anytime(curves: pd.DataFrame, band: pd.DataFrame, targets: dict[str, fl
         set_scale(ax, "x", c[x])
         set_scale(ax, "y", [*c["test_loss"], targets[task]])
         ax.set(title=" · ".join(key), ylabel="test loss of the choice (by validation)",
-               xlabel="training seconds (sequential compute)" if x == "search_seconds"
+               xlabel="training seconds (sequential compute)" if x == "compute"
                else "wall-clock seconds")
         if crowded:
             ax.legend(fontsize="small", title="median, IQR band", title_fontsize="small")
@@ -217,7 +217,7 @@ def plot_target_sweep(sweep: pd.DataFrame) -> Figure:
     for (share_ax, time_ax), task in zip(axes, tasks, strict=True):
         g = sweep[sweep["task"] == task]
         q = g[g["target_label"] != "paper"]
-        finite = q["seconds_to_target"].replace(np.inf, np.nan).dropna()
+        finite = q["compute_to_target"].replace(np.inf, np.nan).dropna()
         ceiling = float(finite.max()) * 2 if len(finite) else 1.0
         for entry in order:
             e = q[q["entry"] == entry].sort_values("target")
@@ -226,11 +226,11 @@ def plot_target_sweep(sweep: pd.DataFrame) -> Figure:
             style = {"color": colors[entry], "label": entry,
                      "marker": "o" if (e["optimizer"] == "online").all() else "s"}
             share_ax.plot(e["target"], e["reached"] / e["reps"], **style)
-            t = e["seconds_to_target"].to_numpy(float)
+            t = e["compute_to_target"].to_numpy(float)
             time_ax.plot(e["target"], np.where(np.isfinite(t), t, ceiling), **style)
             at_paper = g[(g["entry"] == entry) & (g["target_label"] == "paper")]
             for r in at_paper.itertuples(index=False):  # a star at the paper's target
-                secs = r.seconds_to_target if np.isfinite(r.seconds_to_target) else ceiling
+                secs = r.compute_to_target if np.isfinite(r.compute_to_target) else ceiling
                 share_ax.plot(r.target, r.reached / r.reps, "*", ms=12, color=colors[entry])
                 time_ax.plot(r.target, secs, "*", ms=12, color=colors[entry])
         time_ax.axhline(ceiling, color=NOT_REACHED, lw=1, ls=":")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import report, results
+from bench import compute, report, results
 from bench.errors import ConfigError
 
 # Columns the report reads; the rest may be missing (e.g. from an older ohobench).
@@ -37,11 +37,13 @@ def is_run_dir(path: Path) -> bool:
         (path / results.TABLE).is_file() or (path / "journal").is_dir())
 
 
-def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
-              ) -> tuple[pd.DataFrame, dict[str, Any]]:
+def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
+              unit: str = compute.MEASURED) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The records of all runs in one table, with a `run` column (the directory as given),
-    and what the report needs: runs, targets (explicit ones, per task), options (per method
-    label) and overhead (Ray's per trial, per entry)."""
+    its `compute` clock in `unit` (bench.compute), and what the report needs: runs, targets
+    (explicit ones, per task), options (per method label) and overhead (Ray's per trial, per
+    entry)."""
+    compute.check_unit(unit)
     names = [str(d) for d in run_dirs]
     if not names:
         raise ConfigError("no run directory given")
@@ -52,6 +54,8 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
             f"{n!r} is not a run directory: it needs {results.RUN_JSON} and {results.TABLE} "
             "(or, unfinished, journal/)" for n in bad])
     loaded = {n: read(n) for n in names}
+    if unit == compute.CALIBRATED:
+        compute.calibration_devices({n: info for n, (_, info) in loaded.items()})
     suites = {n: info.get("suite", {}) for n, (_, info) in loaded.items()}
     tasks = {n: set(df["task"].unique()) | set(suites[n].get("tasks", []))
              for n, (df, _) in loaded.items()}
@@ -61,6 +65,7 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
     frames, options, overhead = [], {}, {}
     for n, (df, info) in loaded.items():
         label = labels[n]
+        df = compute.in_unit(df, info, unit, where=f"{n}/{results.RUN_JSON}")
         frames.append(report.entries(df.assign(method=df["method"].replace(label), run=n)))
         options.update({label.get(m, m): o for m, o in suites[n].get("options", {}).items()})
         overhead.update(report.overhead_by_method(info, label))
@@ -68,7 +73,7 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     unfinished = {n: int(df.groupby(["method", "optimizer", "repetition", "trial"]).ngroups)
                   for n, (df, info) in loaded.items() if not info.get("finished")}
-    return df, {"runs": names, "targets": targets, "options": options, "overhead": overhead,
+    return df, {"runs": names, "unit": unit, "targets": targets, "options": options, "overhead": overhead,
                 "unfinished": unfinished}
 
 

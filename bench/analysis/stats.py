@@ -18,7 +18,7 @@ from scipy import stats
 from bench import report
 
 ENTRY = report.GROUP  # task, method, optimizer
-TIMES = ("seconds_to_target", "wall_seconds_to_target", "trials_to_target")
+TIMES = ("compute_to_target", "wall_seconds_to_target", "trials_to_target")
 
 
 def time_to_target(df: pd.DataFrame, target: report.Target = None) -> pd.DataFrame:
@@ -27,7 +27,7 @@ def time_to_target(df: pd.DataFrame, target: report.Target = None) -> pd.DataFra
     task, one per task, or None: the median final test loss over all methods of the task."""
     targets = report.targets_for(report.repetitions(df), target)
     ttt = report.time_to_target(df, targets)
-    return ttt.assign(reached=np.isfinite(ttt["seconds_to_target"].to_numpy(dtype=float)))
+    return ttt.assign(reached=np.isfinite(ttt["compute_to_target"].to_numpy(dtype=float)))
 
 
 def entry_times(ttt: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +105,7 @@ def mean_ranks(per_entry: pd.DataFrame, by: str = "test_median") -> pd.DataFrame
     """Per (method, optimizer): the mean over tasks of its rank among the task's entries by
     column `by` (lower is better, rank 1 the best; ties share the mean rank; inf ties last,
     NaN ranks last), and on how many tasks it was ranked. `per_entry` is e.g. the report's
-    summary (test_median, ttt_median_s) or `entry_times`."""
+    summary (test_median, ttt_median) or `entry_times`."""
     ranked = per_entry.assign(rank=per_entry.groupby("task")[by].rank(
         method="average", na_option="bottom"))
     out = ranked.groupby(["method", "optimizer"], sort=False)["rank"].agg(
@@ -113,7 +113,7 @@ def mean_ranks(per_entry: pd.DataFrame, by: str = "test_median") -> pd.DataFrame
     return out.sort_values("mean_rank", kind="stable").reset_index(drop=True)
 
 
-def performance_ratios(per_entry: pd.DataFrame, by: str = "seconds_to_target") -> pd.DataFrame:
+def performance_ratios(per_entry: pd.DataFrame, by: str = "compute_to_target") -> pd.DataFrame:
     """Per entry: its time `by` over the fastest entry's on the same task (1 for the fastest;
     inf where it never reached the target, or where no entry on the task did)."""
     t = per_entry[by].to_numpy(dtype=float)
@@ -126,7 +126,7 @@ def performance_ratios(per_entry: pd.DataFrame, by: str = "seconds_to_target") -
 
 
 def performance_profile(per_entry: pd.DataFrame, taus: Sequence[float] | None = None,
-                        by: str = "seconds_to_target") -> pd.DataFrame:
+                        by: str = "compute_to_target") -> pd.DataFrame:
     """AlgoPerf-style performance profile: for each (method, optimizer) and tau, the fraction
     of all tasks in `per_entry` on which its time `by` is within a factor tau of the fastest
     entry's (never reached, or absent from the task: not within any tau). Default taus: 1 to

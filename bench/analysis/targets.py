@@ -62,7 +62,7 @@ def target_sweep(df: pd.DataFrame, quantiles: Sequence[float] = QUANTILES) -> pd
                 rows.append({"task": task, "target_label": label, "target": target,
                              "method": r.method, "optimizer": r.optimizer,
                              "reached": int(r.reached), "reps": int(r.reps),
-                             "seconds_to_target": float(r.seconds_to_target),
+                             "compute_to_target": float(r.compute_to_target),
                              "trials_to_target": float(r.trials_to_target)})
     return pd.DataFrame(rows)
 
