@@ -53,16 +53,16 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
 }
 RESUME_FLAGS = ("address", "storage", "data_dir")  # what --resume may change: where it runs
 LIST_FLAGS = ("tasks", "methods", "optimizers", "schedulers")
-MEASURED, QUIET = "measured", "quiet"
-COMPUTE = {"choices": (MEASURED, QUIET), "default": MEASURED,
-           "help": "time-to-target compute: the training seconds measured (default), or quiet: "
-                   "every epoch of the same training at its 5th-percentile epoch time, lost "
-                   "attempts and wall-clock left out, for runs that shared a machine with "
-                   "other work (files get -quiet)"}
-QUIET_NOTE = ("Compute: quiet. Every epoch of the same training (an online method, or a "
-              "black-box optimizer family) costs the 5th percentile of its epoch training "
-              "times over these runs (`results.at_quiet_costs`); attempts lost to failures or "
-              "interruptions are not counted; no wall-clock.\n\n")
+COMPUTE = {"default": "flops", "choices": ("flops", "calibrated", "measured"),
+           "help": "the compute clock of time-to-target: flops (default: SGD-epochs counted in "
+                   "FLOPs, the same on every machine), calibrated (SGD-epochs from steps timed "
+                   "side by side on the run's device: `ohobench calibrate`) or measured "
+                   "(training seconds as measured; they move with the machine's load). Files "
+                   "get -calibrated or -measured"}
+REACH = {"default": "sustained", "choices": ("sustained", "first-touch"),
+         "help": "when a target counts as reached: sustained (default: from the first moment "
+                 "the choice's test loss stays at or below it to the end) or first-touch (its "
+                 "first dip below it)"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--plots", action="store_true",
                      help="also write figures (PNG and PDF) into RUN_DIR/figures/")
     rep.add_argument("--compute", **COMPUTE)
+    rep.add_argument("--reach", **REACH)
     hor = sub.add_parser("horizon", help="the horizon study: each entry at several epoch "
                          "budgets", description="Final test loss and time-to-target of every "
                          "entry at each epoch budget, from runs of that budget or, where exact, "
@@ -111,6 +112,31 @@ def build_parser() -> argparse.ArgumentParser:
     hor.add_argument("--horizons", required=True, help="epoch budgets, e.g. 10,30,100")
     hor.add_argument("--out", help="where to write (default: the first RUN_DIR)")
     hor.add_argument("--compute", **COMPUTE)
+    ver = sub.add_parser("verdict", help="online methods against black-box searches at equal "
+                         "compute, with verdicts", description="Each online method against "
+                         "the best black-box entry at equal compute and at the search's full "
+                         "budget: difference of medians, P(improvement), both with 95% "
+                         "intervals, a verdict and the difference this n could detect "
+                         "(bench.analysis.verdict). Random search and ASHA are replayed from the "
+                         "pool of random search's trials. Writes verdict.md, verdict.csv, "
+                         "equal-compute.csv and equal-compute.png/.pdf into --out.")
+    ver.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    ver.add_argument("--out", help="where to write (default: the first RUN_DIR)")
+    ver.add_argument("--compute", default="flops", choices=("flops", "calibrated"),
+                     help="the compute unit (default flops: SGD-epochs counted in FLOPs)")
+    ver.add_argument("--budgets", default="1,2,4,8", help="budgets in runs of each online "
+                     "method, e.g. 1,2,4,8 (the search's full budget is always added)")
+    ver.add_argument("--searches", type=int, default=10_000,
+                     help="replayed random searches per budget (ASHA: a tenth)")
+    ver.add_argument("--every-entry", action="store_true", help="verdicts against every "
+                     "black-box entry at every budget, not the best one at 1x and full")
+    cal = sub.add_parser("calibrate", help="count and time every training of a run",
+                         description="Count the FLOPs of every training of a run (an online "
+                         "method, or a black-box optimizer family) and time its steps side by "
+                         "side, interleaved, on this machine's device; store both in the run's "
+                         "run.json (`--compute calibrated` reads the timings).")
+    cal.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    cal.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     return parser
 
 
@@ -234,16 +260,15 @@ def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, 
 
 
 def print_report(run_dirs: Path | str | list, target: float | None,
-                 plots: bool = False, compute: str = MEASURED) -> None:
+                 plots: bool = False, unit: str = "flops", reach: str = "sustained") -> None:
     """Print the summary of one run, or of several combined, and write it (summary.csv,
-    summary.md; summary-combined.* for several runs; -quiet with `compute` quiet) and with
-    `plots` the figures (figures/, figures-combined/, ...) into the first run directory."""
-    from bench import analysis, report, results
+    summary.md; summary-combined.* for several runs; -measured or -calibrated for those units)
+    and with `plots` the figures (figures/, figures-combined/, ...) into the first run
+    directory."""
+    from bench import analysis, compute, report, results
 
     dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list | tuple) else [run_dirs])]
-    df, meta = analysis.load_runs(dirs, target)
-    if compute == QUIET:
-        df = results.at_quiet_costs(df)
+    df, meta = analysis.load_runs(dirs, target, unit)
     for run, trials in meta["unfinished"].items():
         print(f"ohobench: {run} has not finished: this report covers the {trials} trial(s) it "
               "has ended so far, from its journals (`ohobench run --resume` continues it)")
@@ -251,24 +276,23 @@ def print_report(run_dirs: Path | str | list, target: float | None,
         print("\nno trial finished an epoch, so there is nothing to compare (a time budget "
               "shorter than Ray's start-up and one epoch?)")
         return
-    suffix = ("-combined" if len(dirs) > 1 else "") + ("-quiet" if compute == QUIET else "")
+    suffix = ("-combined" if len(dirs) > 1 else "") + unit_suffix(unit)
     out = dirs[0]
     figures_dir = out / f"figures{suffix}"
     writable(out, figures_dir if plots else None)
-    table = report.summary(df, target or meta["targets"], meta["overhead"])
+    table = report.summary(df, target or meta["targets"], meta["overhead"], reach)
     results.write_csv(table, out / f"summary{suffix}.csv")
     runs = ", ".join(f"`{d}`" for d in dirs)
     errored = search_errors(dirs)
     notes = "".join(f"\n- {line}" for line in errored)
+    note = compute_note(unit, reach)
     (out / f"summary{suffix}.md").write_text(
-        f"# ohobench summary\n\nRuns: {runs}\n\n" + (QUIET_NOTE if compute == QUIET else "")
+        f"# ohobench summary\n\nRuns: {runs}\n\n{note}\n\n"
         + report.markdown_table(report.displayed(table))
         + (f"\n\nSearches that raised and ended early (their ended trials are above):{notes}\n"
            if errored else ""))
-    print("\nfinal test loss over repetitions (choice by validation loss) and time-to-target "
-          "(training seconds, trials in the order started):")
-    if compute == QUIET:
-        print(QUIET_NOTE.strip())
+    print(f"\nfinal test loss over repetitions (choice by validation loss) and time-to-target "
+          f"in {compute.UNIT_NAMES[unit]}:")
     print(report.format_summary(table))
     if errored:
         print("searches that raised and ended early (their ended trials are above):" + notes)
@@ -278,6 +302,28 @@ def print_report(run_dirs: Path | str | list, target: float | None,
         targets = dict(zip(table["task"], table["target"], strict=False))
         for line in figures.write_figures(df, figures_dir, meta["options"], targets):
             print(line)
+
+
+def unit_suffix(unit: str) -> str:
+    """What a file name gets for a compute unit: nothing for the default (flops)."""
+    return "" if unit == "flops" else f"-{unit}"
+
+
+def compute_note(unit: str, reach: str) -> str:
+    from bench import compute
+
+    says = {compute.FLOPS: "every epoch of a training (an online method, or a black-box "
+                           "optimizer family) at its FLOPs over those of one plain SGD epoch of "
+                           "the task (bench/compute.py); attempts lost to failures or "
+                           "interruptions are not counted",
+            compute.CALIBRATED: "every epoch of a training at its steps' seconds, timed side by "
+                                "side on the run's device (`ohobench calibrate`), over plain "
+                                "SGD's; lost attempts are not counted",
+            compute.MEASURED: "training seconds as measured, lost attempts included; they move "
+                              "with the machine's load"}
+    return (f"Compute: {compute.UNIT_NAMES[unit]}: {says[unit]}. A target is reached "
+            + ("when the choice's test loss first dips below it." if reach == "first-touch" else
+               "from the first moment the choice's test loss stays at or below it to the end."))
 
 
 def search_errors(run_dirs: list[Path]) -> list[str]:
@@ -315,7 +361,7 @@ def writable(out: Path, figures_dir: Path | None) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     if args.target is not None and not (args.target > 0 and math.isfinite(args.target)):
         raise ConfigError(f"--target must be a positive, finite test loss, got {args.target}")
-    print_report(args.run_dirs, args.target, args.plots, args.compute)
+    print_report(args.run_dirs, args.target, args.plots, args.compute, args.reach)
 
 
 def parse_horizons(text: str) -> list[int]:
@@ -334,20 +380,21 @@ def cmd_horizon(args: argparse.Namespace) -> None:
     from bench.analysis import horizon
 
     budgets = parse_horizons(args.horizons)
-    tables = horizon.at_horizons(args.run_dirs, budgets, quiet=args.compute == QUIET)
+    tables = horizon.at_horizons(args.run_dirs, budgets, args.compute)
     missing = [h for h in budgets if h not in tables]
     if missing:
         raise ConfigError(f"no run of at least {missing[0]} epochs among the runs given; "
                           "each budget needs a run of that many epochs or more")
     table = horizon.horizon_table(tables)
     out = Path(args.out or args.run_dirs[0])
-    name = "horizon-quiet" if args.compute == QUIET else "horizon"
+    name = "horizon" + unit_suffix(args.compute)
     writable(out, out)
     results.write_csv(table, out / f"{name}.csv")
     shown = horizon.displayed(table)
     (out / f"{name}.md").write_text(
         "# ohobench horizon study\n\nRuns: " + ", ".join(f"`{d}`" for d in args.run_dirs)
-        + "\n\n" + (QUIET_NOTE if args.compute == QUIET else "") + report.markdown_table(shown)
+        + "\n\n" + compute_note(args.compute, "sustained") + "\n\n"
+        + report.markdown_table(shown)
         + "\nTargets (the reference black-box entry's median final test loss at each budget):\n"
         + horizon.targets_note(table)
         + "\n\nWhere each entry's records come from:\n" + horizon.sources_note(table) + "\n")
@@ -362,6 +409,74 @@ def cmd_horizon(args: argparse.Namespace) -> None:
     print(f"wrote {out / name}.md, .csv, .png and .pdf")
 
 
+MAX_SEARCHES = 1_000_000
+
+
+def parse_multiples(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v < math.inf for v in values):
+        raise ConfigError(f"--budgets {text!r}: expected positive multiples of one online run "
+                          "separated by commas, e.g. 1,2,4,8")
+    return sorted(set(values))
+
+
+def cmd_verdict(args: argparse.Namespace) -> None:
+    from bench import analysis, report, results
+    from bench.analysis import verdict
+
+    multiples = parse_multiples(args.budgets)
+    if not 1 <= args.searches <= MAX_SEARCHES:
+        raise ConfigError(f"--searches {args.searches}: give 1 to {MAX_SEARCHES:,}")
+    df, _ = analysis.load_runs(args.run_dirs, unit=args.compute)
+    settings = verdict.Settings(searches=args.searches, multiples=multiples,
+                                every_entry=args.every_entry)
+    curves, verdicts = verdict.analyse(df, settings)
+    out = Path(args.out or args.run_dirs[0])
+    writable(out, out)
+    results.write_csv(curves, out / "equal-compute.csv")
+    results.write_csv(verdicts, out / "verdict.csv")
+    shown = verdict.displayed(verdicts)
+    (out / "verdict.md").write_text(
+        "# ohobench verdict\n\nRuns: " + ", ".join(f"`{d}`" for d in args.run_dirs)
+        + "\n\n" + compute_note(args.compute, "sustained").split(" A target")[0] + "\n\n"
+        + report.markdown_table(shown) + "\n" + verdict.NOTE + "\n")
+    print(shown.to_string(index=False))
+    from bench.analysis import plots
+
+    with plots.sns.axes_style("whitegrid"):
+        fig = plots.plot_equal_compute(curves)
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"equal-compute.{ext}", dpi=110)
+    print(f"wrote {out / 'verdict.md'}, verdict.csv, equal-compute.csv, .png and .pdf")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    import json
+
+    from bench import compute, results, suite
+
+    for d in args.run_dirs:
+        path = Path(d) / results.RUN_JSON
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"calibrate {d!r}: not a run directory (cannot read "
+                              f"{results.RUN_JSON}: {getattr(exc, 'strerror', None) or exc})"
+                              ) from None
+        values = {k: v for k, v in info.get("suite", {}).items() if v is not None}
+        chosen = suite.build(values, where=str(path), need_data=False)
+        print(f"{d}: counting and timing every training ...", flush=True)
+        costs = compute.costs_for(chosen, args.device)
+        info["compute"] = compute.as_rows(costs)
+        results.write_json(info, path)
+        for c in costs:
+            print(f"  {c.task:<14} {c.training:<28} {c.sgd_epochs:6.2f} SGD-epochs per epoch "
+                  f"(FLOPs), {c.calibrated_sgd_epochs:6.2f} (timed on {c.device})")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -372,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_run(args)
         elif args.command == "horizon":
             cmd_horizon(args)
+        elif args.command == "calibrate":
+            cmd_calibrate(args)
+        elif args.command == "verdict":
+            cmd_verdict(args)
         else:
             cmd_report(args)
     except ConfigError as exc:

@@ -162,12 +162,12 @@ def count(config: TrialConfig, splits: tasks.Splits) -> Cost:
 
 
 def calibrate(configs: Iterable[TrialConfig], splits_of, rounds: int = CALIBRATION_ROUNDS
-              ) -> dict[str, tuple[float, float]]:
-    """Per training: (median seconds per step, plain SGD's), timed on `config.device`, one
+              ) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per (task, training): (median seconds per step, plain SGD's), timed on `config.device`, one
     torch thread on a CPU, every training and SGD interleaved round by round so that a change
     of load hits them alike. `splits_of(task)` gives a task's splits."""
     configs = list(configs)
-    timed = {training_of(c.method, c.optimizer): c for c in configs}
+    timed = {f"{c.task}:{training_of(c.method, c.optimizer)}": c for c in configs}
     for c in configs:
         timed.setdefault(f"{c.task}:{SGD}", sgd_config(c))
     seconds: dict[str, list[float]] = {k: [] for k in timed}
@@ -180,12 +180,9 @@ def calibrate(configs: Iterable[TrialConfig], splits_of, rounds: int = CALIBRATI
                 seconds[key].append(records[-1]["train_seconds"] / CALIBRATION_STEPS)
     finally:
         torch.set_num_threads(threads)
-    out = {}
-    for c in configs:
-        key = training_of(c.method, c.optimizer)
-        out[key] = (statistics.median(seconds[key][1:]),
-                    statistics.median(seconds[f"{c.task}:{SGD}"][1:]))
-    return out
+    return {(c.task, key.partition(":")[2]): (statistics.median(seconds[key][1:]),
+                                              statistics.median(seconds[f"{c.task}:{SGD}"][1:]))
+            for key, c in timed.items()}
 
 
 def _timed_epoch(config: TrialConfig, splits: tasks.Splits) -> list[dict]:
@@ -213,23 +210,37 @@ def from_rows(rows: Iterable[dict]) -> list[Cost]:
     return [Cost(**{k: v for k, v in r.items() if k in names}) for r in rows]
 
 
-def costs_for(suite) -> list[Cost]:
-    """The Cost of every (task, training) a suite runs, counted in FLOPs (no calibration),
-    on the task's data or random data of its shape."""
-    from bench.estimate import task_data
+def training_configs(suite) -> list[TrialConfig]:
+    """One trial config per (task, training) a suite runs: its first experiment's first."""
     from bench.experiment import plan
 
-    out, data, seen = [], {}, set()
+    out, seen = [], set()
     for exp in plan(suite):
         key = (exp.task, training_of(exp.method, exp.optimizer))
-        if key in seen:
-            continue
-        seen.add(key)
-        if exp.task not in data:
-            data[exp.task] = task_data(tasks.get(exp.task), suite)[0]
-        config = exp.trial_config(0, exp.search().suggest())
-        out.append(count(dataclasses.replace(config, device="cpu"), data[exp.task]))
+        if key not in seen:
+            seen.add(key)
+            out.append(exp.trial_config(0, exp.search().suggest()))
     return out
+
+
+def costs_for(suite, device: str | None = None) -> list[Cost]:
+    """The Cost of every (task, training) a suite runs, counted in FLOPs on the CPU, on the
+    task's data or random data of its shape; with `device`, also timed there (`calibrate`)."""
+    from bench.estimate import task_data
+
+    configs = training_configs(suite)
+    data = {c.task: task_data(tasks.get(c.task), suite)[0] for c in configs}
+    costs = [count(dataclasses.replace(c, device="cpu"), data[c.task]) for c in configs]
+    if device is None:
+        return costs
+    from bench.trial import resolve_device
+
+    where = str(resolve_device(device))
+    timed = calibrate([dataclasses.replace(c, device=where) for c in configs],
+                      lambda task: data[task])
+    return [dataclasses.replace(c, step_seconds=timed[c.task, c.training][0],
+                                sgd_step_seconds=timed[c.task, c.training][1], device=where)
+            for c in costs]
 
 
 def run_costs(info: dict, where: str = "run") -> list[Cost]:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from bench import intervals
 from bench.experiment import FIFO
 
 GROUP = ["task", "method", "optimizer"]  # one entry of the report (method: see `entries`)
@@ -141,24 +142,23 @@ def reached_at(trace: pd.DataFrame, target: float, rule: str = SUSTAINED) -> pd.
     return trace.iloc[int(above[-1]) + 1 if len(above) else 0]
 
 
-def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None = None
-            ) -> pd.DataFrame:
+def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None = None,
+            reach: str = SUSTAINED) -> pd.DataFrame:
     """Per (task, method, optimizer): final test-loss distribution over repetitions (median
-    with its seeded bootstrap 95% interval, IQR, min, max) and time-to-target (`target`: see
-    `targets_for`). Medians of time-to-target count repetitions that never reached it as
+    with its distribution-free 95% interval, NaN where n is too small for one: see
+    bench.analysis.intervals; IQR, min, max) and time-to-target (`target`: see `targets_for`;
+    `reach`: the rule). Medians of time-to-target count repetitions that never reached it as
     infinite."""
-    from bench.analysis.stats import bootstrap_ci
-
     reps = repetitions(df)
     targets = targets_for(reps, target)
-    ttt = time_to_target(df, targets)
+    ttt = time_to_target(df, targets, reach)
     reps = reps.merge(ttt, on=REP)
     rows = []
     for (task, method, optimizer), g in reps.groupby(GROUP, sort=False):
         ray_s, searcher_s = (overhead or {}).get((task, method, optimizer), (math.nan, math.nan))
         loss = g["final_test_loss"].to_numpy(dtype=float)
         reached = np.isfinite(g["compute_to_target"].to_numpy(dtype=float))
-        ci = bootstrap_ci(loss)
+        ci = intervals.median_interval(loss)
         rows.append({
             "task": task, "method": method, "optimizer": optimizer, "reps": len(g),
             "test_median": np.nanmedian(loss) if np.isfinite(loss).any() else math.nan,
@@ -206,6 +206,11 @@ def displayed(s: pd.DataFrame) -> pd.DataFrame:
     """The summary as text cells: times to 2 decimals, `not reached`, other floats to 4
     significant digits."""
     shown = s.copy()
+    at = shown.columns.get_loc("test_ci_lo")
+    shown.insert(at, "test_median_ci95", [
+        intervals.describe(lo, hi, n) for lo, hi, n in
+        zip(s["test_ci_lo"], s["test_ci_hi"], s["reps"], strict=True)])
+    shown = shown.drop(columns=["test_ci_lo", "test_ci_hi"])
     for col in ("ttt_median", "wall_ttt_median"):
         shown[col] = [("not reached" if math.isinf(v) else "-" if math.isnan(v) else f"{v:.2f}")
                       for v in shown[col]]

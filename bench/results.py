@@ -27,13 +27,13 @@ ADDED = {"optimizer": "-", "scheduler": "-"}
 # What differs between two runs of the same seed: clock times and durations.
 TIMING = frozenset({"experiment_start", "trial_start", "attempt_start", "timestamp",
                     "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds",
-                    "eval_seconds", "compute"})
+                    "eval_seconds", "compute", "trial_compute"})
 COLUMNS = KEY + [
     "seed", "trial_id", "status", "node", "node_id", "device", "step",
     "experiment_start", "trial_start", "attempt_start", "timestamp",  # unix seconds
     "train_seconds", "train_seconds_cum", "retry_seconds", "search_seconds", "compute",
-    "eval_seconds", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
-    "collapsed", "lr_floored", "train_eval_size",
+    "trial_compute", "eval_seconds", "train_loss", "train_acc", "val_loss", "val_acc",
+    "test_loss", "test_acc", "diverged", "collapsed", "lr_floored", "train_eval_size",
 ]  # then hp_<name> (hyperparameter values) and method diagnostics such as hg_lr
 
 
@@ -53,6 +53,7 @@ def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
                     *([in_step(df[population], trial)] if population.any() else [])])
     df = df.sort_values([*trial[:-1], "search_seconds"], kind="stable").reset_index(drop=True)
     df["compute"] = df["search_seconds"]  # the clock reports read: measured seconds here
+    df["trial_compute"] = df["train_seconds_cum"] + lost_seconds(df)  # the trial's own
     extra = sorted(c for c in df.columns if c not in COLUMNS)
     hps = [c for c in extra if c.startswith("hp_")]
     ordered = [c for c in COLUMNS if c in df.columns] + hps + [c for c in extra if c not in hps]
@@ -113,6 +114,7 @@ def at_epoch_costs(df: pd.DataFrame, costs: pd.Series) -> pd.DataFrame:
                     retry_seconds=0.0)
     out = recount(out)
     out["compute"] = out["search_seconds"]
+    out["trial_compute"] = out["train_seconds_cum"]
     for c in kept:
         if f"measured_{c}" in out:
             out[c] = out.pop(f"measured_{c}")
@@ -159,6 +161,7 @@ def with_identity(df: pd.DataFrame) -> pd.DataFrame:
         return df
     if "compute" not in df and "search_seconds" in df:  # a table from before units
         df["compute"] = df["search_seconds"]
+        df["trial_compute"] = df["train_seconds_cum"] + lost_seconds(df)
     at = df.columns.get_loc("method") + 1
     for column, value in ADDED.items():
         if column not in df:

@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from bench import checkpoints, journal, results
+from bench import checkpoints, compute, journal, results
 from bench.errors import ConfigError, RunInterrupted
 from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRENT: API)
     MODEL_BASED_CONCURRENT,
@@ -149,6 +149,8 @@ def run_experiments(suite: Suite, run_dir: Path, info: dict, mode: str, resume: 
                 run_dir, f"interrupted; {cut} trial(s) cut short will train again" if
                 sigint.count else "stopped before every search used its budget",
                 130 if sigint.count else 1)
+        if not info.get("compute"):  # FLOPs per training: the report's default unit
+            info["compute"] = compute.as_rows(compute.costs_for(suite))
         finish_run(run_dir, info, experiments, earlier)
 
 

@@ -71,7 +71,7 @@ def two_runs(tmp_path):
 
 def test_budgets_come_from_own_runs_or_exact_truncations(two_runs):
     long, short = two_runs
-    tables = horizon.at_horizons([long, short], [4, 10])
+    tables = horizon.at_horizons([long, short], [4, 10], "measured")
     at4 = tables[4]
     src = at4.groupby("method")["source"].first()
     assert src["skopt-gp"] == str(short)  # its own run: GP proposals follow results
@@ -84,7 +84,7 @@ def test_budgets_come_from_own_runs_or_exact_truncations(two_runs):
 
 
 def test_horizon_table_reference_and_ratios(two_runs):
-    tables = horizon.at_horizons(list(two_runs), [4, 10])
+    tables = horizon.at_horizons(list(two_runs), [4, 10], "measured")
     table = horizon.horizon_table(tables)
     at4 = table[table["epochs"] == 4].set_index("method")
     # 4 epochs: skopt-gp's best trial (2 of 3) ends at 1/12 + 0.01, below random's 1/8 + 0.01
@@ -98,12 +98,14 @@ def test_horizon_table_reference_and_ratios(two_runs):
 
 def test_the_horizon_command_writes_the_study(two_runs, capsys):
     long, short = two_runs
-    assert cli.main(["horizon", str(long), str(short), "--horizons", "4,10"]) == 0
-    for name in ("horizon.md", "horizon.csv", "horizon.png", "horizon.pdf"):
+    assert cli.main(["horizon", str(long), str(short), "--horizons", "4,10",
+                     "--compute", "measured"]) == 0
+    for name in ("horizon-measured.md", "horizon-measured.csv", "horizon-measured.png",
+                 "horizon-measured.pdf"):
         assert (long / name).is_file()
-    md = (long / "horizon.md").read_text()
+    md = (long / "horizon-measured.md").read_text()
     assert "| 4 | skopt-gp · fixed |" in md and "first 4 epochs of" in md
-    assert len(pd.read_csv(long / "horizon.csv")) == 6
+    assert len(pd.read_csv(long / "horizon-measured.csv")) == 6
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -123,7 +125,7 @@ def test_a_search_under_a_scheduler_is_its_own_entry_and_never_truncated(tmp_pat
     parts = rows("random", "fixed", 10) + [dict(r, scheduler="asha")
                                            for r in rows("random", "fixed", 10)]
     long = write_run(tmp_path / "long", parts, 10, ["random"])
-    tables = horizon.at_horizons([long], [4, 10])
+    tables = horizon.at_horizons([long], [4, 10], "measured")
     assert set(tables[4]["method"]) == {"random"}
     assert set(tables[10]["method"]) == {"random", "random · asha"}
     assert len(tables[10]) == len(parts)

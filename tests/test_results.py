@@ -69,11 +69,11 @@ def test_results_get_the_umasks_usual_mode(tmp_path, umask, mode):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.parquet", "run.json"]
 
 
-def test_quiet_costs_count_every_epoch_of_the_same_training_at_its_low_quantile():
-    """On one loaded machine: every epoch of the same training (an online method; a black-box
-    family, whichever search ran it) is recounted at the 5th percentile of its epoch times
-    after the first; a slow first epoch, lost attempts and wall-clock drop out, and a search's
-    compute cumulates the recounted epochs."""
+def test_compute_in_another_unit_counts_every_epoch_of_a_training_at_its_cost():
+    """Every epoch of the same training (an online method; a black-box family, whichever
+    search ran it) is recounted at its cost (e.g. SGD-epochs); lost attempts drop out of the
+    compute clock, a search's compute cumulates the recounted epochs in the order its trials
+    started, and the measured seconds and wall-clock stay as they were."""
     rows = []
     for method, optimizer, seconds in (("random", "fixed", [9.0, 1.0, 3.0]),
                                        ("optuna-tpe", "fixed", [9.0, 1.0, 2.0]),
@@ -84,11 +84,17 @@ def test_quiet_costs_count_every_epoch_of_the_same_training_at_its_low_quantile(
                                  trial=trial, epoch=e + 1, trial_start=trial, train_seconds=t,
                                  train_seconds_cum=sum(seconds[:e + 1]), experiment_start=0.0,
                                  retry_seconds=5.0 * trial, val_loss=1.0, test_loss=1.0))
-    quiet = results.at_quiet_costs(results.table(rows))
-    per_method = quiet.groupby("method")["train_seconds"].unique()
-    sgd = pd.Series([1.0, 3.0, 1.0, 3.0, 1.0, 2.0, 1.0, 2.0]).quantile(0.05)
-    assert per_method["random"].tolist() == per_method["optuna-tpe"].tolist() == [sgd]
-    assert per_method["oho"].tolist() == [pd.Series([4.0, 8.0, 4.0, 8.0]).quantile(0.05)]
-    random = quiet[quiet["method"] == "random"]
-    assert random["search_seconds"].tolist() == pytest.approx([sgd * k for k in range(1, 7)])
-    assert quiet["experiment_start"].isna().all() and (quiet["retry_seconds"] == 0).all()
+    measured = results.table(rows)
+    costs = pd.Series([1.0, 4.5], name="epoch_cost", index=pd.MultiIndex.from_tuples(
+        [("t", "black-box · fixed"), ("t", "oho")], names=["task", "training"]))
+    counted = results.at_epoch_costs(measured, costs)
+    for method, per_epoch in (("random", 1.0), ("optuna-tpe", 1.0), ("oho", 4.5)):
+        own = counted[counted["method"] == method]
+        assert own["compute"].tolist() == pytest.approx([per_epoch * k for k in range(1, 7)])
+    key = ["method", "trial", "epoch"]
+    for column in ("train_seconds", "retry_seconds", "search_seconds", "experiment_start"):
+        assert counted.set_index(key)[column].sort_index().tolist() == \
+            measured.set_index(key)[column].sort_index().tolist()
+    assert (measured["compute"] == measured["search_seconds"]).all()  # measured: the seconds
+    with pytest.raises(ValueError, match="no cost"):
+        results.at_epoch_costs(measured, costs.iloc[:1])

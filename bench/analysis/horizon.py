@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import compute, report, results
+from bench import compute, intervals, report, results
 from bench.analysis import runs, stats
 from bench.analysis.figkit import entry_label
 from bench.analysis.targets import best_black_box
@@ -67,24 +67,31 @@ def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int],
     loaded = []
     for d in run_dirs:
         df, info = runs.read(str(d))
-        costs = None if unit == compute.MEASURED else compute.costs_series(
-            compute.run_costs(info, f"{d}/{results.RUN_JSON}"), unit)
-        loaded.append((str(d), run_epochs(info.get("suite", {}), df), df, costs))
+        loaded.append((str(d), run_epochs(info.get("suite", {}), df), df, info))
+    costs: dict[str, pd.Series] = {}  # per run, counted on first use
+
+    def in_unit(part: pd.DataFrame, name: str, info: dict) -> pd.DataFrame:
+        if unit == compute.MEASURED:
+            return part
+        if name not in costs:
+            costs[name] = compute.costs_series(
+                compute.run_costs(info, f"{name}/{results.RUN_JSON}"), unit)
+        return results.at_epoch_costs(part, costs[name])
+
     out = {}
     for h in horizons:
         frames, have = [], set()
-        for name, epochs, df, costs in sorted(loaded, key=lambda r: (r[1] != h, r[1])):
+        for name, epochs, df, info in sorted(loaded, key=lambda r: (r[1] != h, r[1])):
             if epochs < h:
                 continue
-            keys = report.entries(df)[report.GROUP].drop_duplicates().itertuples(index=False, name=None)
+            keys = report.entries(df)[report.GROUP].drop_duplicates().itertuples(
+                index=False, name=None)
             new = [k for k in keys if k not in have and (epochs == h or truncatable(*k[1:]))]
             if not new:
                 continue
             part = df[pd.MultiIndex.from_frame(report.entries(df)[report.GROUP]).isin(new)]
             part = part if epochs == h else truncate(part, h)
-            if costs is not None:  # after truncating: the kept epochs are counted
-                part = results.at_epoch_costs(part, costs)
-            part = report.entries(part)  # a search under each scheduler is an entry of its own
+            part = report.entries(in_unit(part, name, info))  # the kept epochs counted
             source = name if epochs == h else f"first {h} epochs of {name}"
             frames.append(part.assign(source=source))
             have.update(new)
@@ -137,9 +144,9 @@ def displayed(table: pd.DataFrame) -> pd.DataFrame:
     shown.insert(1, "entry", [report_label(m, o) for m, o in
                               zip(table["method"], table["optimizer"], strict=True)])
     shown = shown.drop(columns=["method", "optimizer"])
-    shown["ci95"] = [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in
-                     zip(table["ci_lo"], table["ci_hi"], strict=True)]
-    shown["ttt_median"] = ["not reached" if math.isinf(v) else f"{v:.0f}"
+    shown["ci95"] = [intervals.describe(lo, hi, n) for lo, hi, n in
+                     zip(table["ci_lo"], table["ci_hi"], table["reps"], strict=True)]
+    shown["ttt_median"] = ["not reached" if math.isinf(v) else f"{v:.4g}"
                              for v in table["ttt_median"]]
     shown["trials_to_target"] = ["-" if math.isinf(v) else f"{v:g}"
                                  for v in table["trials_to_target"]]

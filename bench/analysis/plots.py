@@ -33,7 +33,7 @@ from bench.analysis.figkit import (
 )
 from bench.analysis.targets import target_sweep
 
-TIME_LABELS = {"compute_to_target": "training seconds to target",
+TIME_LABELS = {"compute_to_target": "compute to target",
                "wall_seconds_to_target": "wall-clock seconds to target",
                "trials_to_target": "trials to target"}
 PER_ROW = 2  # tasks side by side
@@ -198,6 +198,39 @@ def plot_horizon(table: pd.DataFrame) -> Figure:
     ratio_ax.set(ylabel="compute to target / reference's",
                  title="time-to-target ratio (top edge: not reached)")
     figure_legend(fig, [loss_ax, ratio_ax], title="entry")
+    return fig
+
+
+def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure:
+    """Final test loss against compute (bench.analysis.verdict): black-box entries as curves
+    of their searches' median at each budget with the IQR as a band, online methods as points
+    at the compute of one run (median, IQR as error bars); a dotted line marks the black-box
+    searches' full budget. One axis per task."""
+    if curves.empty:
+        raise Skip("nothing to compare at equal compute")
+    tasks = list(curves["task"].unique())
+    fig, axes = grid(len(tasks), ncols=PER_ROW, width=6.5, height=4.6)
+    colors = palette(list(dict.fromkeys(curves["entry"])))
+    for ax, task in zip(axes, tasks, strict=True):
+        g = curves[curves["task"] == task]
+        for entry, e in g[g["kind"] == "black-box"].groupby("entry", sort=False):
+            e = e.sort_values("compute")
+            ax.plot(e["compute"], e["median"], "--s", ms=4, color=colors[entry], label=entry)
+            ax.fill_between(e["compute"], e["q25"], e["q75"], color=colors[entry], alpha=0.15)
+        for entry, e in g[g["kind"] == "online"].groupby("entry", sort=False):
+            med = e["median"].to_numpy(float)
+            ax.errorbar(e["compute"], med, yerr=[med - e["q25"].to_numpy(float),
+                                                 e["q75"].to_numpy(float) - med],
+                        fmt="o", ms=7, capsize=4, color=colors[entry], label=f"{entry} (run)")
+        full = g.loc[g["budget"] == "full", "compute"]
+        if len(full):
+            ax.axvline(float(full.iloc[0]), color="k", lw=1, ls=":", label="full search budget")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        readable_log_ticks(ax.yaxis, subs=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
+        ax.set(title=task, xlabel=f"compute budget ({unit})",
+               ylabel="final test loss of the choice (median, IQR)")
+    figure_legend(fig, list(axes), title="entry")
     return fig
 
 

@@ -73,8 +73,8 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     unfinished = {n: int(df.groupby(["method", "optimizer", "repetition", "trial"]).ngroups)
                   for n, (df, info) in loaded.items() if not info.get("finished")}
-    return df, {"runs": names, "unit": unit, "targets": targets, "options": options, "overhead": overhead,
-                "unfinished": unfinished}
+    return df, {"runs": names, "unit": unit, "targets": targets, "options": options,
+                "overhead": overhead, "unfinished": unfinished}
 
 
 def read(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:

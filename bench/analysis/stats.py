@@ -15,18 +15,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench import report
+from bench import intervals, report
 
 ENTRY = report.GROUP  # task, method, optimizer
 TIMES = ("compute_to_target", "wall_seconds_to_target", "trials_to_target")
 
 
-def time_to_target(df: pd.DataFrame, target: report.Target = None) -> pd.DataFrame:
-    """Per repetition: compute seconds, wall-clock seconds and trials until the choice reaches
-    the task's target (inf: never), the target used and `reached`. `target`: a number for every
-    task, one per task, or None: the median final test loss over all methods of the task."""
+def time_to_target(df: pd.DataFrame, target: report.Target = None,
+                   reach: str = report.SUSTAINED) -> pd.DataFrame:
+    """Per repetition: compute, wall-clock seconds and trials until the choice reaches the
+    task's target by rule `reach` (inf: never), the target used and `reached`. `target`: a
+    number for every task, one per task, or None: the median final test loss over all methods
+    of the task."""
     targets = report.targets_for(report.repetitions(df), target)
-    ttt = report.time_to_target(df, targets)
+    ttt = report.time_to_target(df, targets, reach)
     return ttt.assign(reached=np.isfinite(ttt["compute_to_target"].to_numpy(dtype=float)))
 
 
@@ -77,16 +79,17 @@ def final_losses(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def distribution(reps: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 2000,
-                 method: str = "percentile", seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0) -> pd.DataFrame:
     """Per entry, over the finite final test losses of its repetitions (`final_losses`):
-    n, n_missing (repetitions with no finite choice), median and IQM each with a bootstrap
-    interval (`bootstrap_ci`), quartiles, min and max."""
+    n, n_missing (repetitions with no finite choice), median with its distribution-free
+    interval and IQM with its BCa bootstrap interval (NaN where n is too small for an honest
+    one: bench.analysis.intervals), quartiles, min and max."""
     rows = []
     for key, g in reps.groupby(ENTRY, sort=False):
         x = g["final_test_loss"].to_numpy(dtype=float)
         finite = x[np.isfinite(x)]
-        ci = {name: bootstrap_ci(finite, fn, confidence, n_resamples, method, seed)
-              for name, fn in (("median", median), ("iqm", iqm))}
+        ci = {"median": intervals.median_interval(finite, confidence),
+              "iqm": intervals.bootstrap_interval(finite, iqm, confidence, n_resamples, seed)}
         some = len(finite) > 0
         rows.append({**dict(zip(ENTRY, key, strict=True)), "n": len(finite),
                      "n_missing": len(x) - len(finite),

@@ -1,0 +1,428 @@
+"""Comparisons at equal compute, and verdicts that say when the data cannot tell.
+
+An online method's result is the final test loss of one run, at the compute of one run. A
+black-box entry's result at a compute budget B is the final test loss of the choice (by
+validation loss) of a search that spent B:
+- random search, and ASHA over random draws: searches replayed from a pool of logged trials
+  (random search's proposals are independent draws from the prior, so drawing them from a pool
+  of such draws is exact in distribution; ASHA's stop decisions replay on the logged curves,
+  with Ray's rule: `AshaRungs`). A search draws trials without replacement and trains them one
+  after another until it has spent B; the last one stops where B runs out.
+- model-based searches (skopt-gp, optuna-tpe): their live searches, cut at B.
+
+Every comparison is one online method (X, n runs) against one black-box entry (Y, its
+searches) and reports:
+- the difference of medians, median(X) - median(Y), with a 95% percentile bootstrap interval;
+- P(X < Y), the probability that one online run ends below one search (ties count half), with
+  its interval;
+- the verdict: "better" where P's interval lies above 1/2, "worse" where it lies below,
+  otherwise "inconclusive at n = k";
+- the smallest difference of medians this n could detect at 80% power (two-sided 5%):
+  (z_0.975 + z_0.8) = 2.80 bootstrap standard errors of the difference.
+The bootstrap resamples the online runs and, for a replayed entry, the pool itself (the pool's
+own sampling error belongs in the interval), or, for a live entry, its searches.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench import report
+from bench.errors import ConfigError
+from bench.experiment import ONLINE
+
+MULTIPLES = (1, 2, 4, 8)  # budgets, in runs of the online method
+FULL = "full"  # the black-box search's own budget
+REPLAY_ASHA = "replay-asha"  # ASHA over random draws, replayed from the pool
+REPLAYED = "(replayed)"
+POOL_METHOD = "random"  # the pool: random search's trials (fixed-lr, under fifo)
+CONFIDENCE = 0.95
+POWER_Z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)  # 2.80
+
+
+NOTE = ("Each online method against the best black-box entry (the lowest median at the "
+        "search's full budget), at the compute of one online run (1x) and at the full budget. "
+        "Difference: median(online) - median(black-box); P: the probability that one online run "
+        "ends below one black-box search; both with 95% bootstrap intervals over the online runs "
+        "and the pool (replayed entries) or the live searches. Verdict: better or worse where "
+        "P's interval excludes 1/2, else inconclusive at n = k. Detectable: the difference of "
+        "medians this n would detect with 80% power (2.80 bootstrap standard errors).")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Logged trials of one task: per trial, validation and test loss after each epoch (NaN
+    past its end) and its compute per epoch, in the table's unit."""
+
+    task: str
+    val: np.ndarray  # (trials, epochs)
+    test: np.ndarray
+    length: np.ndarray  # epochs each trial reported
+    epoch_cost: np.ndarray  # each trial's compute per epoch
+
+    def __len__(self) -> int:
+        return len(self.length)
+
+    def resampled(self, rng: np.random.Generator) -> Pool:
+        pick = rng.integers(len(self), size=len(self))
+        return Pool(self.task, self.val[pick], self.test[pick], self.length[pick],
+                    self.epoch_cost[pick])
+
+    @property
+    def trial_cost(self) -> float:
+        """The compute of one whole trial (the largest: every epoch trained)."""
+        return float(np.max(self.epoch_cost * self.val.shape[1]))
+
+
+def pool_of(df: pd.DataFrame, task: str, method: str = POOL_METHOD) -> Pool:
+    """The trials of `method`'s searches under fifo on `task` (all repetitions), from a table
+    whose `compute` is in a unit with a fixed cost per epoch of a training (flops,
+    calibrated)."""
+    rows = report.entries(df)
+    rows = rows[(rows["task"] == task) & (rows["method"] == method)
+                & (rows["optimizer"] != ONLINE)].sort_values(["repetition", "trial", "epoch"])
+    if rows.empty:
+        raise ConfigError(f"{task}: no {method} trials to replay searches from (the pool is "
+                          f"the trials of the {method} searches under fifo)")
+    trials = list(rows.groupby(["repetition", "trial"], sort=True))
+    epochs = int(rows["epoch"].max())
+    val = np.full((len(trials), epochs), np.nan)
+    test = np.full((len(trials), epochs), np.nan)
+    length = np.zeros(len(trials), dtype=int)
+    cost = np.zeros(len(trials))
+    for i, (_, t) in enumerate(trials):
+        e = t["epoch"].to_numpy(int) - 1
+        val[i, e], test[i, e] = t["val_loss"].to_numpy(float), t["test_loss"].to_numpy(float)
+        length[i] = int(e.max()) + 1
+        cost[i] = float(t["trial_compute"].iloc[-1]) / length[i]
+    return Pool(task, val, test, length, cost)
+
+
+def replay_random(pool: Pool, budget: float, searches: int, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """The final test loss of the choice of `searches` random searches that each spent
+    `budget` (NaN where every trial it trained had diverged)."""
+    n = len(pool)
+    full = pool.epoch_cost * pool.length
+    order = np.argsort(rng.random((searches, n)), axis=1)
+    spent_before = np.cumsum(full[order], axis=1) - full[order]
+    if np.any(spent_before[:, -1] + full[order[:, -1]] < budget):
+        need = math.ceil(budget / pool.trial_cost)
+        raise ConfigError(f"{pool.task}: a random search of {budget:.4g} needs about {need} "
+                          f"trials, more than the pool's {n}; give a smaller budget or a "
+                          "larger pool")
+    left = budget - spent_before
+    epochs = np.clip(np.floor(left / pool.epoch_cost[order] + 1e-9), 0,
+                     pool.length[order]).astype(int)
+    return _choice(pool, order, epochs)
+
+
+def _choice(pool: Pool, order: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """Per search (row): the test loss, at its last trained epoch, of the trial with the
+    lowest validation loss there; `epochs` 0 means not trained."""
+    last = np.maximum(epochs - 1, 0)
+    val = np.where(epochs > 0, pool.val[order, last], np.nan)
+    test = pool.test[order, last]
+    val = np.where(np.isfinite(val) & np.isfinite(test), val, np.inf)
+    best = np.argmin(val, axis=1)
+    rows = np.arange(len(order))
+    return np.where(np.isfinite(val[rows, best]), test[rows, best], np.nan)
+
+
+class AshaRungs:
+    """Ray Tune's ASHAScheduler (one bracket, stop_last_trials) as a sequence of trials sees
+    it: at each rung epoch grace_period * reduction_factor^k below max_t, a trial stops if its
+    validation loss is worse than the best 1/reduction_factor of those recorded there before
+    it (the (1 - 1/rf) percentile of -val_loss, numpy's linear interpolation)."""
+
+    def __init__(self, grace_period: int, reduction_factor: float, max_t: int):
+        rungs = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+        self.milestones = [grace_period * reduction_factor ** k for k in range(rungs)]
+        self.q = 1 - 1 / reduction_factor
+        self.max_t = max_t
+        self.recorded: list[list[float]] = [[] for _ in self.milestones]
+
+    def cutoff(self, rung: int) -> float | None:
+        v = self.recorded[rung]
+        if not v:
+            return None
+        pos = self.q * (len(v) - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(v) - 1)
+        return v[lo] + (pos - lo) * (v[hi] - v[lo])
+
+    def run(self, val: np.ndarray, length: int) -> int:
+        """The epoch at which a trial with validation losses `val` (epoch 1 first), which
+        reports `length` epochs, stops; its rung results are recorded."""
+        for rung, milestone in enumerate(self.milestones):
+            if milestone > length or milestone >= self.max_t:
+                break
+            reward = -float(val[int(milestone) - 1])
+            cutoff = self.cutoff(rung)
+            if not math.isnan(reward):
+                bisect.insort(self.recorded[rung], reward)
+            if cutoff is not None and reward < cutoff:
+                return int(milestone)
+        return min(length, self.max_t)
+
+
+def replay_asha(pool: Pool, budget: float, searches: int, rng: np.random.Generator,
+                grace_period: int = 1, reduction_factor: float = 3) -> np.ndarray:
+    """Like `replay_random`, with every search under ASHA (its own rungs); a search that
+    would need more trials than the pool holds is refused."""
+    n, max_t = len(pool), pool.val.shape[1]
+    orders = np.argsort(rng.random((searches, n)), axis=1)
+    epochs = np.zeros((searches, n), dtype=int)
+    for s, order in enumerate(orders):
+        rungs, spent = AshaRungs(grace_period, reduction_factor, max_t), 0.0
+        for j, p in enumerate(order):
+            if spent >= budget - 1e-9:
+                break
+            stop = rungs.run(pool.val[p], int(pool.length[p]))
+            trained = min(stop, int(math.floor((budget - spent) / pool.epoch_cost[p] + 1e-9)))
+            epochs[s, j] = trained
+            spent += trained * pool.epoch_cost[p]
+        else:
+            if spent < budget - 1e-9:
+                raise ConfigError(f"{pool.task}: an ASHA search of {budget:.4g} needs more "
+                                  f"trials than the pool's {n}; give a smaller budget or a "
+                                  "larger pool")
+    return _choice(pool, orders, epochs)
+
+
+def live_results(df: pd.DataFrame, task: str, method: str, optimizer: str, budget: float
+                 ) -> np.ndarray:
+    """Per live search of an entry: the final test loss of its choice once it had spent
+    `budget` (its whole run where it spent less)."""
+    rows = report.entries(df)
+    rows = rows[(rows["task"] == task) & (rows["method"] == method)
+                & (rows["optimizer"] == optimizer)]
+    out = []
+    for _, rep in rows.groupby("repetition", sort=True):
+        trace = report.incumbent_trace(rep[rep["compute"] <= budget + 1e-9])
+        out.append(float(trace["chosen_test_loss"].iloc[-1]) if len(trace) else math.nan)
+    return np.array(out)
+
+
+def online_results(df: pd.DataFrame, task: str, method: str) -> tuple[np.ndarray, float]:
+    """(final test loss per run, the median compute of one run) of an online method."""
+    reps = report.repetitions(df[(df["task"] == task) & (df["method"] == method)])
+    return reps["final_test_loss"].to_numpy(float), float(reps["compute"].median())
+
+
+def prob_less(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X < Y) over the finite-or-not values (NaN counts as the worst: a diverged run or a
+    search that chose nothing), ties half."""
+    x, y = np.where(np.isnan(x), np.inf, x), np.where(np.isnan(y), np.inf, y)
+    ys = np.sort(y)
+    above = len(ys) - np.searchsorted(ys, x, side="right")
+    ties = np.searchsorted(ys, x, side="right") - np.searchsorted(ys, x, side="left")
+    return float(np.mean(above + 0.5 * ties) / len(ys))
+
+
+def nanmedian_worst(x: np.ndarray) -> float:
+    """The median with NaN (no result) counted as the worst."""
+    return float(np.median(np.where(np.isnan(x), np.inf, x)))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    difference: float
+    difference_ci: tuple[float, float]
+    p_less: float
+    p_less_ci: tuple[float, float]
+    verdict: str
+    detectable: float
+
+
+def compare(x: np.ndarray, y: np.ndarray, resample_y, resamples: int,
+            rng: np.random.Generator) -> Comparison:
+    """X (online runs) against Y (the black-box entry's search results); `resample_y(rng)`
+    gives Y under one bootstrap resample (of the pool, or of the live searches)."""
+    diffs, ps = np.empty(resamples), np.empty(resamples)
+    for b in range(resamples):
+        xb = x[rng.integers(len(x), size=len(x))]
+        yb = resample_y(rng)
+        diffs[b] = nanmedian_worst(xb) - nanmedian_worst(yb)
+        ps[b] = prob_less(xb, yb)
+    alpha = (1 - CONFIDENCE) / 2
+    finite = diffs[np.isfinite(diffs)]
+    d_ci = tuple(np.quantile(finite, [alpha, 1 - alpha])) if len(finite) else (math.nan,) * 2
+    p_ci = tuple(float(v) for v in np.quantile(ps, [alpha, 1 - alpha]))
+    if p_ci[0] > 0.5:
+        verdict = "better"
+    elif p_ci[1] < 0.5:
+        verdict = "worse"
+    else:
+        verdict = f"inconclusive at n = {len(x)}"
+    se = float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
+    return Comparison(nanmedian_worst(x) - nanmedian_worst(y),
+                      (float(d_ci[0]), float(d_ci[1])), prob_less(x, y), p_ci, verdict,
+                      POWER_Z * se)
+
+
+@dataclass(frozen=True)
+class Settings:
+    searches: int = 10_000  # replayed random searches per budget (ASHA: a tenth of them)
+    resamples: int = 1_000  # bootstrap resamples of a verdict's intervals
+    bootstrap_searches: int = 200  # replayed searches per bootstrap resample (ASHA: a tenth)
+    multiples: Sequence[float] = MULTIPLES
+    every_entry: bool = False  # verdicts against every entry at every budget, not the headline
+    seed: int = 0
+
+
+def black_box_entries(df: pd.DataFrame, task: str) -> list[tuple[str, str, str]]:
+    """(label, method, optimizer) of every black-box entry on `task`, live or replayed:
+    random search's fifo trials also give `random · asha · fixed (replayed)`."""
+    rows = report.entries(df)
+    rows = rows[(rows["task"] == task) & (rows["optimizer"] != ONLINE)]
+    out = [(f"{m} · {o}", m, o) for m, o in
+           rows[["method", "optimizer"]].drop_duplicates().itertuples(index=False)]
+    if ((rows["method"] == POOL_METHOD) & (rows["optimizer"] == "fixed")).any():
+        out.append((f"{POOL_METHOD} · asha · fixed (replayed)", REPLAY_ASHA, "fixed"))
+    return out
+
+
+def analyse(df: pd.DataFrame, settings: Settings = Settings()) -> tuple[pd.DataFrame,
+                                                                          pd.DataFrame]:
+    """(equal-compute table: per task, entry and budget, the distribution of results;
+    verdict table: per online method against the best black-box entry, the one with the
+    lowest median at the full budget, at equal compute (1x) and at the full budget; with
+    `settings.every_entry`, against every entry at every budget)."""
+    rng = np.random.default_rng(settings.seed)
+    curves, verdicts = [], []
+    for task in sorted(df["task"].unique()):
+        pool = pool_of(df, task) if (df["method"] == POOL_METHOD).any() else None
+        entries = black_box_entries(df, task)
+        full = full_budget(df, task)
+        onlines = {m: online_results(df, task, m) for m in sorted(df.loc[
+            (df["task"] == task) & (df["optimizer"] == ONLINE), "method"].unique())}
+        budgets = {(m, f"{k:g}x"): k * cost for m, (_, cost) in onlines.items()
+                   for k in settings.multiples}
+        cheapest = pool.trial_cost if pool is not None else None
+        for (m, label), budget in budgets.items():
+            if cheapest is not None and budget < cheapest - 1e-9:
+                raise ConfigError(f"{task}: a budget of {budget:.4g} ({label} one {m} run) is "
+                                  f"below the cost of one black-box trial ({cheapest:.4g})")
+        found: dict[tuple[str, float], tuple] = {}
+        for name, m, o in entries:
+            for budget in sorted({*budgets.values(), full}):
+                y, again = results_at(df, task, m, o, pool, budget, settings, rng)
+                if y is not None:
+                    found[name, budget] = (y, again)
+                    label = FULL if budget == full else "equal"
+                    curves.append(_row(task, name, "black-box", label, budget, y))
+        for method, (x, cost) in onlines.items():
+            curves.append(_row(task, method, "online", "1x", cost, x))
+        ranked = sorted((nanmedian_worst(found[name, full][0]), name) for name, *_ in entries
+                        if (name, full) in found)
+        best = ranked[0][1]
+        for method, (x, _) in onlines.items():
+            pairs = [(f"{k:g}x", budgets[method, f"{k:g}x"]) for k in settings.multiples]
+            pairs = [(lbl, b) for lbl, b in pairs + [(FULL, full)]
+                     if settings.every_entry or lbl in ("1x", FULL)]
+            for name, *_ in entries:
+                if not settings.every_entry and name != best:
+                    continue
+                for label, budget in pairs:
+                    if (name, budget) not in found:
+                        continue
+                    y, again = found[name, budget]
+                    c = compare(x, y, again, settings.resamples, rng)
+                    verdicts.append({
+                        "task": task, "online": method, "budget": label, "compute": budget,
+                        "black_box": name, "best": name == best, "n_online": len(x),
+                        "n_black_box": _n(name, pool, y), "online_median": nanmedian_worst(x),
+                        "black_box_median": nanmedian_worst(y), "difference": c.difference,
+                        "difference_lo": c.difference_ci[0],
+                        "difference_hi": c.difference_ci[1], "p_improvement": c.p_less,
+                        "p_lo": c.p_less_ci[0], "p_hi": c.p_less_ci[1], "verdict": c.verdict,
+                        "detectable": c.detectable})
+    return pd.DataFrame(curves), pd.DataFrame(verdicts)
+
+
+def _n(name: str, pool: Pool | None, y: np.ndarray) -> str:
+    if pool is not None and (name.startswith(f"{POOL_METHOD} · fixed") or REPLAYED in name):
+        return f"pool of {len(pool)}"
+    return str(len(y))
+
+
+def results_at(df: pd.DataFrame, task: str, method: str, optimizer: str, pool: Pool | None,
+               budget: float, settings: Settings, rng: np.random.Generator):
+    """(results of the entry's searches at `budget`, a function giving them under one
+    bootstrap resample), or (None, None) where the entry cannot be replayed there."""
+    if method in (POOL_METHOD, REPLAY_ASHA) and optimizer == "fixed" and pool is not None:
+        replay = replay_random if method == POOL_METHOD else replay_asha
+        searches = settings.searches if method == POOL_METHOD else settings.searches // 10
+        try:
+            y = replay(pool, budget, searches, rng)
+        except ConfigError:
+            if method == POOL_METHOD:
+                raise
+            return None, None  # ASHA needs more trials than the pool: not shown
+        n = settings.bootstrap_searches if method == POOL_METHOD else \
+            settings.bootstrap_searches // 10
+        return y, lambda r: replay(pool.resampled(r), budget, n, r)
+    if budget > own_budget(df, task, method, optimizer) * (1 + 1e-9) and \
+            budget != full_budget(df, task):
+        return None, None  # a live search says nothing past what it spent (but its whole run)
+    y = live_results(df, task, method, optimizer, budget)
+    return y, lambda r: y[r.integers(len(y), size=len(y))]
+
+
+def full_budget(df: pd.DataFrame, task: str) -> float:
+    """A black-box search's own budget: the median compute its live searches spent (the
+    largest over the entries)."""
+    rows = report.entries(df)
+    rows = rows[(rows["task"] == task) & (rows["optimizer"] != ONLINE)]
+    if rows.empty:
+        raise ConfigError(f"{task}: no black-box entry to compare the online methods with")
+    spent = rows.groupby(["method", "optimizer", "repetition"])["compute"].max()
+    return float(spent.groupby(level=[0, 1]).median().max())
+
+
+def own_budget(df: pd.DataFrame, task: str, method: str, optimizer: str) -> float:
+    """The most compute any live search of an entry spent."""
+    rows = report.entries(df)
+    rows = rows[(rows["task"] == task) & (rows["method"] == method)
+                & (rows["optimizer"] == optimizer)]
+    return float(rows["compute"].max())
+
+
+def _row(task: str, entry: str, kind: str, budget: str, compute: float, y: np.ndarray
+         ) -> dict:
+    finite = y[np.isfinite(y)]
+    q25, q50, q75 = (np.percentile(finite, [25, 50, 75]) if len(finite)
+                     else (math.nan,) * 3)
+    return {"task": task, "entry": entry, "kind": kind, "budget": budget, "compute": compute,
+            "n": len(y), "median": nanmedian_worst(y), "q25": q25, "q75": q75,
+            "no_result": int(np.sum(~np.isfinite(y)))}
+
+
+def displayed(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdict rows as text cells."""
+    out = pd.DataFrame({
+        "task": verdicts["task"], "online": verdicts["online"],
+        "budget": [f"{b} ({c:,.4g})" for b, c in zip(verdicts["budget"], verdicts["compute"],
+                                                     strict=True)],
+        "black-box": verdicts["black_box"],
+        "n": [f"{a} vs {b}" for a, b in zip(verdicts["n_online"], verdicts["n_black_box"],
+                                            strict=True)],
+        "online median": [f"{v:.4f}" for v in verdicts["online_median"]],
+        "black-box median": [f"{v:.4f}" for v in verdicts["black_box_median"]],
+        "difference [95% CI]": [f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for d, lo, hi in zip(
+            verdicts["difference"], verdicts["difference_lo"], verdicts["difference_hi"],
+            strict=True)],
+        "P(online < black-box) [95% CI]": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in
+                                           zip(verdicts["p_improvement"], verdicts["p_lo"],
+                                               verdicts["p_hi"], strict=True)],
+        "verdict": verdicts["verdict"],
+        "detectable (80% power)": [f"{v:.4f}" for v in verdicts["detectable"]]})
+    return out

@@ -1,0 +1,223 @@
+"""Comparisons at equal compute (bench.analysis.verdict): pool replays against what they
+replay, sustained time-to-target, and one-line refusals."""
+
+import math
+from math import comb
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import cli, report, results
+from bench.analysis import verdict
+from bench.trial import run_trial
+
+
+def synthetic_pool(n=30, epochs=10, seed=0):
+    rng = np.random.default_rng(seed)
+    final = rng.random(n)
+    shape = np.linspace(2.0, 1.0, epochs)
+    val = final[:, None] * shape[None, :]
+    test = val + rng.normal(0, 0.1, size=val.shape)
+    return verdict.Pool("t", val, test, np.full(n, epochs), np.ones(n))
+
+
+def test_replayed_random_search_matches_the_analytic_best_of_k():
+    """A random search of k whole trials from a pool of N chooses the trial of validation rank
+    r with probability C(N - r, k - 1) / C(N, k): the replay draws that distribution."""
+    pool = synthetic_pool()
+    n, k = len(pool), 4
+    got = verdict.replay_random(pool, budget=10.0 * k, searches=40_000,
+                                rng=np.random.default_rng(1))
+    order = np.argsort(pool.val[:, -1])
+    weights = np.array([comb(n - r, k - 1) / comb(n, k) for r in range(1, n + 1)])
+    expected = pool.test[order, -1]
+    assert weights.sum() == pytest.approx(1.0)
+    sorted_values = np.sort(expected)
+    cdf_expected = np.array([weights[expected <= v].sum() for v in sorted_values])
+    cdf_got = np.array([np.mean(got <= v) for v in sorted_values])
+    assert np.max(np.abs(cdf_got - cdf_expected)) < 0.01
+
+
+def test_a_replayed_search_trains_its_last_trial_until_the_budget_runs_out():
+    """Budget 2.5 trials: two whole trials and five epochs of a third, whose validation loss
+    there may make it the choice."""
+    val = np.array([[3.0] * 10, [2.0] * 10, [5.0] * 5 + [1.0] * 5])
+    pool = verdict.Pool("t", val, val + 0.5, np.full(3, 10), np.ones(3))
+    got = verdict.replay_random(pool, 25.0, 600, np.random.default_rng(0))
+    # the third trial is the choice only where it is first or second (trained 10 epochs)
+    third_whole = np.mean(got == 1.5)
+    assert third_whole == pytest.approx(2 / 3, abs=0.06)
+    assert set(np.unique(got)) <= {1.5, 2.5, 3.5, 5.5}
+
+
+def digits_curves(trials=12, epochs=10):
+    rng = np.random.default_rng(3)
+    curves = []
+    for t in range(trials):
+        lr = float(10 ** rng.uniform(-3, 0.3))
+        records = run_trial({"task": "digits", "method": "random", "seed": t, "epochs": epochs,
+                             "hparams": {"lr": lr, "wd": 0.0}, "device": "cpu"})
+        curves.append([r["val_loss"] for r in records])
+    return curves
+
+
+class FakeTrial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id
+
+
+def test_replayed_asha_stops_where_rays_asha_scheduler_stops():
+    """The same logged digits curves, in the same order, through Ray's ASHAScheduler and
+    through AshaRungs: the same stop epoch for every trial."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    epochs = 10
+    curves = digits_curves(epochs=epochs)
+    ray_asha = ASHAScheduler(time_attr="epoch", metric="val_loss", mode="min", max_t=epochs,
+                             grace_period=1, reduction_factor=3)
+    ours = verdict.AshaRungs(1, 3, epochs)
+    ray_stops, our_stops = [], []
+    for t, curve in enumerate(curves):
+        trial = FakeTrial(str(t))
+        ray_asha.on_trial_add(None, trial)
+        stop = len(curve)
+        for e, v in enumerate(curve, 1):
+            result = {"epoch": e, "val_loss": v}
+            if ray_asha.on_trial_result(None, trial, result) == TrialScheduler.STOP:
+                ray_asha.on_trial_complete(None, trial, result)
+                stop = e
+                break
+        ray_stops.append(stop)
+        our_stops.append(ours.run(np.array(curve), len(curve)))
+    assert our_stops == ray_stops
+    assert any(s < epochs for s in ray_stops) and any(s == epochs for s in ray_stops)
+
+
+def test_asha_replay_spends_its_budget_and_refuses_a_pool_too_small():
+    pool = synthetic_pool(n=30)
+    got = verdict.replay_asha(pool, 20.0, 200, np.random.default_rng(0))
+    assert len(got) == 200 and np.isfinite(got).all()
+    with pytest.raises(verdict.ConfigError, match="more trials than the pool's 30"):
+        verdict.replay_asha(pool, 10_000.0, 5, np.random.default_rng(0))
+
+
+def test_probability_of_improvement_and_the_verdicts():
+    assert verdict.prob_less(np.array([1.0, 2.0]), np.array([2.0, 3.0])) == pytest.approx(
+        (1 + 1 + 0.5 + 1) / 4)
+    assert verdict.prob_less(np.array([math.nan]), np.array([1.0])) == 0.0  # NaN: the worst
+    rng = np.random.default_rng(0)
+    low, high = rng.normal(0.0, 0.1, 20), rng.normal(1.0, 0.1, 200)
+    resample = lambda r: high[r.integers(len(high), size=len(high))]  # noqa: E731
+    assert verdict.compare(low, high, resample, 300, rng).verdict == "better"
+    flipped = lambda r: low[r.integers(len(low), size=len(low))]  # noqa: E731
+    assert verdict.compare(high[:20], low, flipped, 300, rng).verdict == "worse"
+    same = rng.normal(0.0, 1.0, 5)
+    other = rng.normal(0.0, 1.0, 5)
+    c = verdict.compare(same, other, lambda r: other[r.integers(5, size=5)], 300, rng)
+    assert c.verdict == "inconclusive at n = 5" and c.p_less_ci[0] < 0.5 < c.p_less_ci[1]
+    assert c.detectable > 0
+
+
+def trace_rows(curve):
+    return [dict(task="t", method="m", optimizer="fixed", repetition=0, trial=0, epoch=e,
+                 trial_start=0.0, train_seconds_cum=float(e), val_loss=v, test_loss=v)
+            for e, v in enumerate(curve, 1)]
+
+
+@pytest.mark.parametrize("curve, sustained, first", [
+    ([0.9, 0.4, 0.8, 0.45, 0.42], 4, 2),  # a dip at 2 does not count; below from 4 on
+    ([0.9, 0.6, 0.4, 0.3], 3, 3),  # stays below from 3: both rules agree
+    ([0.9, 0.4, 0.6], math.inf, 2),  # ends above: not reached, however it dipped
+])
+def test_sustained_time_to_target(curve, sustained, first):
+    """The choice's test loss must stay at or below the target to the end of the budget."""
+    df = results.table(trace_rows(curve))
+    for rule, want in (("sustained", sustained), ("first-touch", first)):
+        got = report.time_to_target(df, {"t": 0.5}, rule)["compute_to_target"].iloc[0]
+        assert got == want, rule
+
+
+def write_run(path, rows, suite, costs):
+    results.write_table(results.table(rows), path)
+    results.write_json({"suite": suite, "experiments": [], "finished": 1.0,
+                        "compute": costs}, path / results.RUN_JSON)
+    return path
+
+
+def cost_row(training, method, optimizer, per_epoch, device=None):
+    return {"task": "digits", "training": training, "method": method, "optimizer": optimizer,
+            "batch_size": 8, "val_batch_size": 8, "steps_per_epoch": 10,
+            "step_flops": per_epoch, "epoch_extra_flops": 0.0, "eval_flops_per_epoch": 0.0,
+            "sgd_step_flops": 1.0, "step_seconds": per_epoch if device else math.nan,
+            "sgd_step_seconds": 1.0 if device else math.nan, "device": device}
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A random pool of 20 trials of 4 epochs (4 searches of 5) and 6 oho runs that cost 2
+    SGD-epochs an epoch."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for rep in range(4):
+        for t in range(5):
+            final = rng.uniform(0.1, 0.5)
+            rows += [dict(task="digits", method="random", optimizer="fixed", repetition=rep,
+                          trial=t, epoch=e, trial_start=float(t), train_seconds_cum=float(e),
+                          val_loss=final * (5 - e), test_loss=final * (5 - e) + 0.01)
+                     for e in range(1, 5)]
+    for rep in range(6):
+        rows += [dict(task="digits", method="oho", optimizer="online", repetition=rep, trial=0,
+                      epoch=e, trial_start=0.0, train_seconds_cum=2.0 * e,
+                      val_loss=0.05 * (5 - e), test_loss=0.05 * (5 - e) + 0.01)
+                 for e in range(1, 5)]
+    suite = {"tasks": ["digits"], "methods": ["random", "oho"], "seed": 0, "epochs": 4,
+             "batch_size": 8, "options": {}}
+    costs = [cost_row("black-box · fixed", "random", "fixed", 1.0),
+             cost_row("oho", "oho", "online", 2.0)]
+    return write_run(tmp_path / "run", rows, suite, costs)
+
+
+def test_the_verdict_command_writes_its_tables_and_figure(study, capsys):
+    assert cli.main(["verdict", str(study), "--searches", "2000"]) == 0
+    table = pd.read_csv(study / "verdict.csv")
+    assert set(table["budget"]) == {"1x", "full"}
+    one = table.set_index("budget").loc["1x"]
+    assert one["compute"] == 8.0 and one["n_online"] == 6 and one["verdict"] == "better"
+    curves = pd.read_csv(study / "equal-compute.csv")
+    assert {"random · fixed", "oho"} <= set(curves["entry"])
+    assert (study / "equal-compute.png").is_file() and "P(online" in (
+        study / "verdict.md").read_text()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--budgets", "0.25"], "below the cost of one black-box trial"),
+    (["--budgets", "1,100"], "more than the pool's 20"),
+    (["--budgets", "x"], "--budgets 'x': expected positive multiples"),
+    (["--compute", "seconds"], "argument --compute: invalid choice: 'seconds'"),
+    (["--searches", "0"], "--searches 0: give 1 to"),
+])
+def test_bad_verdict_input_gets_one_line(study, capsys, flags, expected):
+    assert cli.main(["verdict", str(study), *flags]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_reports_refuse_an_unknown_unit_and_calibrations_on_different_devices(
+        study, tmp_path, capsys):
+    assert cli.main(["report", str(study), "--compute", "joules"]) == 2
+    assert "invalid choice: 'joules'" in capsys.readouterr().err
+    other = tmp_path / "other"
+    rows = pd.read_parquet(study / results.TABLE)
+    rows = rows[rows["method"] == "oho"].assign(task="digits")
+    import json
+
+    info = json.loads((study / results.RUN_JSON).read_text())
+    info["compute"] = [dict(r, device="cpu") for r in info["compute"]]
+    (study / results.RUN_JSON).write_text(json.dumps(info))
+    write_run(other, rows.to_dict("records"),
+              {**info["suite"], "methods": ["oho"]},
+              [dict(r, device="cuda:0") for r in info["compute"]])
+    assert cli.main(["report", str(study), str(other), "--compute", "calibrated"]) == 2
+    err = capsys.readouterr().err
+    assert "calibrated on different devices" in err and len(err.strip().splitlines()) == 1
