@@ -23,7 +23,8 @@ def test_one_record_per_epoch_with_losses_accuracy_and_timing(digits_trial):
     assert [r["epoch"] for r in records] == [1, 2, 3]
     for r in records:
         assert set(COLUMNS) - {"trial_id", "status", "node", "node_id", "search_seconds",
-                               "retry_seconds", "experiment_start"} <= set(r)
+                               "retry_seconds", "experiment_start", "compute",
+                               "trial_compute"} <= set(r)
         assert all(math.isfinite(r[k]) for k in ("train_loss", "val_loss", "test_loss"))
         assert 0 <= r["test_acc"] <= 1 and r["train_seconds"] > 0 and r["eval_seconds"] > 0
         assert r["hp_lr"] == 0.1 and r["hp_wd"] == 1e-4 and not r["diverged"]

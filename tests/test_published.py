@@ -25,10 +25,15 @@ def published_copy(tmp_path, monkeypatch):
     return tmp_path / "results" / "published"
 
 
+UNITS = {"SGD-epochs (calibrated)": "calibrated", "training seconds": "measured"}
+
+
 def made_from(text: str) -> tuple[list[str], list[str]]:
-    """(the runs a published table names, the flags its compute needs)."""
+    """(the runs a published table names, the flags its compute and target rule need)."""
     runs = re.findall(r"`([^`]+)`", re.search(r"^Runs: (.*)$", text, re.M).group(1))
-    return runs, (["--compute", "quiet"] if "\nCompute: quiet." in text else [])
+    unit = re.search(r"^Compute: (.*?): ", text, re.M).group(1)
+    flags = ["--compute", UNITS[unit]] if unit in UNITS else []
+    return runs, flags + (["--reach", "first-touch"] if "first dips below" in text else [])
 
 
 @pytest.mark.skipif(not SUMMARIES, reason="nothing published yet")

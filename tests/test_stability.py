@@ -194,7 +194,7 @@ def test_the_report_counts_collapsed_and_floored_trials():
         for epoch in (1, 2):
             rows.append({"task": "digits", "method": "oho", "optimizer": "online",
                          "repetition": trial, "trial": 0, "epoch": epoch, "val_loss": 1.0,
-                         "test_loss": 1.0, "diverged": False, "search_seconds": float(epoch),
+                         "test_loss": 1.0, "diverged": False, "compute": float(epoch),
                          "collapsed": flags[0] and epoch == 2,
                          "lr_floored": flags[1] and epoch == 2})
     import pandas as pd

@@ -33,7 +33,8 @@ from bench.analysis.figkit import (
 )
 from bench.analysis.targets import target_sweep
 
-TIME_LABELS = {"compute_to_target": "compute to target",
+UNIT = "SGD-epochs"  # the compute unit figures name when the table does not say (df.attrs)
+TIME_LABELS = {"compute_to_target": "compute to target ({unit})",
                "wall_seconds_to_target": "wall-clock seconds to target",
                "trials_to_target": "trials to target"}
 PER_ROW = 2  # tasks side by side
@@ -62,8 +63,8 @@ def plot_final_loss(reps: pd.DataFrame, targets: dict[str, float]) -> Figure:
     return fig
 
 
-def plot_time_to_target(ttt: pd.DataFrame) -> Figure:
-    """Time-to-target per entry (rows: compute seconds, wall-clock seconds, trials; columns:
+def plot_time_to_target(ttt: pd.DataFrame, unit: str = UNIT) -> Figure:
+    """Time-to-target per entry (rows: compute, wall-clock seconds, trials; columns:
     tasks): each repetition a point, the median a bar; repetitions that never reached the
     target are red crosses on a dotted line right of every finite value."""
     if ttt.empty:
@@ -78,14 +79,15 @@ def plot_time_to_target(ttt: pd.DataFrame) -> Figure:
     for row, measure in enumerate(measures):
         for col, task in enumerate(tasks):
             on_task = ttt[ttt["task"] == task]
-            time_axis(axes[row, col], on_task, measure, order)
+            time_axis(axes[row, col], on_task, measure, order, unit)
             axes[row, col].set_title(f"{task} (target {on_task['target'].iat[0]:.4g})")
             axes[row, col].tick_params(labelleft=col == 0)  # entries named once per row
     figure_legend(fig, axes)
     return fig
 
 
-def time_axis(ax: Axes, g: pd.DataFrame, measure: str, order: list[str]) -> None:
+def time_axis(ax: Axes, g: pd.DataFrame, measure: str, order: list[str], unit: str = UNIT
+              ) -> None:
     pos = g["entry"].map({e: i for i, e in enumerate(order)}).to_numpy(float)
     pos = pos + np.random.default_rng(0).uniform(-0.12, 0.12, len(pos))
     t = g[measure].to_numpy(float)
@@ -114,12 +116,12 @@ def time_axis(ax: Axes, g: pd.DataFrame, measure: str, order: list[str]) -> None
         ax.set_xticks([ceiling], ["not reached"])
     ax.set_yticks(range(len(order)), order)
     ax.set_ylim(len(order) - 0.5, -0.5)
-    ax.set(xlabel=TIME_LABELS[measure], ylabel="")
+    ax.set(xlabel=TIME_LABELS[measure].format(unit=unit), ylabel="")
 
 
 def plot_anytime(curves: pd.DataFrame, band: pd.DataFrame, targets: dict[str, float],
-                 x: str = "compute") -> Figure:
-    """Test loss of the choice against training seconds: a thin step line per repetition, the
+                 x: str = "compute", unit: str = UNIT) -> Figure:
+    """Test loss of the choice against compute: a thin step line per repetition, the
     median over repetitions (thick) and the interquartile band, and the target. One axis per
     task, or per (task, method) when a task has more than `CROWDED` entries."""
     curves = curves[np.isfinite(curves["test_loss"].astype(float))]
@@ -148,7 +150,7 @@ def plot_anytime(curves: pd.DataFrame, band: pd.DataFrame, targets: dict[str, fl
         set_scale(ax, "x", c[x])
         set_scale(ax, "y", [*c["test_loss"], targets[task]])
         ax.set(title=" · ".join(key), ylabel="test loss of the choice (by validation)",
-               xlabel="training seconds (sequential compute)" if x == "compute"
+               xlabel=f"compute ({unit}, trials in the order started)" if x == "compute"
                else "wall-clock seconds")
         if crowded:
             ax.legend(fontsize="small", title="median, IQR band", title_fontsize="small")
@@ -234,7 +236,7 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
     return fig
 
 
-def plot_target_sweep(sweep: pd.DataFrame) -> Figure:
+def plot_target_sweep(sweep: pd.DataFrame, unit: str = UNIT) -> Figure:
     """Per task: the share of repetitions that reach each target of the sweep
     (`bench.analysis.targets`) and the median compute to it (not reached by half or more:
     drawn on the top edge), against the target; the paper's target dotted."""
@@ -275,7 +277,7 @@ def plot_target_sweep(sweep: pd.DataFrame) -> Figure:
         share_ax.set(ylabel="share of repetitions reaching it", ylim=(-0.03, 1.03),
                      title=f"{task}: reached")
         time_ax.set_yscale("log")
-        time_ax.set(ylabel="median training seconds to target",
+        time_ax.set(ylabel=f"median compute to target ({unit})",
                     title=f"{task}: time to target (top edge: not reached)")
     figure_legend(fig, axes, title="entry")
     return fig
@@ -314,9 +316,9 @@ def plot_best_of_k(df: pd.DataFrame, reps: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_performance_profile(profile: pd.DataFrame) -> Figure:
+def plot_performance_profile(profile: pd.DataFrame, unit: str = UNIT) -> Figure:
     """Fraction of tasks on which an entry reaches the target within tau times the fastest
-    entry's training seconds."""
+    entry's compute."""
     if profile.empty or profile.groupby(["method", "optimizer"]).ngroups < 2:
         raise Skip("a performance profile needs at least two entries")
     profile = with_entry(profile)
@@ -329,7 +331,7 @@ def plot_performance_profile(profile: pd.DataFrame) -> Figure:
                  estimator=None, lw=2)
     set_scale(ax, "x", profile["tau"])
     n = profile.attrs.get("tasks")
-    ax.set(xlabel="tau (training seconds to target / the fastest entry's)",
+    ax.set(xlabel=f"tau (compute to target in {unit} / the fastest entry's)",
            ylabel="fraction of tasks within tau", ylim=(-0.03, 1.03),
            title="performance profile" + (f" ({n} task{'s' if n > 1 else ''})" if n else ""))
     figure_legend(fig, [ax], title="entry")
@@ -369,7 +371,8 @@ def plot_categorical_choices(df: pd.DataFrame) -> Figure:
 
 def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float]
             ) -> dict[str, Callable[[], Figure]]:
-    """Name -> a function drawing that figure."""
+    """Name -> a function drawing that figure, compute in the unit `df.attrs` names."""
+    unit = df.attrs.get("compute_unit", UNIT)
     reps = stats.final_losses(df)
     ttt = stats.time_to_target(df, targets)
     curves = anytime.anytime_curves(df)
@@ -377,14 +380,15 @@ def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float
     def profile() -> Figure:
         p = stats.performance_profile(stats.entry_times(ttt))
         p.attrs["tasks"] = df["task"].nunique()
-        return plot_performance_profile(p)
+        return plot_performance_profile(p, unit)
 
     return {
         "final-test-loss": lambda: plot_final_loss(reps, targets),
-        "time-to-target": lambda: plot_time_to_target(ttt),
-        "anytime": lambda: plot_anytime(curves, anytime.anytime_band(curves), targets),
+        "time-to-target": lambda: plot_time_to_target(ttt, unit),
+        "anytime": lambda: plot_anytime(curves, anytime.anytime_band(curves), targets,
+                                        unit=unit),
         "performance-profile": profile,
-        "target-sweep": lambda: plot_target_sweep(target_sweep(df)),
+        "target-sweep": lambda: plot_target_sweep(target_sweep(df), unit),
         "best-of-k": lambda: plot_best_of_k(df, reps),
         "categorical-choices": lambda: plot_categorical_choices(df),
         "hp-trajectories": lambda: dynamics.plot_hp_trajectories(df),

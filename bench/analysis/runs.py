@@ -71,6 +71,7 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
         overhead.update(report.overhead_by_method(info, label))
     check_duplicates(frames)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    df.attrs["compute_unit"] = compute.UNIT_NAMES[unit]  # figures name it
     unfinished = {n: int(df.groupby(["method", "optimizer", "repetition", "trial"]).ngroups)
                   for n, (df, info) in loaded.items() if not info.get("finished")}
     return df, {"runs": names, "unit": unit, "targets": targets, "options": options,

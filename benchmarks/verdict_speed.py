@@ -1,0 +1,52 @@
+"""How long the equal-compute analysis takes: `ohobench verdict` over a published study.
+
+    python benchmarks/verdict_speed.py [RUN_DIR ...] [--repeats 3]
+
+Prints the seconds of each part (loading the records in SGD-epochs, the replays and verdicts,
+writing the tables and the figure), median and range over --repeats, with 10,000 replayed
+random searches per budget (ASHA: 1,000) and 1,000 bootstrap resamples per verdict. Target:
+the published MNIST study in under 30 s on 2 cores. A measurement: exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench import analysis, cli
+from bench.analysis import verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = [str(ROOT / "results" / "published" / "paper-mnist")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dirs", nargs="*", default=DEFAULT)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    parts: dict[str, list[float]] = {"load": [], "analyse": [], "command (all of it)": []}
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        df, _ = analysis.load_runs(args.run_dirs, unit="flops")
+        parts["load"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        curves, verdicts = verdict.analyse(df)
+        parts["analyse"].append(time.perf_counter() - start)
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            assert cli.main(["verdict", *args.run_dirs, "--out", out]) == 0
+            parts["command (all of it)"].append(time.perf_counter() - start)
+    print(f"\n{len(verdicts)} verdicts, {len(curves)} equal-compute rows, "
+          f"{verdict.Settings().searches:,} replayed searches per budget")
+    for name, seconds in parts.items():
+        print(f"{name:<22} median {statistics.median(seconds):6.2f} s  "
+              f"range {min(seconds):.2f}-{max(seconds):.2f} s  (n = {len(seconds)})")
+    print("target: the command under 30 s on 2 cores")
+
+
+if __name__ == "__main__":
+    main()
