@@ -438,12 +438,19 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     writable(out, out)
     results.write_csv(curves, out / "equal-compute.csv")
     results.write_csv(verdicts, out / "verdict.csv")
+    pairs = verdict.paired(df)
+    results.write_csv(pairs, out / "verdict-paired.csv")
     shown = verdict.displayed(verdicts)
     (out / "verdict.md").write_text(
         "# ohobench verdict\n\nRuns: " + ", ".join(f"`{d}`" for d in args.run_dirs)
         + "\n\n" + compute_note(args.compute, "sustained").split(" A target")[0] + "\n\n"
-        + report.markdown_table(shown) + "\n" + verdict.NOTE + "\n")
+        + report.markdown_table(shown) + "\n" + verdict.NOTE + "\n"
+        + ("\n## Online methods against each other, paired by initialization\n\n"
+           + report.markdown_table(verdict.displayed_paired(pairs)) + "\n" + verdict.PAIRED_NOTE
+           + "\n" if len(pairs) else ""))
     print(shown.to_string(index=False))
+    if len(pairs):
+        print(verdict.displayed_paired(pairs).to_string(index=False))
     from bench.analysis import plots
 
     with plots.sns.axes_style("whitegrid"):

@@ -59,3 +59,20 @@ def test_horizon_reproduces_the_published_study(published_copy, name, capsys):
             "--out", str(path.parent.relative_to(published_copy.parent.parent)), *flags]
     assert cli.main(args) == 0
     assert path.read_text() == committed
+
+
+VERDICTS = sorted(str(p.relative_to(PUBLISHED)) for p in PUBLISHED.glob("*/verdict.md"))
+
+
+@pytest.mark.skipif(not VERDICTS, reason="no verdict published yet")
+@pytest.mark.parametrize("name", VERDICTS)
+def test_verdict_reproduces_the_published_verdicts(published_copy, name, capsys):
+    """The equal-compute replays and the bootstraps are seeded: the same records give the
+    same verdict table, to the last digit."""
+    path = published_copy / name
+    committed = path.read_text()
+    runs, flags = made_from(committed)
+    path.unlink()
+    out = str(path.parent.relative_to(published_copy.parent.parent))
+    assert cli.main(["verdict", *runs, "--out", out, *flags]) == 0
+    assert path.read_text() == committed

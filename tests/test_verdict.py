@@ -112,11 +112,58 @@ def test_probability_of_improvement_and_the_verdicts():
     assert verdict.compare(low, high, resample, 300, rng).verdict == "better"
     flipped = lambda r: low[r.integers(len(low), size=len(low))]  # noqa: E731
     assert verdict.compare(high[:20], low, flipped, 300, rng).verdict == "worse"
-    same = rng.normal(0.0, 1.0, 5)
-    other = rng.normal(0.0, 1.0, 5)
-    c = verdict.compare(same, other, lambda r: other[r.integers(5, size=5)], 300, rng)
-    assert c.verdict == "inconclusive at n = 5" and c.p_less_ci[0] < 0.5 < c.p_less_ci[1]
+    same = rng.normal(0.0, 1.0, 12)
+    other = same.copy()  # the same distribution, exactly: P = 1/2
+    c = verdict.compare(same, other, lambda r: other[r.integers(12, size=12)], 300, rng)
+    assert c.verdict == "inconclusive at n = 12" and c.p_less_ci[0] < 0.5 < c.p_less_ci[1]
+    c = verdict.compare(low[:5], high, resample, 300, rng)
+    assert c.verdict == "inconclusive at n = 5" and math.isnan(c.p_less_ci[0])
+    assert verdict.placements(np.array([1.0, 3.0]), np.array([1.0, 2.0])).tolist() == [0.75,
+                                                                                       0.0]
     assert c.detectable > 0
+
+
+@pytest.mark.parametrize("n", [5, 10, 20])
+def test_verdicts_rarely_claim_a_difference_that_is_not_there(n):
+    """Simulated: online runs and black-box searches from the same distribution (P = 1/2) and
+    from shifted ones. P's interval covers the truth within a few points of 95%, and a verdict
+    other than inconclusive comes about as often as its 5% level allows."""
+    from scipy import stats
+
+    rng = np.random.default_rng(n)
+    for shift in (0.0, 1.0):
+        truth = stats.norm.cdf(shift / math.sqrt(2))
+        covered = decided = 0
+        for _ in range(300):
+            x, pool = rng.normal(0, 1, n), rng.normal(shift, 1, 100)
+            c = verdict.compare(x, pool, lambda r, p=pool: p[r.integers(100, size=100)], 60,
+                                rng)
+            covered += c.p_less_ci[0] <= truth <= c.p_less_ci[1]
+            decided += not c.verdict.startswith("inconclusive")
+        if n < verdict.MIN_N:  # too few runs: no interval, no verdict
+            assert covered == decided == 0
+            continue
+        assert covered / 300 >= 0.95 - 0.06
+        if shift == 0.0:
+            assert decided / 300 <= 0.05 + 0.035
+
+
+def test_paired_comparisons_are_a_sign_test_over_initializations():
+    rows = []
+    for method, finals in (("a", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
+                           ("b", [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])):
+        for rep, v in enumerate(finals):
+            rows += [dict(task="t", method=method, optimizer="online", repetition=rep, trial=0,
+                          epoch=1, trial_start=0.0, train_seconds_cum=1.0, val_loss=v,
+                          test_loss=v)]
+    table = verdict.paired(results.table(rows)).iloc[0]
+    assert (table["a"], table["b"], table["n_pairs"]) == ("a", "b", 9)
+    assert table["p_a_below_b"] == 1.0 and table["verdict_for_a"] == "better"  # 9 of 9
+    assert table["median_difference"] == pytest.approx(-0.1)
+    five = [r for r in rows if r["repetition"] < 5]
+    small = verdict.paired(results.table(five)).iloc[0]
+    assert small["verdict_for_a"] == "inconclusive at n = 5"  # 5 of 5: p = 1/16 two-sided
+    assert math.isnan(small["difference_lo"])
 
 
 def trace_rows(curve):
@@ -155,7 +202,7 @@ def cost_row(training, method, optimizer, per_epoch, device=None):
 
 @pytest.fixture
 def study(tmp_path):
-    """A random pool of 20 trials of 4 epochs (4 searches of 5) and 6 oho runs that cost 2
+    """A random pool of 20 trials of 4 epochs (4 searches of 5) and 12 oho runs that cost 2
     SGD-epochs an epoch."""
     rng = np.random.default_rng(0)
     rows = []
@@ -166,7 +213,7 @@ def study(tmp_path):
                           trial=t, epoch=e, trial_start=float(t), train_seconds_cum=float(e),
                           val_loss=final * (5 - e), test_loss=final * (5 - e) + 0.01)
                      for e in range(1, 5)]
-    for rep in range(6):
+    for rep in range(12):
         rows += [dict(task="digits", method="oho", optimizer="online", repetition=rep, trial=0,
                       epoch=e, trial_start=0.0, train_seconds_cum=2.0 * e,
                       val_loss=0.05 * (5 - e), test_loss=0.05 * (5 - e) + 0.01)
@@ -183,7 +230,7 @@ def test_the_verdict_command_writes_its_tables_and_figure(study, capsys):
     table = pd.read_csv(study / "verdict.csv")
     assert set(table["budget"]) == {"1x", "full"}
     one = table.set_index("budget").loc["1x"]
-    assert one["compute"] == 8.0 and one["n_online"] == 6 and one["verdict"] == "better"
+    assert one["compute"] == 8.0 and one["n_online"] == 12 and one["verdict"] == "better"
     curves = pd.read_csv(study / "equal-compute.csv")
     assert {"random · fixed", "oho"} <= set(curves["entry"])
     assert (study / "equal-compute.png").is_file() and "P(online" in (
