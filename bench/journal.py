@@ -2,7 +2,10 @@
 
 It is what survives a killed driver. `ohobench run --resume` rebuilds the records of an
 unfinished experiment from it, and hands the trials it shows finished to Ray Tune's restored
-experiment so that they are replayed, not retrained. A line cut short by a crash is ignored.
+experiment so that they are replayed, not retrained. A last line cut short by a crash (no
+newline) is cut off before a resume appends (`repair_tail`). Anything else that loses an event
+is named, never dropped quietly (`Journal.damage`): a line that is not JSON, or an ended
+trial with an epoch missing; a resume starts such an experiment over.
 
 Events, one per line:
 - {"event": "start", "time": t}: when the experiment's first trial started (the earliest such
@@ -62,6 +65,19 @@ class Journal:
     search_error: str | None = None  # the search raised: the experiment ended errored
     earlier_search_errors: list[str] = field(default_factory=list)  # of rounds started over
     retried: bool = False  # a resume started this experiment over (a `retry` event)
+    bad_lines: list[int] = field(default_factory=list)  # not JSON (1-based), but a torn last
+
+    def damage(self) -> str | None:
+        """What this journal lost, in words, or None: lines that are not JSON, and ended
+        trials with epochs missing from their records."""
+        found = [f"line {n} is not JSON" for n in self.bad_lines]
+        for i in sorted(self.summaries):
+            epochs = [r.get("epoch", 0) for r in self.records.get(i, [])]
+            missing = sorted(set(range(1, max(epochs, default=0) + 1)) - set(epochs))
+            if missing:
+                found.append(f"trial {i} ended with no record of epoch "
+                             f"{', '.join(map(str, missing))}")
+        return "; ".join(found) or None
 
     def ended_records(self) -> list[dict]:
         """Records of the trials that ended, each with `retry_seconds`: the training seconds
@@ -84,10 +100,16 @@ def read(path: Path) -> Journal:
     if not path.exists():
         return journal
     partial: dict[int, float] = {}  # trial -> seconds into the epoch its failed attempt was
-    for line in path.read_text().splitlines():
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         try:
             event = json.loads(line)
-        except json.JSONDecodeError:  # the last line of a killed driver
+            if not isinstance(event, dict):
+                raise ValueError
+        except ValueError:  # a torn last line (no newline: a killed driver's) is no damage
+            if number < len(lines) or text.endswith("\n"):
+                journal.bad_lines.append(number)
             continue
         i = event.get("trial")
         if event.get("event") == "start":  # the earliest trial start journaled
@@ -130,6 +152,21 @@ def read(path: Path) -> Journal:
             for r in journal.records.get(i, []):
                 r["status"] = event["summary"]["status"]
     return journal
+
+
+def repair_tail(path: Path) -> bool:
+    """Cut off a last line that a killed driver left without its newline, so that what is
+    appended next starts a line of its own; whether there was one. The event it held was
+    never whole: what it lost shows as an epoch missing (`Journal.damage`)."""
+    if not path.exists():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    with open(path, "r+b") as fh:
+        fh.truncate(data.rfind(b"\n") + 1)
+        os.fsync(fh.fileno())
+    return True
 
 
 def mark_interrupted(path: Path) -> int:

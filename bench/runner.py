@@ -186,11 +186,16 @@ def budget_spent(exp: Experiment, kept: journal.Journal) -> bool:
 
 def to_start_over(run_dir: Path, experiments: list[Experiment]) -> list[Experiment]:
     """What a resume starts over from scratch: the experiments whose search raised (e.g. a
-    plugin's bug, fixed since), and those whose earlier start-over was cut short."""
+    plugin's bug, fixed since), those whose earlier start-over was cut short, and those whose
+    journal lost an event (a line that is not JSON, an epoch missing): the epochs it held
+    train again rather than go missing from the table."""
     again = []
     for exp in experiments:
-        kept = journal.read(journal_path(run_dir, exp.name))
-        if kept.search_error is not None or (kept.retried and not budget_spent(exp, kept)):
+        path = journal_path(run_dir, exp.name)
+        journal.repair_tail(path)
+        kept = journal.read(path)
+        if kept.search_error is not None or (kept.retried and not budget_spent(exp, kept)) \
+                or kept.damage():
             again.append(exp)
     return again
 
@@ -210,8 +215,10 @@ def retry(suite: Suite, again: list[Experiment], run_dir: Path, info: dict, mode
     for exp in again:
         path = journal_path(run_dir, exp.name)
         kept = journal.read(path)
-        why = (f"its search raised ({kept.search_error})" if kept.search_error is not None
-               else "its earlier start-over was cut short")
+        damage = kept.damage()
+        why = (f"its journal lost events ({path.name}: {damage}); its trials train again"
+               if damage else f"its search raised ({kept.search_error})"
+               if kept.search_error is not None else "its earlier start-over was cut short")
         say(mode)(f"ohobench: starting {exp.name} over: {why}")
         path.rename(aside / f"{exp.name}.round{round_}.jsonl")
         errors = kept.earlier_search_errors + [e for e in [kept.search_error] if e]

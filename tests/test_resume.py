@@ -55,6 +55,58 @@ def test_journal_keeps_the_last_attempt_of_ended_trials_and_skips_a_torn_line(tm
     assert journal.read(tmp_path / "missing.jsonl").records == {}
 
 
+def test_a_journal_names_what_it_lost_and_repairs_a_torn_tail(tmp_path):
+    """A line in the middle that is not JSON, or an ended trial with an epoch missing, is
+    damage, named; a last line without its newline (a killed driver's) is not, and is cut off
+    before a resume appends after it."""
+    path = tmp_path / "j.jsonl"
+    for e in [record(0, 1), record(0, 2), end(0), record(1, 1), record(1, 3), end(1)]:
+        journal.append(path, e)
+    assert journal.read(path).damage() == "trial 1 ended with no record of epoch 2"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:1], "garbage{", *lines[1:]]) + "\n")
+    assert journal.read(path).damage() == ("line 2 is not JSON; trial 1 ended with no record "
+                                           "of epoch 2")
+    torn = tmp_path / "torn.jsonl"
+    for e in [record(0, 1), end(0)]:
+        journal.append(torn, e)
+    with open(torn, "a") as fh:
+        fh.write('{"event": "result", "trial": 1, "rec')
+    assert journal.read(torn).damage() is None
+    assert journal.repair_tail(torn) and not journal.repair_tail(torn)
+    journal.append(torn, record(1, 1))
+    assert journal.read(torn).damage() is None and len(journal.read(torn).records[1]) == 1
+
+
+def test_a_resume_trains_again_what_a_damaged_journal_lost(tmp_path):
+    """The probe that found it: a garbage line in the middle of an interrupted run's journal,
+    then --resume. The experiment whose journal lost an epoch starts over, says so in one line,
+    and the table has every epoch of every trial; the other experiment is kept as it was."""
+    proc = start_cli(tmp_path, "--task", "digits", "--method", "random", "--trials", "2",
+                     "--repetitions", "2", "--epochs", "3", "--quiet")
+    finish(proc)
+    run_dir = next((tmp_path / "results").iterdir())
+    info = json.loads((run_dir / "run.json").read_text())
+    info["finished"] = None  # as if interrupted before the end
+    (run_dir / "run.json").write_text(json.dumps(info))
+    (run_dir / "records.parquet").unlink()
+    damaged = run_dir / "journal" / "digits__random__fixed__rep0.jsonl"
+    kept = (run_dir / "journal" / "digits__random__fixed__rep1.jsonl").read_bytes()
+    lines = damaged.read_text().splitlines()
+    second = next(i for i, line in enumerate(lines) if '"epoch": 2' in line)
+    lines[second] = "garbage" + lines[second][7:]
+    damaged.write_text("\n".join(lines) + "\n")
+    proc = start_cli(tmp_path, "--resume", str(run_dir))
+    finish(proc)
+    out = open(proc.log).read()
+    assert ("ohobench: starting digits__random__fixed__rep0 over: its journal lost events "
+            f"(digits__random__fixed__rep0.jsonl: line {second + 1} is not JSON") in out
+    df = pd.read_parquet(run_dir / "records.parquet")
+    assert df.groupby(["repetition", "trial"])["epoch"].apply(sorted).tolist() == \
+        [[1, 2, 3]] * 4
+    assert (run_dir / "journal" / "digits__random__fixed__rep1.jsonl").read_bytes() == kept
+
+
 def test_journal_counts_the_time_of_failed_attempts_but_not_of_replays(tmp_path):
     path = tmp_path / "j.jsonl"
     attempt = lambda start, cum: record(0, 1, trial_start=start, train_seconds_cum=cum)  # noqa
