@@ -25,6 +25,12 @@ from methods.online import bound_problems, fill_bounds
 DEVICES = ("auto", "cpu", "cuda")
 RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where `--address auto` looks
 NAME = re.compile(r"[A-Za-z0-9._-]+")  # a run's name: part of its directory's name
+MAX_NAME = 100  # characters: the run directory adds a timestamp, and names stop at 255 bytes
+MAX_SEED = 2**32 - 1
+# Sane upper bounds on counts: a mistyped 9223372036854775808 is refused, not planned.
+MAX_COUNT = {"repetitions": 10_000, "trials": 100_000, "epochs": 1_000_000,
+             "max_failures": 1_000, "max_concurrent": 100_000, "batch_size": 10_000_000,
+             "val_batch_size": 10_000_000, "train_eval_size": 1_000_000_000}
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read suite file {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"suite file {str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"suite file {str(path)!r} is not UTF-8 text (byte "
+                          f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+                          "UTF-8") from None
 
 
 def build(values: dict[str, Any], where: str = "suite", need_data: bool = True) -> Suite:
@@ -157,6 +167,10 @@ def build(values: dict[str, Any], where: str = "suite", need_data: bool = True) 
         if isinstance(known.get(k), str):
             known[k] = [known[k]]
         if isinstance(known.get(k), list):
+            if not all(isinstance(v, str) for v in known[k]):
+                problems.append(f"{k}: expected a list of names (strings), got {known[k]!r}")
+                del known[k]
+                continue
             known[k] = tuple(known[k])
     for k, v in list(known.items()):
         expected = TYPES[FIELDS[k].type.removesuffix(" | None")]
@@ -185,8 +199,16 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
     if not NAME.fullmatch(s.name):
         found.append(f"name: {s.name!r} is not a plain name; use letters, digits, '-', '_' "
                      "and '.' only")
-    if s.seed < 0:
-        found.append(f"seed: must be >= 0, got {s.seed}")
+    elif len(s.name) > MAX_NAME:
+        found.append(f"name: {len(s.name)} characters is too long for a directory name; give "
+                     f"at most {MAX_NAME}")
+    if not 0 <= s.seed <= MAX_SEED:
+        found.append(f"seed: must be 0 to {MAX_SEED}, got {s.seed}")
+    for k, most in MAX_COUNT.items():
+        value = getattr(s, k)
+        if value is not None and value > most:
+            found.append(f"{k}: {value} is more than this suite allows ({most:,}); give at "
+                         f"most {most:,}")
     found += seeds.problems(s.purpose, s.seed)
     for k in ("repetitions", "trials"):
         if getattr(s, k) < 1:
