@@ -228,7 +228,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, dict]:
     """The run directory to resume and its suite, or one line saying why not."""
-    import json
 
     from bench import results
 
@@ -243,13 +242,8 @@ def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, 
         raise ConfigError(f"--resume continues {run_dir!r} with its own suite; drop "
                           f"{', '.join(changed)} (only --address, --storage and --data-dir "
                           "may change)")
-    try:
-        info = json.loads((path / results.RUN_JSON).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--resume {run_dir!r}: not a run directory (cannot read "
-                          f"{results.RUN_JSON}: {getattr(exc, 'strerror', None) or exc})"
-                          ) from None
-    if not isinstance(info, dict) or not isinstance(info.get("suite"), dict):
+    info = results.read_run(path, what="--resume")
+    if not isinstance(info.get("suite"), dict):
         raise ConfigError(f"--resume {run_dir!r}: not a run directory ({results.RUN_JSON} "
                           "holds no suite table)")
     if info.get("finished") and not search_errors([path]):
@@ -328,15 +322,14 @@ def compute_note(unit: str, reach: str) -> str:
 
 def search_errors(run_dirs: list[Path]) -> list[str]:
     """'experiment: error' for every search that raised, from the runs' run.json."""
-    import json
 
     from bench import results
 
     lines = []
     for d in run_dirs:
         try:
-            info = json.loads((d / results.RUN_JSON).read_text())
-        except (OSError, ValueError):
+            info = results.read_run(d)
+        except ConfigError:
             continue
         for exp in info.get("experiments", []) if isinstance(info, dict) else []:
             if isinstance(exp, dict) and exp.get("search_error"):
@@ -461,18 +454,12 @@ def cmd_verdict(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    import json
 
     from bench import compute, results, suite
 
     for d in args.run_dirs:
         path = Path(d) / results.RUN_JSON
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"calibrate {d!r}: not a run directory (cannot read "
-                              f"{results.RUN_JSON}: {getattr(exc, 'strerror', None) or exc})"
-                              ) from None
+        info = results.read_run(d, what="calibrate")
         values = {k: v for k, v in info.get("suite", {}).items() if v is not None}
         chosen = suite.build(values, where=str(path), need_data=False)
         print(f"{d}: counting and timing every training ...", flush=True)

@@ -147,10 +147,37 @@ def write_json(obj: Any, path: Path) -> Path:
     return _atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
+# run.json's format: 1, the runs before it carried a version (read as they are); 2 adds
+# `schema` itself and `compute` (bench.compute's counts).
+RUN_SCHEMA = 2
+
+
+def read_run(run_dir: str | Path, what: str = "run") -> dict[str, Any]:
+    """A run directory's run.json, migrated to RUN_SCHEMA; one line (ConfigError) when it
+    cannot be read, is not an ohobench run's, or comes from a newer ohobench."""
+    from bench.errors import ConfigError
+
+    path = Path(run_dir) / RUN_JSON
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what} {str(run_dir)!r}: not a run directory (cannot read "
+                          f"{RUN_JSON}: {getattr(exc, 'strerror', None) or exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("suite", {}), dict):
+        raise ConfigError(f"{what} {str(run_dir)!r}: not a run directory ({RUN_JSON} holds no "
+                          "suite table: it is not an ohobench run's)")
+    schema = info.get("schema", 1)
+    if not isinstance(schema, int) or isinstance(schema, bool) or not 1 <= schema <= RUN_SCHEMA:
+        raise ConfigError(f"{what} {str(run_dir)!r}: {RUN_JSON} has schema {schema!r}, and this "
+                          f"ohobench reads schemas 1 to {RUN_SCHEMA}; read it with the ohobench "
+                          "that wrote it, or a newer one")
+    return dict(info, schema=RUN_SCHEMA)  # 1 -> 2: nothing to change; `compute` is optional
+
+
 def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     run_dir = Path(run_dir)
     df = with_identity(pd.read_parquet(run_dir / TABLE))
-    return df, json.loads((run_dir / RUN_JSON).read_text())
+    return df, read_run(run_dir)
 
 
 def with_identity(df: pd.DataFrame) -> pd.DataFrame:

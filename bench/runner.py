@@ -11,7 +11,6 @@ paired.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -159,10 +158,11 @@ def open_run(suite: Suite, resume: Path | None) -> tuple[Path, dict]:
     if resume is None:
         run_dir = run_dir_for(suite)
         run_dir.mkdir(parents=True)
-        info = {"suite": suite.as_dict(), "environment": results.environment(),
+        info = {"schema": results.RUN_SCHEMA, "suite": suite.as_dict(),
+                "environment": results.environment(),
                 "started": time.time(), "finished": None, "experiments": [], "resumed": []}
     else:
-        run_dir, info = resume, json.loads((resume / results.RUN_JSON).read_text())
+        run_dir, info = resume, results.read_run(resume, what="--resume")
         info.setdefault("resumed", []).append(time.time())
         info["finished"] = None  # a finished run whose searches raised is resumed to retry them
     info["storage"] = storage_path(suite, run_dir)

@@ -204,10 +204,14 @@ def test_a_resume_starts_over_the_searches_that_raised_and_cut_short_retries(tmp
     (["--resume", "{tmp}/nope"], "not a run directory"),
     (["--resume", "{tmp}/done"], "this run finished"),
     (["--resume", "{tmp}/done", "--trials", "3"], "drop --trials"),
+    (["--resume", "{tmp}/future"], "run.json has schema 99, and this ohobench reads schemas 1 "
+     "to 2"),
 ])
 def test_resume_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "run.json").write_text(json.dumps({"finished": 1.0, "suite": {}}))
+    (tmp_path / "future").mkdir()
+    (tmp_path / "future" / "run.json").write_text(json.dumps({"schema": 99, "suite": {}}))
     code = cli.main(["run", *[a.format(tmp=tmp_path) for a in args]])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -84,12 +84,9 @@ def read(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
             df, info = results.load(run_dir)
         else:  # not finished: the trials ended so far
             df = results.with_identity(results.interim_table(Path(run_dir)))
-            info = json.loads((Path(run_dir) / results.RUN_JSON).read_text())
+            info = results.read_run(run_dir)
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or Parquet
         raise ConfigError(f"cannot read run {run_dir!r}: {exc}") from None
-    if not isinstance(info, dict) or not isinstance(info.get("suite", {}), dict):
-        raise ConfigError(f"cannot read run {run_dir!r}: its {results.RUN_JSON} is not an "
-                          "ohobench run's (a JSON object with a suite table)")
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ConfigError(f"cannot read run {run_dir!r}: its {results.TABLE} lacks the "
