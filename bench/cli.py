@@ -1,4 +1,4 @@
-"""ohobench command line: list, run, report."""
+"""ohobench command line: list, run, report, horizon, verdict, calibrate."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--optimizer": ("optimizers", str, "optimizer family black-box trials train with "
                     "(repeatable): fixed, adam, step, exp, cosine"),
     "--scheduler": ("schedulers", str, "scheduler black-box searches run under (repeatable; "
-                    "each its own entry): fifo (default), asha, hyperband; online methods: fifo"),
+                    "each its own entry): fifo (default), asha, hyperband, pbt, pb2; online "
+                    "methods: fifo"),
     "--repetitions": ("repetitions", int, "independent searches / initializations per method"),
     "--trials": ("trials", int, "black-box budget: trials per repetition"),
     "--budget-seconds": ("budget_seconds", float, "black-box budget: wall-clock seconds per "

@@ -45,15 +45,15 @@ class ForwardOptions(GroupedOptions):
     # which was faster there on the MNIST MLP and needs the least memory.
     hvp_chunk: int = 0
     # Zero the influence, and skip that step's hyper-step, when an influence norm exceeds this
-    # factor times its running mean (a loss spike); 0 = off. See README, "Long horizons".
+    # factor times its running mean (a loss spike); 0 = off. See docs/long-horizons.md.
     jump_reset: float = 3.0
     # On a jump reset, also multiply every lr by this (1 = leave lr alone). A jump marks a
     # catapult, lr x lambda_max > 2; without the backoff, the fresh influence's greedy
-    # hypergradient raised lr again (README, "Long horizons").
+    # hypergradient raised lr again (docs/long-horizons.md).
     jump_backoff: float = 0.5
     # With groups != 1: "exact", one influence vector per (kind, group), one HVP each; "shared",
     # one per kind with each group's slice advanced by its own hyperparameters, as the OHO
-    # authors' layerwise code (2 HVPs whatever the groups). See README, "Shared influence".
+    # authors' layerwise code (2 HVPs whatever the groups). See docs/methods.md (oho-layerwise).
     influence: str = "exact"
 
     def problems(self) -> list[str]:
@@ -246,7 +246,7 @@ class LayerwiseOptions(ForwardOptions):
     meta_lr: float = 1e-6  # the OHO paper's layerwise setting
     meta_lr_wd: float = 1e-8  # meta_lr * 0.01, as the authors' code
     # The authors' layerwise (their QMLP), which the paper's layerwise results come from: it costs
-    # what global OHO costs; "exact" is 2.4x that on the MNIST MLP (README).
+    # what global OHO costs; "exact" is 2.4x that on the MNIST MLP (docs/performance.md).
     influence: str = "shared"
 
 

@@ -82,7 +82,7 @@ class OnlineOptions(Options):
     meta_lr: float = 1e-5  # step size for learning rates (OHO paper, MNIST)
     # Step size for weight decay: the OHO authors' code uses meta_lr * 0.01 (their MNIST script
     # runs meta_lr 1e-4; the paper's text says 1e-5). Measured on digits at 300 epochs, 8 inits:
-    # median final val loss 0.0972 at 1e-7 against 0.0977 at 1e-5 (README, "Long horizons").
+    # median final val loss 0.0972 at 1e-7 against 0.0977 at 1e-5 (docs/long-horizons.md).
     meta_lr_wd: float = 1e-7
     meta_lr_momentum: float = 1e-5  # step size for momentum, when tuned
     hyper_every: int = 1  # a hyperparameter step every k training steps

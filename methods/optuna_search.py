@@ -148,7 +148,7 @@ class OptunaTPEMethod(OptunaMethod):
 @dataclass(frozen=True)
 class OptunaGPOptions(OptunaOptions):
     # GP_ACQ_EFFORT instead of Optuna's own: ~3x less search time at 100 trials; regret after
-    # 30 trials 0.3-4x the defaults' (README, benchmarks/search_latency.py --quality).
+    # 30 trials 0.3-4x the defaults' (docs/performance.md, benchmarks/search_latency.py --quality).
     fast: bool = False
 
 

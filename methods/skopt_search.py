@@ -38,7 +38,7 @@ class SkoptOptions(Options):
     n_initial_points: int = 5
     acq_func: str = "EI"
     # Cheaper per trial (`FAST`): ~12x less search time at 100 trials, < 5% of a digits trial;
-    # regret after 30 trials on test functions 1-7x the default's (README, search_latency.py).
+    # regret after 30 trials on test functions 1-7x the default's (docs/performance.md, search_latency.py).
     fast: bool = False
 
     def problems(self) -> list[str]:
@@ -74,7 +74,7 @@ class GPSettings:
 # - EI minimized by one L-BFGS run from the best of 1,000 sampled points. skopt's default is 5
 #   runs from 10,000 points, up to ~40 ms per run (a Python round trip per gradient).
 # - `FastGPR`: the same predictions, with a cheaper predictive variance.
-# The regret this costs: README ("Black-box searches"), from --quality.
+# The regret this costs: docs/performance.md ("Black-box searches"), from --quality.
 FAST = GPSettings(acq_optimizer="lbfgs", n_points=1000, acq_restarts=1, kernel_refit_growth=1.3)
 DEFAULT = GPSettings(acq_optimizer="lbfgs", n_points=10000, acq_restarts=5)
 

@@ -143,8 +143,7 @@ def test_flag_and_key_checks_see_what_they_should():
 
 
 # Pages known to fail, with why; strict, so that the fix must also remove the entry here.
-KNOWN = {"paper-mnist.md": "its status log names the build machine's paths (/work/study, "
-                           "/work/runs): issue 31, for the page's owner to rewrite"}
+KNOWN: dict[str, str] = {}  # page -> why it is known to fail (an xfail, strict)
 
 
 @pytest.mark.parametrize("page", [

@@ -1,5 +1,5 @@
 """Online methods at long horizons: upper bounds, the influence-jump reset, and the collapse and
-lr-floor flags (README, "Long horizons")."""
+lr-floor flags (docs/long-horizons.md)."""
 
 import math
 
