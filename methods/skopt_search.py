@@ -38,7 +38,7 @@ class SkoptOptions(Options):
     n_initial_points: int = 5
     acq_func: str = "EI"
     # Cheaper per trial (`FAST`): ~12x less search time at 100 trials, < 5% of a digits trial;
-    # regret after 30 trials on test functions 1-7x the default's (docs/performance.md, search_latency.py).
+    # regret after 30 trials on test functions 1-7x the default's (docs/performance.md).
     fast: bool = False
 
     def problems(self) -> list[str]:

@@ -32,7 +32,7 @@ from methods.online import (
 
 @dataclass(frozen=True)
 class T1T2Options(OnlineOptions):
-    hyper_every: int = 10  # the authors' value (they report ~30% overhead; docs/performance.md: measured)
+    hyper_every: int = 10  # the authors' value (~30% overhead; docs/performance.md: measured)
     meta_lr_wd: float = 1e-4  # the authors' step sizes, ~ the hyperparameter's magnitude
     meta_lr_noise: float = 1e-1
     noise_init: float = 0.0  # initial noise std on every layer's input
