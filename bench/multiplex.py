@@ -20,7 +20,7 @@ from typing import Any
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from bench import journal
+from bench import journal, ray_internals
 from bench.experiment import Experiment
 from bench.ray_adapter import PickledState
 from bench.schedulers import TIME_ATTR
@@ -145,8 +145,8 @@ class SuiteScheduler(FIFOScheduler):
         self.choosers = choosers(schedulers)
         self.reported: dict[str, int] = {}  # results per experiment: its progress
         # Hyperband takes results one at a time (Tune then buffers none).
-        self._supports_buffered_results = all(s.supports_buffered_results
-                                              for s in schedulers.values())
+        ray_internals.set_buffered_results(
+            self, all(s.supports_buffered_results for s in schedulers.values()))
         # Trials not ended, in the order added: FIFO without scanning every trial of the run.
         self.queue: dict[str, Any] = {}
 

@@ -22,52 +22,24 @@ from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 from ray.tune.schedulers.pb2 import PB2
 
+from bench import ray_internals
 from bench import space as spaces
 from bench.schedulers import TIME_ATTR, PB2Options, PBTOptions
 
 
-class Member:
+class Member(ray_internals.PopulationHooks):
     """What both schedulers need changed: the member keeps its spec, values stay in the
     space, a member's last epoch ends it, and the choices (which member to copy, how to
-    perturb) come from the search's own seeded random state, not the driver's."""
+    perturb) come from the search's own seeded random state, not the driver's. (Restored
+    members and a population whose member errored: bench/ray_internals.py.)"""
 
     space: dict[str, Any]
     random_state: tuple
 
-    def on_trial_add(self, tune_controller, trial) -> None:
-        """A member that Tune restored (a resumed run) goes on from the last exploit step it
-        passed, and the population's next one is the earliest its members are heading for:
-        Ray's PBT counts from epoch 0, and waited for a step its restored members had passed
-        (all paused, none to run)."""
-        super().on_trial_add(tune_controller, trial)
-        interval = self._perturbation_interval
-        state = self._trial_state[trial]
-        state.last_perturbation_time = state.last_train_time = \
-            trial.run_metadata.last_result.get(TIME_ATTR, 0) // interval * interval
-        if all(s.last_score is None for s in self._trial_state.values()):  # none reported yet
-            self._next_perturbation_sync = interval + min(
-                s.last_train_time for s in self._trial_state.values())
-
-    def choose_trial_to_run(self, tune_controller):
-        """Ray's choice; if it has none while members wait, paused, and none trains (a member
-        that was to reach the step errored, e.g. its checkpoint was gone after a resume), the
-        population skips that exploit step instead of waiting forever."""
-        chosen = super().choose_trial_to_run(tune_controller)
-        if chosen is not None:
-            return chosen
-        trials = tune_controller.get_trials()
-        waiting = [t for t in trials if t.status in ("PAUSED", "PENDING")]
-        if not waiting or any(t.status == "RUNNING" for t in trials):
-            return None
-        self._next_perturbation_sync = self._perturbation_interval + min(
-            self._trial_state[t].last_train_time for t in waiting)
-        return super().choose_trial_to_run(tune_controller)
-
-    def _get_new_config(self, trial, trial_to_clone) -> tuple[dict, dict]:
-        config, operations = super()._get_new_config(trial, trial_to_clone)
+    def adjust_config(self, trial, config: dict) -> dict:
         config["spec"] = trial.config["spec"]
         config["hparams"] = clip(config["hparams"], self.space)
-        return config, operations
+        return config
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if result.get(TIME_ATTR, 0) >= trial.config["spec"].epochs:

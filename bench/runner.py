@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from bench import checkpoints, compute, journal, results
+from bench import checkpoints, compute, journal, ray_internals, results
 from bench.errors import ConfigError, RunInterrupted
 from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRENT: API)
     MODEL_BASED_CONCURRENT,
@@ -292,8 +292,8 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     # Tune's result grid (and a restore) looks for the per-trial files the journals replace;
     # it would warn once per trial that they are missing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    tolerate_deleted_checkpoints()
-    snapshot_before_deleting()
+    ray_internals.tolerate_deleted_checkpoints()
+    ray_internals.snapshot_before_deleting()
     if resume and tune.Tuner.can_restore(path):
         say(mode)(f"ohobench: resuming; {len(replay)} trial(s) had ended")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
@@ -320,49 +320,6 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=checkpoints_kept(experiments))))
     tuner.fit()
-
-
-def tolerate_deleted_checkpoints() -> None:
-    """Ray Tune 2.60 deletes a trial's oldest checkpoints by the list its experiment snapshot
-    restored; after a resume, that list can name one already deleted before the interruption,
-    and the FileNotFoundError left the trial pending forever (a PBT population resumed after
-    SIGKILL did). A checkpoint that is gone is deleted: the driver's deletion ignores it."""
-    from ray.train._internal import checkpoint_manager
-
-    delete = checkpoint_manager._delete_fs_path
-    if getattr(delete, "tolerant", False):
-        return
-
-    def tolerant(fs, fs_path: str) -> None:
-        try:
-            delete(fs=fs, fs_path=fs_path)
-        except FileNotFoundError:
-            pass
-
-    tolerant.tolerant = True
-    checkpoint_manager._delete_fs_path = tolerant
-
-
-def snapshot_before_deleting() -> None:
-    """Ray Tune 2.60 forces an experiment snapshot once a trial has saved num_to_keep
-    checkpoints since the last one, but registering the num_to_keep-th deletes the checkpoint
-    that snapshot names, before the new snapshot is written: a driver SIGKILLed in between left
-    that trial unrecoverable ("Could not recover from checkpoint as it does not exist"). Forcing
-    the snapshot one checkpoint earlier keeps the checkpoint a snapshot names on disk until the
-    next snapshot is written (tests/test_checkpoints.py checks this on Ray's own classes)."""
-    from ray.tune.execution import experiment_state
-
-    manager = experiment_state._ExperimentCheckpointManager
-    init = manager.__init__
-    if getattr(init, "snapshots_before_deleting", False):
-        return
-
-    def earlier(self, *, sync_every_n_trial_checkpoints: int | None = None, **kwargs) -> None:
-        n = sync_every_n_trial_checkpoints
-        init(self, sync_every_n_trial_checkpoints=n - 1 if n and n > 1 else n, **kwargs)
-
-    earlier.snapshots_before_deleting = True
-    manager.__init__ = earlier
 
 
 def tune_config(experiment: Experiment, index: int, hparams: dict) -> dict:

@@ -123,16 +123,16 @@ def test_an_optimizer_family_loads_saved_buffers_under_its_own_hyperparameters()
 def test_the_checkpoint_a_snapshot_names_outlives_it_until_the_next(tmp_path, kept):
     """Ray's own checkpoint bookkeeping, driven as its controller drives it (register the
     trial's checkpoint, which deletes the oldest; then count it toward a forced snapshot):
-    with runner.snapshot_before_deleting, every checkpoint the last snapshot named is still
-    on disk whenever a SIGKILL could strike. Ray 2.60 alone deletes it one step too early."""
+    with ray_internals.snapshot_before_deleting, every checkpoint the last snapshot named is
+    still on disk whenever a SIGKILL could strike. Ray 2.60 alone deletes it one step too early."""
     from ray import tune
     from ray.train._internal.checkpoint_manager import _CheckpointManager
     from ray.train._internal.session import _TrainingResult
     from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
 
-    from bench import runner
+    from bench import ray_internals
 
-    runner.snapshot_before_deleting()
+    ray_internals.snapshot_before_deleting()
     trial_checkpoints = _CheckpointManager(tune.CheckpointConfig(num_to_keep=kept))
     experiment = _ExperimentCheckpointManager(
         storage=None, checkpoint_period=1e9, sync_every_n_trial_checkpoints=kept)
