@@ -33,7 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench import tasks
 from bench.errors import ConfigError
-from bench.experiment import ONLINE, TrialConfig
+from bench.experiment import TrialConfig
+from bench.vocabulary import ONLINE
 
 FLOPS, CALIBRATED, MEASURED = "flops", "calibrated", "measured"
 UNITS = (FLOPS, CALIBRATED, MEASURED)

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.vocabulary import FIFO, ONLINE, entry_name
+
 if TYPE_CHECKING:  # kept light: a Ray worker unpickling a TrialConfig imports this module
     from bench.schedulers import SchedulerOptions
     from bench.suite import Suite
     from methods.base import Options
 
-ONLINE = "online"  # the `optimizer` recorded for online methods, which train with their own rule
 # Trials a model-based search runs at once when the suite sets no limit (max_concurrent = 0):
 # each proposal then sees all results but those of at most 3 running trials.
 MODEL_BASED_CONCURRENT = 4
@@ -31,7 +32,6 @@ def derive_seed(*parts: int | str) -> int:
     return int(np.random.SeedSequence(ints).generate_state(1)[0] >> 1)
 
 
-FIFO = "fifo"  # the scheduler that stops nothing (bench/schedulers.py)
 
 
 def experiment_name(task: str, method: str, optimizer: str | None, repetition: int,
@@ -40,13 +40,6 @@ def experiment_name(task: str, method: str, optimizer: str | None, repetition: i
     schedulers were a choice, so older runs still resume."""
     return "__".join([task, method, *([optimizer] if optimizer else []),
                       *([scheduler] if scheduler != FIFO else []), f"rep{repetition}"])
-
-
-def entry_name(method: str, optimizer: str | None, scheduler: str = FIFO) -> str:
-    """How reports and progress name an entry: `method` (online), `method · family` (fifo),
-    `method · scheduler · family`."""
-    return " · ".join([method, *([scheduler] if scheduler != FIFO else []),
-                       *([optimizer] if optimizer else [])])
 
 
 @dataclass(frozen=True)

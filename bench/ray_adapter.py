@@ -104,15 +104,29 @@ class SearchAdapter(PickledState, Searcher):
                 self.error = kept.search_error or "started over in a retry round"
 
 
+def trial_status(last: dict | None, error: bool, epochs: int | None = None) -> TrialStatus:
+    """How a trial ended, from its last record: errored (raised, or reported nothing),
+    diverged (a non-finite loss), collapsed, stopped early by its scheduler (before `epochs`,
+    when given) or completed."""
+    if error or not last:  # nothing reported: stopped before its first epoch (a time budget)
+        return TrialStatus.STOPPED if last is not None and not error and epochs else \
+            TrialStatus.ERRORED
+    val = last.get("val_loss")
+    if last.get("diverged") or val is None or not math.isfinite(val):
+        return TrialStatus.DIVERGED
+    if last.get("collapsed"):
+        return TrialStatus.COLLAPSED
+    if epochs is not None and last.get("epoch", 0) < epochs:
+        return TrialStatus.STOPPED
+    return TrialStatus.COMPLETED
+
+
 def outcome(result: dict | None, error: bool) -> TrialOutcome:
-    if error or not result:
-        return TrialOutcome(TrialStatus.ERRORED)
-    val = result.get("val_loss")
-    if result.get("diverged") or val is None or not math.isfinite(val):
-        return TrialOutcome(TrialStatus.DIVERGED)
-    if result.get("collapsed"):
-        return TrialOutcome(TrialStatus.COLLAPSED)
-    return TrialOutcome(TrialStatus.COMPLETED, float(val))
+    """What a search observes of a trial (a stopped one counts with its last val loss)."""
+    status = trial_status(result, error)
+    if status is TrialStatus.COMPLETED:
+        return TrialOutcome(status, float(result["val_loss"]))
+    return TrialOutcome(status)
 
 
 def hparam_text(value: Any) -> str:
@@ -234,11 +248,7 @@ class RecordCollector(Callback):
     def _finish(self, trial, error: str | None) -> None:
         last = self.last.pop(trial.trial_id, {})
         spec = trial.config["spec"]
-        status = (TrialStatus.ERRORED if error else
-                  TrialStatus.DIVERGED if last.get("diverged") else
-                  TrialStatus.COLLAPSED if last.get("collapsed") else
-                  TrialStatus.STOPPED if last.get("epoch", 0) < spec.epochs else
-                  TrialStatus.COMPLETED)
+        status = trial_status(last, bool(error), spec.epochs)
         summary = {"trial": spec.trial, "trial_id": trial.trial_id, "status": status.value,
                    "seed": spec.seed, "hparams": spec.hparams, "epochs": last.get("epoch", 0),
                    "error": last_line(error), "start": last.get("trial_start"),

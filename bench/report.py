@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench import intervals
-from bench.experiment import FIFO
+from bench.vocabulary import method_label
 
 GROUP = ["task", "method", "optimizer"]  # one entry of the report (method: see `entries`)
 REP = [*GROUP, "repetition"]
@@ -31,21 +31,12 @@ REP = [*GROUP, "repetition"]
 FLAGS = ("diverged", "collapsed", "lr_floored")
 
 
-def entry_method(method: str, scheduler: str | None) -> str:
-    """The `method` of an entry: a search under a scheduler other than fifo is an entry of its
-    own, `optuna-tpe · asha`; fifo (and "-", tables from before schedulers were a choice)
-    keeps the method's name."""
-    if scheduler in (None, FIFO, "-") or method.endswith(f" · {scheduler}"):
-        return method
-    return f"{method} · {scheduler}"
-
-
 def entries(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with each row's method named as its entry (`entry_method`), so that the report
-    keys entries by (task, method, optimizer). Idempotent."""
+    """`df` with each row's method named as its entry (`vocabulary.method_label`), so that the
+    report keys entries by (task, method, optimizer). Idempotent."""
     if "scheduler" not in df or df.empty:
         return df
-    return df.assign(method=[entry_method(m, s) for m, s in zip(df["method"], df["scheduler"],
+    return df.assign(method=[method_label(m, s) for m, s in zip(df["method"], df["scheduler"],
                                                                  strict=True)])
 
 
@@ -184,7 +175,7 @@ def overhead_by_method(run_info: dict, labels: Mapping[str, str] | None = None) 
     entries get (bench.analysis.runs: options that differ between runs)."""
     per: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for exp in run_info.get("experiments", []):
-        method = entry_method((labels or {}).get(exp["method"], exp["method"]),
+        method = method_label((labels or {}).get(exp["method"], exp["method"]),
                               exp.get("scheduler"))
         per.setdefault((exp["task"], method, exp.get("optimizer", "-")), []).append(
             (exp["scheduling_overhead_per_trial"],

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bench.experiment import FIFO
+from bench.vocabulary import FIFO
 from methods.base import Options, parse_options
 
 __all__ = ["FIFO", "SCHEDULERS", "SchedulerOptions", "parse"]

@@ -21,6 +21,7 @@ from bench import datasets, registry
 from bench.datasets import DataSource
 from bench.errors import ConfigError
 from bench.space import LogUniform, SearchSpace, Uniform
+from bench.vocabulary import ONLINE
 
 TEST_SPLIT_SEED = 20260101
 
@@ -322,7 +323,7 @@ def amp_problems(amp: bool, tasks: list[Task], kinds: dict, device: str | None =
     not known here)."""
     if not amp:
         return []
-    online = [m for m, k in kinds.items() if k.value == "online"]
+    online = [m for m, k in kinds.items() if k.value == ONLINE]
     unsafe = [t.name for t in tasks if not t.amp]
     found = []
     if device is not None and device != "cuda":

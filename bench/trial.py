@@ -14,7 +14,8 @@ import methods
 from bench import harness, tasks
 from bench.datasets import DataSource
 from bench.errors import raise_if
-from bench.experiment import ONLINE, TrialConfig, derive_seed
+from bench.experiment import TrialConfig, derive_seed
+from bench.vocabulary import ONLINE
 from methods import optimizers
 from methods.base import MethodKind, Options, parse_options
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from bench import vocabulary
 from bench.space import SearchSpace
 
 Params = dict[str, Tensor]
@@ -29,8 +30,8 @@ Batch = tuple[Tensor, Tensor]
 
 
 class MethodKind(enum.Enum):
-    BLACK_BOX = "black-box"  # many trials, each with fixed hyperparameters
-    ONLINE = "online"  # one trial per initialization, hyperparameters move while it trains
+    BLACK_BOX = vocabulary.BLACK_BOX  # many trials, each with fixed hyperparameters
+    ONLINE = vocabulary.ONLINE  # one trial per initialization, hyperparameters move while it trains
 
 
 class TrialStatus(enum.Enum):

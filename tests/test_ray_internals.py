@@ -30,9 +30,9 @@ def test_no_other_module_touches_rays_private_names():
     from pathlib import Path
 
     bench = Path(ray_internals.__file__).parent
-    private = ("ray.train._internal", "_trial_state", "_perturbation_interval", "_next_perturbation_sync",
-               "_get_new_config", "_supports_buffered_results", "_ExperimentCheckpointManager",
-               "_delete_fs_path")
+    private = ("ray.train._internal", "_trial_state", "_perturbation_interval",
+               "_next_perturbation_sync", "_get_new_config", "_supports_buffered_results",
+               "_ExperimentCheckpointManager", "_delete_fs_path")
     for path in bench.rglob("*.py"):
         if path.name == "ray_internals.py":
             continue

@@ -14,8 +14,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bench.analysis import stats
-from bench.analysis.figkit import NOT_REACHED, ONLINE, Skip, figure_legend, grid, set_scale
+from bench.analysis.figkit import NOT_REACHED, Skip, figure_legend, grid, set_scale
 from bench.schedulers import POPULATION
+from bench.vocabulary import ONLINE
 
 HP_KINDS = {"lr": "learning rate", "wd": "weight decay"}  # trajectories drawn
 

@@ -13,7 +13,9 @@ from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-ONLINE = "online"
+from bench import vocabulary
+from bench.vocabulary import ONLINE
+
 NOT_REACHED = "C3"
 
 
@@ -22,10 +24,9 @@ class Skip(Exception):
 
 
 def entry_label(method: str, optimizer: str) -> str:
-    """`method · family` for black-box entries, `method` for online ones; method options
-    (`oho[groups=2]`) go on a second line."""
-    name = method.replace("[", "\n[", 1)
-    return name if optimizer in (ONLINE, "-") else f"{name} · {optimizer}"
+    """An entry's name (bench.vocabulary.entry_label), its method options (`oho[groups=2]`)
+    on a second line."""
+    return vocabulary.entry_label(method.replace("[", "\n[", 1), optimizer)
 
 
 def with_entry(df: pd.DataFrame) -> pd.DataFrame:

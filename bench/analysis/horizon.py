@@ -24,10 +24,9 @@ import pandas as pd
 
 from bench import compute, intervals, report, results
 from bench.analysis import runs, stats
-from bench.analysis.figkit import entry_label
 from bench.analysis.targets import best_black_box
 from bench.errors import ConfigError
-from bench.experiment import ONLINE
+from bench.vocabulary import ONLINE, entry_label, kind_of
 
 HORIZON_FREE_FAMILIES = ("fixed", "adam", ONLINE)  # schedules that never read the run length
 
@@ -119,7 +118,7 @@ def horizon_table(tables: dict[int, pd.DataFrame]) -> pd.DataFrame:
             secs = float(r.compute_to_target)
             rows.append({
                 "epochs": h, "task": r.task, "method": r.method, "optimizer": r.optimizer,
-                "kind": "online" if r.optimizer == ONLINE else "black-box", "reps": int(r.reps),
+                "kind": kind_of(r.optimizer), "reps": int(r.reps),
                 "test_median": r.median, "ci_lo": r.median_lo, "ci_hi": r.median_hi,
                 "q25": r.q25, "q75": r.q75, "target": target,
                 "reference": report_label(*ref), "reached": f"{int(r.reached)}/{int(r.reps)}",
@@ -136,7 +135,7 @@ def ratio(seconds: float, reference: float) -> float:
 
 
 def report_label(method: str, optimizer: str) -> str:
-    return entry_label(method, optimizer).replace("\n", " ")
+    return entry_label(method, optimizer)
 
 
 def displayed(table: pd.DataFrame) -> pd.DataFrame:

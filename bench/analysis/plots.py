@@ -32,6 +32,7 @@ from bench.analysis.figkit import (
     with_entry,
 )
 from bench.analysis.targets import target_sweep
+from bench.vocabulary import BLACK_BOX, ONLINE
 
 UNIT = "SGD-epochs"  # the compute unit figures name when the table does not say (df.attrs)
 TIME_LABELS = {"compute_to_target": "compute to target ({unit})",
@@ -176,7 +177,7 @@ def plot_horizon(table: pd.DataFrame) -> Figure:
     ceiling = max(float(finite.max()) * 2 if len(finite) else 2.0, 4.0)
     for entry in order:
         g = table[table["entry"] == entry].sort_values("epochs")
-        online = (g["kind"] == "online").all()
+        online = (g["kind"] == ONLINE).all()
         style = {"color": colors[entry], "marker": "o" if online else "s",
                  "ls": "-" if online else "--", "label": entry}
         x = g["epochs"].to_numpy(float)
@@ -215,11 +216,11 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
     colors = palette(list(dict.fromkeys(curves["entry"])))
     for ax, task in zip(axes, tasks, strict=True):
         g = curves[curves["task"] == task]
-        for entry, e in g[g["kind"] == "black-box"].groupby("entry", sort=False):
+        for entry, e in g[g["kind"] == BLACK_BOX].groupby("entry", sort=False):
             e = e.sort_values("compute")
             ax.plot(e["compute"], e["median"], "--s", ms=4, color=colors[entry], label=entry)
             ax.fill_between(e["compute"], e["q25"], e["q75"], color=colors[entry], alpha=0.15)
-        for entry, e in g[g["kind"] == "online"].groupby("entry", sort=False):
+        for entry, e in g[g["kind"] == ONLINE].groupby("entry", sort=False):
             med = e["median"].to_numpy(float)
             ax.errorbar(e["compute"], med, yerr=[med - e["q25"].to_numpy(float),
                                                  e["q75"].to_numpy(float) - med],
@@ -259,7 +260,7 @@ def plot_target_sweep(sweep: pd.DataFrame, unit: str = UNIT) -> Figure:
             if e.empty:
                 continue
             style = {"color": colors[entry], "label": entry,
-                     "marker": "o" if (e["optimizer"] == "online").all() else "s"}
+                     "marker": "o" if (e["optimizer"] == ONLINE).all() else "s"}
             share_ax.plot(e["target"], e["reached"] / e["reps"], **style)
             t = e["compute_to_target"].to_numpy(float)
             time_ax.plot(e["target"], np.where(np.isfinite(t), t, ceiling), **style)

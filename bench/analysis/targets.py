@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench import report
 from bench.analysis import stats
-from bench.experiment import ONLINE
+from bench.vocabulary import ONLINE
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 PAPER_METHOD = "oho"  # the paper's time-to-target figure: the level one OHO run reaches

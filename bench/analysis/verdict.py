@@ -36,7 +36,7 @@ from scipy import stats
 
 from bench import intervals, report
 from bench.errors import ConfigError
-from bench.experiment import ONLINE
+from bench.vocabulary import BLACK_BOX, ONLINE
 
 MULTIPLES = (1, 2, 4, 8)  # budgets, in runs of the online method
 FULL = "full"  # the black-box search's own budget
@@ -355,9 +355,9 @@ def analyse(df: pd.DataFrame, settings: Settings = Settings()) -> tuple[pd.DataF
                 if y is not None:
                     found[name, budget] = (y, again)
                     label = FULL if budget == full else "equal"
-                    curves.append(_row(task, name, "black-box", label, budget, y))
+                    curves.append(_row(task, name, BLACK_BOX, label, budget, y))
         for method, (x, cost) in onlines.items():
-            curves.append(_row(task, method, "online", "1x", cost, x))
+            curves.append(_row(task, method, ONLINE, "1x", cost, x))
         ranked = sorted((nanmedian_worst(found[name, full][0]), name) for name, *_ in entries
                         if (name, full) in found)
         best = ranked[0][1]
