@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import tasks
+from bench import results, tasks
+from bench.datasets import DataSource
 from bench.errors import ConfigError
 from bench.experiment import TrialConfig
 from bench.vocabulary import ONLINE
@@ -47,14 +48,8 @@ SGD = "black-box · fixed"  # the reference training: plain SGD at a fixed lr
 
 
 def training_of(method: str, optimizer: str) -> str:
-    """What a record's epoch trained with: its online method, or its black-box optimizer
-    family, whichever search or scheduler chose the hyperparameters."""
+    """What a trial trains with (bench.results.trainings, for one)."""
     return method if optimizer == ONLINE else f"black-box · {optimizer}"
-
-
-def trainings(df: pd.DataFrame) -> pd.Series:
-    """`training_of` for every row of a records table."""
-    return df["method"].where(df["optimizer"] == ONLINE, "black-box · " + df["optimizer"])
 
 
 @dataclass(frozen=True)
@@ -211,6 +206,23 @@ def from_rows(rows: Iterable[dict]) -> list[Cost]:
     return [Cost(**{k: v for k, v in r.items() if k in names}) for r in rows]
 
 
+def task_data(task: tasks.Task, suite) -> tuple[tasks.Splits, str]:
+    """The task's splits, or random data of its shape when its files are missing."""
+    try:
+        return task.load_splits(suite.seed, DataSource.resolve(suite.data_dir)), "its data"
+    except ConfigError:
+        if task.shape is None:
+            raise
+    s, gen = task.shape, torch.Generator().manual_seed(0)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randn(n, *s.example, generator=gen),
+                torch.randint(s.classes, (n,), generator=gen))
+
+    return tasks.Splits(*draw(s.sizes[0]), *draw(s.sizes[1]), *draw(s.sizes[2])), \
+        "random data of its shape (files missing)"
+
+
 def training_configs(suite) -> list[TrialConfig]:
     """One trial config per (task, training) a suite runs: its first experiment's first."""
     from bench.experiment import plan
@@ -227,8 +239,6 @@ def training_configs(suite) -> list[TrialConfig]:
 def costs_for(suite, device: str | None = None) -> list[Cost]:
     """The Cost of every (task, training) a suite runs, counted in FLOPs on the CPU, on the
     task's data or random data of its shape; with `device`, also timed there (`calibrate`)."""
-    from bench.estimate import task_data
-
     configs = training_configs(suite)
     data = {c.task: task_data(tasks.get(c.task), suite)[0] for c in configs}
     costs = [count(dataclasses.replace(c, device="cpu"), data[c.task]) for c in configs]
@@ -258,8 +268,6 @@ def run_costs(info: dict, where: str = "run") -> list[Cost]:
 
 def in_unit(df: pd.DataFrame, info: dict, unit: str, where: str = "run") -> pd.DataFrame:
     """One run's table with its `compute` clock in `unit` (measured: as it is)."""
-    from bench import results
-
     if unit == MEASURED or df.empty:
         return df
     return results.at_epoch_costs(df, costs_series(run_costs(info, where), unit))

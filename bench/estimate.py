@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from bench import compute, tasks
-from bench.datasets import DataSource
-from bench.errors import ConfigError
+from bench.compute import task_data
 from bench.experiment import Experiment, plan
 from bench.suite import Suite
-from bench.tasks import Splits, Task
+from bench.tasks import Splits
 
 CALIBRATION_STEPS = 20  # training steps in each timed epoch
 EVAL_EXAMPLES = 500  # validation and test examples evaluated per timed epoch
@@ -60,23 +59,6 @@ class Cost:
     def sgd_epochs(self) -> float:
         """Training compute of all its trials in SGD-epochs, every trial at all its epochs."""
         return self.trials * self.epochs * self.sgd_epochs_per_epoch
-
-
-def task_data(task: Task, suite: Suite) -> tuple[Splits, str]:
-    """The task's splits, or random data of its shape when its files are missing."""
-    try:
-        return task.load_splits(suite.seed, DataSource.resolve(suite.data_dir)), "its data"
-    except ConfigError:
-        if task.shape is None:
-            raise
-    s, gen = task.shape, torch.Generator().manual_seed(0)
-
-    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.randn(n, *s.example, generator=gen),
-                torch.randint(s.classes, (n,), generator=gen))
-
-    return Splits(*draw(s.sizes[0]), *draw(s.sizes[1]), *draw(s.sizes[2])), \
-        "random data of its shape (files missing)"
 
 
 def calibration_slice(splits: Splits, batch_size: int) -> Splits:

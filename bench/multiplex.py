@@ -23,7 +23,7 @@ from ray.tune.search import Searcher
 from bench import journal, ray_internals
 from bench.experiment import Experiment
 from bench.ray_adapter import PickledState
-from bench.schedulers import TIME_ATTR
+from bench.vocabulary import TIME_ATTR
 
 
 def experiment_of(trial) -> str:

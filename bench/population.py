@@ -24,7 +24,7 @@ from ray.tune.schedulers.pb2 import PB2
 
 from bench import ray_internals
 from bench import space as spaces
-from bench.schedulers import TIME_ATTR, PB2Options, PBTOptions
+from bench.vocabulary import TIME_ATTR
 
 
 class Member(ray_internals.PopulationHooks):
@@ -61,11 +61,13 @@ class MemberPB2(Member, PB2):
     pass
 
 
-def build(options: PBTOptions, space: dict[str, Any], seed: int) -> PopulationBasedTraining:
+def build(options, space: dict[str, Any], seed: int) -> PopulationBasedTraining:
+    """Ray's PBT, or PB2 (`options.name`), for one search; `options`: bench.schedulers'
+    PBTOptions or PB2Options."""
     common = dict(time_attr=TIME_ATTR, metric="val_loss", mode="min", synch=True,
                   perturbation_interval=options.interval, quantile_fraction=options.quantile,
                   log_config=False)
-    if isinstance(options, PB2Options):
+    if options.name == "pb2":
         scheduler = MemberPB2(hyperparam_bounds={"hparams": bounds(space)}, **common)
     else:
         scheduler = MemberPBT(hyperparam_mutations={"hparams": mutations(space)},

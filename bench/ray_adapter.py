@@ -152,7 +152,7 @@ def error_line(trial) -> str:
 
 def tune_result(record: dict, replayed: bool) -> dict:
     """One epoch's result for Ray Tune: on top, what schedulers and searches read (`epoch` is
-    what rungs count, bench.schedulers.TIME_ATTR); the record inside a tuple, because Tune keeps
+    what rungs count, bench.vocabulary.TIME_ATTR); the record inside a tuple, because Tune keeps
     running statistics of every number in a result's dicts, for every trial of the run, and
     writes them into each experiment snapshot (36 KiB per trial of a 1,000-trial scale run)."""
     return {"val_loss": record["val_loss"], "epoch": record["epoch"],

@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.vocabulary import ONLINE
+
 TABLE, RUN_JSON = "records.parquet", "run.json"
 KEY = ["task", "method", "optimizer", "scheduler", "repetition", "trial", "epoch"]
 # Identity columns that older tables lack, and what they read as there: the optimizer family
@@ -92,14 +94,18 @@ def lost_seconds(df: pd.DataFrame) -> pd.Series:
     return pd.Series(0.0, index=df.index)
 
 
+def trainings(df: pd.DataFrame) -> pd.Series:
+    """What each record's epoch trained with: its online method, or `black-box · FAMILY`,
+    whichever search or scheduler chose the hyperparameters (bench.compute counts each)."""
+    return df["method"].where(df["optimizer"] == ONLINE, "black-box · " + df["optimizer"])
+
+
 def at_epoch_costs(df: pd.DataFrame, costs: pd.Series) -> pd.DataFrame:
     """`df` (one run, or runs combined without shared searches) with its `compute` clock
     counted in another unit: every epoch of a training at its cost in `costs` (per task and
-    `compute.training_of`, e.g. SGD-epochs from bench.compute), each search's compute
+    `trainings`, e.g. SGD-epochs from bench.compute), each search's compute
     cumulated anew. Attempts lost to failures or interruptions are not counted. The measured
     seconds and the wall-clock stay as they were."""
-    from bench.compute import trainings
-
     if df.empty:
         return df
     keys = pd.MultiIndex.from_arrays([df["task"], trainings(df)])

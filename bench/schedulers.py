@@ -14,11 +14,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bench.vocabulary import FIFO
+from bench.vocabulary import FIFO, TIME_ATTR
 from methods.base import Options, parse_options
 
 __all__ = ["FIFO", "SCHEDULERS", "SchedulerOptions", "parse"]
-TIME_ATTR = "epoch"  # reported by every trial (bench/trial.py): rungs are counted in epochs
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ class PBTOptions(SchedulerOptions):
         return []
 
     def build(self, space: dict | None = None, seed: int = 0) -> Any:
-        from bench import population
+        from bench import population  # imports Ray: only when a population is built
 
         return population.build(self, space or {}, seed)
 

@@ -13,6 +13,7 @@ BLACK_BOX = "black-box"
 FIFO = "fifo"  # the scheduler that stops nothing
 LEGACY_NO_SCHEDULER = "-"  # `scheduler` in tables from before schedulers were a choice
 SEPARATOR = " · "
+TIME_ATTR = "epoch"  # reported by every trial (bench/trial.py): schedulers count in epochs
 
 
 def scheduled(scheduler: str | None) -> bool:

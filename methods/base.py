@@ -20,8 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 from torch import Tensor
 
+from bench import space as spaces
 from bench import vocabulary
 from bench.space import SearchSpace
 
@@ -193,8 +195,6 @@ class Method(ABC):
 
     def search(self, space: SearchSpace, seed: int, budget: int, options: Options) -> Search:
         """Black-box: propose `budget` configurations. Online: one initialization per search."""
-        from methods.random_search import RandomSearch
-
         return RandomSearch(space, seed, budget=1 if self.kind is MethodKind.ONLINE else budget)
 
     def follow_up(self, options: Options
@@ -209,3 +209,31 @@ class Method(ABC):
         family instead (methods/optimizers.py), chosen by the suite."""
         raise TypeError(f"{self.name!r} is a black-box method: its trials train with an "
                         "optimizer family (methods.optimizers)")
+
+
+class RandomSearch(Search):
+    """Independent draws from the space, seeded: random search's proposals, and every
+    method's default (an online method's initialization)."""
+
+    def __init__(self, space: SearchSpace, seed: int, budget: int):
+        self.space, self.budget = dict(space), budget
+        self.rng = np.random.default_rng(seed)
+        self.suggested = 0
+        self.history: list[tuple[dict, TrialOutcome]] = []
+
+    def suggest(self) -> dict[str, Any] | None:
+        if self.suggested >= self.budget:
+            return None
+        self.suggested += 1
+        return spaces.sample(self.space, self.rng)
+
+    def observe(self, config: Mapping[str, Any], outcome: TrialOutcome) -> None:
+        self.history.append((dict(config), outcome))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "suggested": self.suggested,
+                "history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.suggested, self.history = state["suggested"], list(state["history"])

@@ -76,3 +76,35 @@ def test_verdict_reproduces_the_published_verdicts(published_copy, name, capsys)
     out = str(path.parent.relative_to(published_copy.parent.parent))
     assert cli.main(["verdict", *runs, "--out", out, *flags]) == 0
     assert path.read_text() == committed
+
+
+README = PUBLISHED.parent.parent / "README.md"
+
+
+def readme_results_rows() -> list[list[str]]:
+    """The rows of the table in the README's Results section, as cells."""
+    text = README.read_text()
+    section = text[text.index("\n## Results"):text.index("\n## ", text.index("\n## Results") + 5)]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| ")]
+    return rows[1:]  # the header's cells; "| --- |" lines do not start with "| " + a name
+
+
+def test_every_number_of_the_readme_results_is_the_published_verdicts():
+    """Each row of the README's Results table is a row of the published verdict.csv it cites,
+    at the precision shown; the figure it shows is published."""
+    text = README.read_text()
+    cited = re.findall(r"\(results/published/([^)]+)/equal-compute\.png\)", text)
+    assert cited and all((PUBLISHED / c / "equal-compute.png").is_file() for c in cited)
+    verdicts = pd.read_csv(PUBLISHED / cited[0] / "verdict.csv")
+    rows = [r for r in readme_results_rows() if r[0] != "---"]
+    assert len(rows) == len(verdicts) > 0
+    for online, budget, o_med, b_med, diff, p, verdict_text, detectable in rows:
+        label, _, compute = budget.partition(" (")
+        row = verdicts[(verdicts["online"] == online) & (verdicts["budget"] == label)]
+        assert len(row) == 1, (online, budget)
+        r = row.iloc[0]
+        assert compute.rstrip(")") == f"{r['compute']:,.0f}"
+        assert (o_med, b_med) == (f"{r['online_median']:.4f}", f"{r['black_box_median']:.4f}")
+        assert diff == f"{r['difference']:+.4f}" and p == f"{r['p_improvement']:.2f}"
+        assert verdict_text == r["verdict"] and detectable == f"{r['detectable']:.4f}"
