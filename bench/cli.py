@@ -275,7 +275,8 @@ def print_report(run_dirs: Path | str | list, target: float | None,
     out = dirs[0]
     figures_dir = out / f"figures{suffix}"
     writable(out, figures_dir if plots else None)
-    table = report.summary(df, target or meta["targets"], meta["overhead"], reach)
+    table = report.summary(df, target or meta["targets"], meta["overhead"], reach,
+                           meta["raised"])
     results.write_csv(table, out / f"summary{suffix}.csv")
     runs = ", ".join(f"`{d}`" for d in dirs)
     errored = search_errors(dirs)
@@ -284,8 +285,8 @@ def print_report(run_dirs: Path | str | list, target: float | None,
     (out / f"summary{suffix}.md").write_text(
         f"# ohobench summary\n\nRuns: {runs}\n\n{note}\n\n"
         + report.markdown_table(report.displayed(table))
-        + (f"\n\nSearches that raised and ended early (their ended trials are above):{notes}\n"
-           if errored else ""))
+        + (f"\n\nSearches that raised and ended early (their ended trials are above, counted "
+           f"in `raised`, and left out of the default target):{notes}\n" if errored else ""))
     print(f"\nfinal test loss over repetitions (choice by validation loss) and time-to-target "
           f"in {compute.UNIT_NAMES[unit]}:")
     print(report.format_summary(table))

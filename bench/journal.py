@@ -21,8 +21,8 @@ Events, one per line:
   ended, and a resumed run trains it again);
 - {"event": "searcher", "call": "suggest" or "observe", "seconds": s}: the search's time in
   one call, in the driver;
-- {"event": "search_error", "error": "..."}: the search raised; the experiment proposes no
-  more trials and counts as errored;
+- {"event": "search_error", "error": "...", "traceback": "..."}: the search raised (one line,
+  and the whole traceback); the experiment proposes no more trials and counts as errored;
 - {"event": "retry", "errors": [...]}: the first line of an experiment that a resume started
   over, from scratch, because its search had raised (the errors of the earlier rounds, whose
   journals are kept under journal/retried/).

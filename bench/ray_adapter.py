@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,14 @@ class SearchAdapter(PickledState, Searcher):
             self._searched("observe", began)
 
     def _failed(self, call: str, exc: Exception) -> None:
+        """One line for the summary and run.json; the whole traceback for the journal, where
+        a plugin's author finds it."""
         first = (str(exc).strip().splitlines() or [""])[0]
         self.error = f"the search raised in {call}: {type(exc).__name__}: {first}"
         if self.journal_path is not None:
-            journal.append(self.journal_path, {"event": "search_error", "error": self.error},
-                           durable=True)
+            journal.append(self.journal_path, {
+                "event": "search_error", "error": self.error,
+                "traceback": "".join(traceback.format_exception(exc))}, durable=True)
 
     def _searched(self, call: str, began: float) -> None:
         if self.journal_path is not None:

@@ -133,15 +133,21 @@ def reached_at(trace: pd.DataFrame, target: float, rule: str = SUSTAINED) -> pd.
     return trace.iloc[int(above[-1]) + 1 if len(above) else 0]
 
 
+Raised = set[tuple[str, str, str, int]]  # (task, method, optimizer, repetition) of searches
+
+
 def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None = None,
-            reach: str = SUSTAINED) -> pd.DataFrame:
+            reach: str = SUSTAINED, raised: Raised | None = None) -> pd.DataFrame:
     """Per (task, method, optimizer): final test-loss distribution over repetitions (median
     with its distribution-free 95% interval, NaN where n is too small for one: see
     bench.analysis.intervals; IQR, min, max) and time-to-target (`target`: see `targets_for`;
     `reach`: the rule). Medians of time-to-target count repetitions that never reached it as
-    infinite."""
+    infinite. `raised`: the repetitions whose search raised and ended early; each entry counts
+    them (`raised`), and the default target leaves them out."""
     reps = repetitions(df)
-    targets = targets_for(reps, target)
+    ended_early = pd.Series([tuple(k) in (raised or set()) for k in
+                             reps[REP].itertuples(index=False)], index=reps.index, dtype=bool)
+    targets = targets_for(reps[~ended_early], target)
     ttt = time_to_target(df, targets, reach)
     reps = reps.merge(ttt, on=REP)
     rows = []
@@ -162,6 +168,7 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
             "wall_ttt_median": float(np.median(g["wall_seconds_to_target"])),
             "trials_to_target": float(np.median(g["trials_to_target"])),
             "trials": int(g["trials"].sum()),
+            "raised": int(ended_early[g.index].sum()),  # searches that raised, ended early
             **{flag: int(g[f"{flag}_trials"].sum()) for flag in FLAGS},
             "ray_overhead_s_per_trial": ray_s, "searcher_s_per_trial": searcher_s,
         })

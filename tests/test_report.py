@@ -107,3 +107,16 @@ def test_a_search_under_each_scheduler_is_an_entry_of_its_own():
          "scheduling_overhead_per_trial": cost, "searcher_seconds_per_trial": 0.0}
         for s, cost in (("fifo", 1.0), ("asha", 2.0))]})
     assert overhead == {("t", "bb", "fixed"): (1.0, 0.0), ("t", "bb · asha", "fixed"): (2.0, 0.0)}
+
+
+def test_a_search_that_raised_is_marked_and_left_out_of_the_default_target():
+    """Repetition 1 of m raised after its first trial: its row counts it (`raised`), and the
+    default target, the median final test loss over all repetitions, leaves it out."""
+    parts = []
+    for rep, test in enumerate([0.1, 0.9, 0.3]):
+        parts += [dict(r, repetition=rep) for r in rows("m", [(0, [(1, test, test)])])]
+    df = results.table(parts)
+    plain = report.summary(df).iloc[0]
+    marked = report.summary(df, raised={("t", "m", "-", 1)}).iloc[0]
+    assert plain["raised"] == 0 and plain["target"] == pytest.approx(0.3)
+    assert marked["raised"] == 1 and marked["target"] == pytest.approx(0.2)  # of 0.1 and 0.3

@@ -463,6 +463,10 @@ def test_a_search_that_raises_ends_its_own_experiment_and_a_resume_starts_it_ove
     assert df.groupby("method").trial.nunique().to_dict() == {"failing-search": 1, "random": 3}
     assert line in (run_dir / "summary.md").read_text()
     random_journal = (run_dir / "journal" / "digits__random__fixed__rep0.jsonl").read_bytes()
+    raised = [json.loads(line) for line in (run_dir / "journal" / "digits__failing-search__fixed"
+                                                 "__rep0.jsonl").read_text().splitlines()]
+    trace = next(e["traceback"] for e in raised if e["event"] == "search_error")
+    assert trace.startswith("Traceback") and "injected bug" in trace  # the whole of it
 
     def resume(**environ):
         proc = start_cli(tmp_path, "--resume", str(run_dir), **environ)

@@ -18,7 +18,22 @@ from bench.analysis.figkit import NOT_REACHED, Skip, figure_legend, grid, set_sc
 from bench.schedulers import POPULATION
 from bench.vocabulary import ONLINE
 
-HP_KINDS = {"lr": "learning rate", "wd": "weight decay"}  # trajectories drawn
+HP_LABELS = {"lr": "learning rate", "wd": "weight decay"}  # axis labels; others: the name
+
+
+def tuned_kinds(df: pd.DataFrame) -> list[str]:
+    """The hyperparameters that move within a trial (`hp_<name>`, or per group
+    `hp_<name>_<k>`): lr and wd first, then the rest by name."""
+    found = set()
+    for column in df.columns:
+        match = re.fullmatch(r"hp_(.+?)(_\d+)?", column)
+        if not match or not pd.api.types.is_numeric_dtype(df[column]):
+            continue
+        per_trial = df.groupby(["repetition", "trial"])[column]
+        if (per_trial.nunique() > 1).any():
+            found.add(match.group(1))
+    return sorted(found, key=lambda k: (k not in HP_LABELS, list(HP_LABELS).index(k)
+                                        if k in HP_LABELS else 0, k))
 
 
 def online_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -63,21 +78,22 @@ def per_method(df: pd.DataFrame):
 
 
 def plot_hp_trajectories(df: pd.DataFrame) -> Figure:
-    """hp_lr and hp_wd against epoch: of online methods, a line per repetition (and group);
-    of population-based training (PBT, PB2), the schedules it found, a line per member of the
-    first repetition, with an x where a member copied a better one."""
-    panels = [(t, m, g, kind, cols) for t, m, g in per_method(df) for kind in HP_KINDS
+    """Every tuned hyperparameter (`tuned_kinds`: lr, wd, momentum, ...) against epoch: of
+    online methods, a line per repetition (and group); of population-based training (PBT,
+    PB2), the schedules it found, a line per member of the first repetition, with an x where a
+    member copied a better one."""
+    panels = [(t, m, g, kind, cols) for t, m, g in per_method(df) for kind in tuned_kinds(g)
               if (cols := group_columns(g, f"hp_{kind}"))]
-    members = [(t, e, g, kind) for t, e, g in per_population(df) for kind in HP_KINDS
+    members = [(t, e, g, kind) for t, e, g in per_population(df) for kind in tuned_kinds(g)
                if f"hp_{kind}" in g and g[f"hp_{kind}"].notna().any()]
     if not panels and not members:
-        raise Skip("no online method or population recorded hp_lr or hp_wd")
+        raise Skip("no online method or population moved a hyperparameter")
     fig, axes = grid(len(panels) + len(members))
     for ax, (task, method, g, kind, cols) in zip(axes, panels, strict=False):
         data = long_form(g, cols, f"hp_{kind}_" if len(cols) > 1 else f"hp_{kind}")
         title = lines(ax, data, len(cols) > 1)
         set_scale(ax, "y", data["value"])
-        ax.set(title=f"{task} · {method}", xlabel="epoch", ylabel=HP_KINDS[kind])
+        ax.set(title=f"{task} · {method}", xlabel="epoch", ylabel=HP_LABELS.get(kind, kind))
         ax.legend(title=title, fontsize="small", title_fontsize="small")
     for ax, (task, entry, g, kind) in zip(axes[len(panels):], members, strict=True):
         column = f"hp_{kind}"
@@ -88,7 +104,8 @@ def plot_hp_trajectories(df: pd.DataFrame) -> Figure:
                        label="copied a better member")
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         set_scale(ax, "y", g[column])
-        ax.set(title=f"{task} · {entry} (rep 1)", xlabel="epoch", ylabel=HP_KINDS[kind])
+        ax.set(title=f"{task} · {entry} (rep 1)", xlabel="epoch",
+               ylabel=HP_LABELS.get(kind, kind))
         ax.legend(title="member", fontsize="small", title_fontsize="small")
     return fig
 

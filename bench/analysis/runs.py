@@ -24,6 +24,7 @@ import pandas as pd
 
 from bench import compute, report, results
 from bench.errors import ConfigError
+from bench.vocabulary import method_label
 
 # Columns the report reads; the rest may be missing (e.g. from an older ohobench).
 REQUIRED = [*results.KEY, "val_loss", "test_loss", "train_seconds_cum", "search_seconds"]
@@ -62,20 +63,24 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
     check_definitions(suites, tasks)
     targets = {} if target else explicit_targets(suites, tasks)
     labels = method_labels(suites)
-    frames, options, overhead = [], {}, {}
+    frames, options, overhead, raised = [], {}, {}, set()
     for n, (df, info) in loaded.items():
         label = labels[n]
         df = compute.in_unit(df, info, unit, where=f"{n}/{results.RUN_JSON}")
         frames.append(report.entries(df.assign(method=df["method"].replace(label), run=n)))
         options.update({label.get(m, m): o for m, o in suites[n].get("options", {}).items()})
         overhead.update(report.overhead_by_method(info, label))
+        raised |= {(e["task"], method_label(label.get(e["method"], e["method"]),
+                                           e.get("scheduler")), e.get("optimizer", "-"),
+                    e["repetition"])
+                   for e in info.get("experiments", []) if e.get("search_error")}
     check_duplicates(frames)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     df.attrs["compute_unit"] = compute.UNIT_NAMES[unit]  # figures name it
     unfinished = {n: int(df.groupby(["method", "optimizer", "repetition", "trial"]).ngroups)
                   for n, (df, info) in loaded.items() if not info.get("finished")}
     return df, {"runs": names, "unit": unit, "targets": targets, "options": options,
-                "overhead": overhead, "unfinished": unfinished}
+                "overhead": overhead, "unfinished": unfinished, "raised": raised}
 
 
 def read(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
