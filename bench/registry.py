@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Mapping
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TypeVar
 
 from bench.errors import ConfigError
@@ -20,12 +22,20 @@ class Registry(dict):
         self.broken = dict(broken)
 
 
+@functools.lru_cache(maxsize=16)
+def declared(group: str, path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
+    """The entry points of `group` that the installed packages on `path` declare. Scanning
+    every package's metadata is the slow part of a lookup, so it happens once per process and
+    path: a driver looks methods and tasks up for every trial."""
+    return tuple(entry_points(group=group))
+
+
 def load(group: str, builtins: Mapping[str, T], kind: type) -> Registry:
     """Built-ins, then every entry point of `group`. An entry point names an instance of `kind`
     or a zero-argument callable returning one; its registered name is the entry point's name."""
     found: dict[str, T] = dict(builtins)
     broken: dict[str, str] = {}
-    for ep in entry_points(group=group):
+    for ep in declared(group, tuple(sys.path)):
         dist = ep.dist.name if ep.dist else "?"
         try:
             obj = ep.load()
