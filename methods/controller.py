@@ -482,23 +482,6 @@ class FixedChild(UpdateRule):
         return child_forward(state, self.choice)
 
 
-def retrain(task: Any, choice: Choice, splits: Any, spec: Any,
-            activations: Sequence[str] = ControllerOptions.activations,
-            report: Callable[[dict], None] | None = None) -> list[dict]:
-    """Train `choice` from the supernet's fresh initialization (`spec.seed`) with its fixed lr
-    and wd through the harness, one record per epoch, tagged phase = "retrain"."""
-    from bench import harness
-
-    def tagged(record: dict) -> None:
-        record["phase"] = "retrain"
-        if report is not None:
-            report(record)
-
-    return harness.train(task, FixedChild(choice, activations), {"lr": choice.lr,
-                                                                  "wd": choice.wd},
-                         splits, spec, tagged)
-
-
 class ControllerMethod(Method):
     name = "controller"
     kind = MethodKind.ONLINE

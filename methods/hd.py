@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from methods.base import Batch, Method, MethodKind, Options, Params, StepContext, UpdateRule
+from methods.hypergrad import dot_all
 from methods.online import FloorWatch
 from methods.sgd import SGD, SGDState, sgd_direction
 
@@ -63,7 +64,7 @@ class HypergradientDescent(UpdateRule):
         grads = torch.autograd.grad(ctx.loss(params, batch), weights)
         with torch.no_grad():
             if state.previous_direction is not None:
-                hg = -_dot(grads, state.previous_direction)
+                hg = -float(dot_all(grads, state.previous_direction))
                 state.hypergradient = hg
                 if math.isfinite(hg):
                     lr_max = self.options.lr_max or math.inf
@@ -85,10 +86,6 @@ class HypergradientDescent(UpdateRule):
 
     def diagnostics(self, state: HDState) -> dict[str, float]:
         return {"hg_lr": state.hypergradient, "skipped_hypersteps": float(state.skipped)}
-
-
-def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    return float(sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True)))
 
 
 class HDMethod(Method):

@@ -186,3 +186,8 @@ def reverse_step(alpha_w: Tensors, alpha_b: Tensors | None, hvp_fn: Callable[[Te
     new_alpha_b = None if terms.momentum is None else [
         m * ci for ci, m in zip(c, terms.momentum, strict=True)]
     return new_alpha_w, new_alpha_b
+
+
+def dot_all(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
+    """Sum over tensors of <a_i, b_i>, as a 0-d tensor (no host sync)."""
+    return sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True))

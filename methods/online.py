@@ -342,11 +342,6 @@ def hyper_batch(options: OnlineOptions, ctx: StepContext) -> Batch:
     return ctx.val_batch() if options.validate_on == "val" else ctx.train_sample()
 
 
-def dot_all(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Sum over tensors of <a_i, b_i>, as a 0-d tensor (no host sync)."""
-    return sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True))
-
-
 @dataclass(kw_only=True)
 class OnlineState:
     """What every online rule keeps; rules subclass it for their own extras."""

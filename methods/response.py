@@ -26,6 +26,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from methods.hypergrad import dot_all
+
 LossOf = Callable[[list[Tensor]], Tensor]
 
 
@@ -33,10 +35,6 @@ class Hypergrad(NamedTuple):
     d_lr: Tensor  # 0-d
     d_wd: Tensor  # 0-d
     val_loss: Tensor  # 0-d, detached: the validation loss gv was taken at
-
-
-def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
-    return sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True))
 
 
 def _leaves(tensors: Sequence[Tensor]) -> list[Tensor]:
@@ -52,7 +50,7 @@ def one_step_response(val_loss: LossOf, params: Sequence[Tensor], grads: Sequenc
     ahead = _leaves(torch._foreach_add(w, direction, alpha=-lr))
     val = val_loss(ahead)
     gv = torch.autograd.grad(val, ahead)
-    return Hypergrad(-_dot(gv, direction), -lr * _dot(gv, w), val.detach())
+    return Hypergrad(-dot_all(gv, direction), -lr * dot_all(gv, w), val.detach())
 
 
 def neumann_inverse_hvp(hvp: Callable[[list[Tensor]], list[Tensor]], v: Sequence[Tensor],
@@ -86,4 +84,4 @@ def ift_response(train_loss: LossOf, val_loss: LossOf, params: Sequence[Tensor],
 
     q = neumann_inverse_hvp(hvp, gv, terms, alpha)
     zero = torch.zeros((), dtype=val.dtype, device=val.device)
-    return Hypergrad(zero, -_dot(q, [t.detach() for t in w]), val.detach())
+    return Hypergrad(zero, -dot_all(q, [t.detach() for t in w]), val.detach())

@@ -4,6 +4,8 @@ unbiasedness on a toy bandit, the supernet, the evaluator hook, retraining, and 
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +26,6 @@ from methods.controller import (
     Policy,
     Supernet,
     policy_loss,
-    retrain,
 )
 from methods.sgd import SGD
 
@@ -184,6 +185,26 @@ def test_reinforce_gradient_is_unbiased_on_a_toy_bandit():
         assert (se < 0.1 * analytic[heads].abs().max()).all()  # the test has power
     z_coord, _, _ = z_scores(arch_only)
     assert z_coord.abs().max() > 10  # a biased estimator is caught
+
+
+def retrain(task: Any, choice: Choice, splits: Any, spec: Any,
+            activations: Sequence[str] = ControllerOptions.activations,
+            report: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train `choice` from the supernet's fresh initialization (`spec.seed`) with its fixed lr
+    and wd through the harness, one record per epoch, tagged phase = "retrain" (a test helper:
+    the method itself retrains through its follow-up phase)."""
+    from bench import harness
+
+    def tagged(record: dict) -> None:
+        record["phase"] = "retrain"
+        if report is not None:
+            report(record)
+
+    return harness.train(task, FixedChild(choice, activations), {"lr": choice.lr,
+                                                                  "wd": choice.wd},
+                         splits, spec, tagged)
+
+
 
 
 # --- the supernet, the evaluator hook, retraining ---------------------------------------------

@@ -117,6 +117,20 @@ def shared_hypergradients(model, params, batches, val_batch, hypers: dict[str, l
     return out
 
 
+MODELED = ("lr", "wd", "momentum")  # the hyperparameter kinds the unrolled SGD run has
+DEFAULT_HPARAMS = {"lr": 0.3, "wd": 0.05}
+
+
+def by_kind(values: dict[str, float]) -> dict[str, list[float]]:
+    """Hyperparameter values as the records name them (`lr`, or `lr_0`, `lr_1`, ...: per layer
+    group) by kind, one value per group."""
+    kinds: dict[str, dict[int, float]] = {}
+    for name, value in values.items():
+        kind, _, group = name.partition("_")
+        kinds.setdefault(kind, {})[int(group) if group.isdigit() else 0] = value
+    return {k: [g[i] for i in sorted(g)] for k, g in kinds.items()}
+
+
 def reported_hypergradients(rule, act: str = "tanh", steps: int = 6,
                             hparams: dict[str, float] | None = None
                             ) -> tuple[dict[str, float], dict[str, list[float]], list[int]]:
@@ -125,38 +139,102 @@ def reported_hypergradients(rule, act: str = "tanh", steps: int = 6,
     `lr_0`, `lr_1`, ...) and each parameter tensor's group, as the records name them."""
     from methods.online import layer_groups
 
-    hparams = hparams or {"lr": 0.3, "wd": 0.05}
     model, params, batches, val = problem(act, steps)
-    state, _ = run_rule(rule, model, params, batches, val, hparams)
-    values = rule.hparams(state)
-    kinds: dict[str, dict[int, float]] = {}
-    for name, value in values.items():
-        kind, _, group = name.partition("_")
-        kinds.setdefault(kind, {})[int(group) if group else 0] = value
-    group_of, _ = layer_groups(list(params), max(len(v) for v in kinds.values()))
+    state, _ = run_rule(rule, model, params, batches, val, hparams or DEFAULT_HPARAMS)
+    values = by_kind(rule.hparams(state))
+    group_of, _ = layer_groups(list(params), max(len(v) for v in values.values()))
     reported = {k[3:]: v for k, v in rule.diagnostics(state).items() if k.startswith("hg_")}
-    by_kind = {k: [g[i] for i in sorted(g)] for k, g in kinds.items()}
-    return reported, by_kind, group_of
+    return reported, values, group_of
+
+
+def unverifiable(reported: dict[str, float], values: dict[str, list[float]]) -> str | None:
+    """One line saying why the verifier cannot check these hypergradients, or None."""
+    for name in reported:
+        kind = name.partition("_")[0]
+        if kind not in MODELED:
+            return (f"the rule reports hg_{name}, but the verifier's unrolled run is SGD with "
+                    f"weight decay and heavy-ball momentum: it differentiates {', '.join(MODELED)}"
+                    f" only; leave `exact` False for a rule that tunes {kind!r}")
+        if kind not in values:
+            return (f"the rule reports hg_{name}, but its hparams() has no {kind!r} (it has "
+                    f"{', '.join(sorted(values)) or 'nothing'}): the verifier needs the value of "
+                    f"every hyperparameter whose hypergradient is reported, so return {kind!r} "
+                    f"from hparams() even when it is 0 (methods.sgd.SGD.hparams leaves momentum "
+                    f"out at momentum 0: an SGD subclass that reports hg_momentum must add it "
+                    f"back, e.g. {{**super().hparams(state), 'momentum': state.momentum}})")
+    missing = [k for k in ("lr", "wd") if k not in values]
+    if missing:
+        return (f"the rule's hparams() has no {' or '.join(map(repr, missing))} (it has "
+                f"{', '.join(sorted(values)) or 'nothing'}): the verifier replays SGD with the "
+                "rule's lr and wd, so hparams() must report both (wd = 0.0 included)")
+    return None
 
 
 def check_hypergradients(rule, act: str = "tanh", steps: int = 6, rel: float = 1e-6,
-                         hparams: dict[str, float] | None = None) -> None:
-    """Assert that an exact rule's reported hypergradients (records' `hg_<name>`, after `steps`
-    steps on a tiny float64 MLP) equal autodiff through the fully unrolled SGD training (with
-    weight decay, and heavy-ball momentum when the rule has a `momentum` hyperparameter), to
-    relative error `rel`. The rule must keep its hyperparameters fixed (e.g. meta_lr = 0):
+                         hparams: dict[str, float] | None = None, horizon: int | None = None
+                         ) -> dict[str, float]:
+    """Assert that an exact rule's reported hypergradients equal autodiff of the unrolled
+    training, and return each one's relative error.
+
+    What it compares: the rule trains a tiny float64 MLP (3-5-4-2, `act` between layers,
+    cross-entropy) for `steps` steps on fixed training batches, its hyperparameters held fixed
+    (frozen options, e.g. meta_lr = 0), starting from `hparams` (default lr 0.3, wd 0.05).
+    Each `hg_<name>` in its `diagnostics` after the last step is compared with
+    d E_val(w_T) / d <name>: the derivative of the validation loss at the final weights w_T (on
+    the one validation batch that `ctx.val_batch()` returns) with respect to that
+    hyperparameter, by torch.autograd through the whole run replayed independently: SGD with
+    weight decay, and heavy-ball momentum (torch's form) when `hparams()` reports `momentum`,
+    at the values `hparams()` reports (`lr_0`, `lr_1`, ...: per layer group). `horizon` is how
+    many of the last steps see the hyperparameters as variables: None, all of them (a rule
+    whose hypergradient is exact over the whole run, such as oho or rtho); 1, only the last
+    (a one-step, greedy hypergradient such as hypergradient descent's); earlier steps see them
+    as constants. A reported value passes when |got - want| <= rel |want|.
 
         rule = methods.get("oho").update_rule(OHO_OPTIONS(meta_lr=0.0, meta_lr_wd=0.0))
         check_hypergradients(rule, act="relu")
+
+    Raises an AssertionError of one line: naming the first hypergradient that differs, with
+    both values, the relative error and what was compared, or saying why the rule's reports
+    cannot be checked (no `hg_` key; a `hg_<name>` without `<name>` in `hparams()`; a kind the
+    unrolled SGD run does not have; hyperparameters that moved although frozen).
     """
+    if horizon is not None and not 1 <= horizon <= steps:
+        raise ValueError(f"horizon: must be in 1..steps = {steps} (or None: the whole run), "
+                         f"got {horizon}")
     reported, values, group_of = reported_hypergradients(rule, act, steps, hparams)
     if not reported:
         raise AssertionError("the rule reports no hypergradient (records' hg_<name> keys)")
+    problem_found = unverifiable(reported, values)
+    if problem_found:
+        raise AssertionError(problem_found)
     model, params, batches, val = problem(act, steps)
-    expected = true_hypergradients(model, params, batches, val, values, group_of)
+    start = by_kind(rule.hparams(rule.init(
+        {k: v.clone().requires_grad_(True) for k, v in params.items()},
+        hparams or DEFAULT_HPARAMS)))
+    moved = [f"{k} {start.get(k)} -> {v}" for k, v in values.items() if start.get(k) != v]
+    if moved:
+        raise AssertionError(
+            f"the rule's hyperparameters moved during the check ({'; '.join(moved)}): the "
+            "verifier replays the run at fixed values, so freeze them with options that stop "
+            "every meta-step (`frozen`, e.g. meta_lr = 0 for each tuned kind)")
+    live = steps if horizon is None else horizon
+    expected = true_hypergradients(model, params, batches, val,
+                                   {k: v for k, v in values.items() if k in MODELED}, group_of,
+                                   window_start=steps - live)
+    scope = ("the whole run" if live == steps else
+             f"the last {live} step{'s' if live > 1 else ''} only (constant before)")
+    errors = {}
     for name, got in reported.items():
         kind, _, group = name.partition("_")
-        want = expected[kind][int(group) if group else 0]
+        want = expected[kind][int(group) if group.isdigit() else 0]
+        error = abs(got - want) / abs(want) if want else abs(got - want)
+        errors[name] = error
         if not (math.isfinite(got) and abs(got - want) <= rel * abs(want)):
-            raise AssertionError(f"hypergradient {name}: the rule reports {got!r}, autodiff "
-                                 f"through the unrolled training gives {want!r}")
+            raise AssertionError(
+                f"hypergradient {name}: the rule reports {got!r}, autodiff through the unrolled "
+                f"training gives {want!r} (relative error {error:.3g} > rel = {rel:g}); "
+                f"compared: hg_{name} after step {steps} against d E_val(w_{steps}) / d {name}, "
+                f"{name} a variable over {scope}, SGD"
+                f"{' with momentum' if 'momentum' in values else ''} on a tiny {act} MLP in "
+                "float64")
+    return errors

@@ -41,7 +41,9 @@ class TaskConformance:
     def test_validation_is_carved_from_the_training_data(self):
         """Another seed moves examples between training and validation, never from test."""
         if not self.fixed_pool:
-            return
+            import pytest  # here only: importing the kit needs no pytest
+            pytest.skip(f"{self.task} sets fixed_pool = False: its data is generated per seed, so "
+                        "training and validation come from no common pool")
         a, b = self.splits(0), self.splits(1)
         pool_a = rows(a.x_train) | rows(a.x_val)
         assert pool_a == rows(b.x_train) | rows(b.x_val)

@@ -13,6 +13,8 @@ from typing import Any
 from methods.base import Batch, Method, MethodKind, Options, Params, StepContext
 from methods.sgd import SGD, SGDState
 
+from ohobench_example.checkpoint import fields_of, restore
+
 
 @dataclass(frozen=True)
 class CosineWarmOptions(Options):
@@ -57,6 +59,13 @@ class CosineWarm(SGD):
                 ctx.step, ctx.epochs * ctx.steps_per_epoch,
                 self.options.warmup_epochs * ctx.steps_per_epoch, self.options.final_fraction)
         return super().step(state, params, batch, ctx)
+
+    # Every epoch is checkpointed: a saved state that misses a field is refused in one line.
+    def state_dict(self, state: CosineWarmState) -> dict[str, Any]:
+        return fields_of(state)
+
+    def load_state_dict(self, state: CosineWarmState, saved: Any) -> CosineWarmState:
+        return restore(CosineWarmState, saved, "lr-cosine-warm")
 
 
 class CosineWarmMethod(Method):
