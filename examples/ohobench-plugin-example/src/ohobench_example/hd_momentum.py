@@ -35,7 +35,6 @@ from methods.online import (
     OnlineOptions,
     OnlineRule,
     OnlineState,
-    dot_all,
     hyper_batch,
 )
 
@@ -50,6 +49,11 @@ class HDMomentumOptions(OnlineOptions):
     tune: tuple[str, ...] = ("lr", "momentum")  # of lr, wd, momentum
     meta_lr: float = 1e-3  # hypergradient descent's step size for the lr (Baydin et al.)
     meta_lr_momentum: float = 1e-3
+
+
+def dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """<a, b> summed over parameter tensors."""
+    return float(sum(torch.vdot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b, strict=True)))
 
 
 class HDMomentum(OnlineRule):
@@ -85,12 +89,12 @@ class HDMomentum(OnlineRule):
         weights = list(params.values())
         v = torch.autograd.grad(ctx.val_loss(params, hyper_batch(self.options, ctx)), weights)
         with torch.no_grad():
-            along = float(dot_all(v, buffers))  # <v, b_{t+1}>
+            along = dot(v, buffers)  # <v, b_{t+1}>
             found = {"lr": -along}
             if "momentum" in self.options.tune:
-                found["momentum"] = 0.0 if previous is None else -lr * float(dot_all(v, previous))
+                found["momentum"] = 0.0 if previous is None else -lr * dot(v, previous)
             if "wd" in self.options.tune:  # <v, w_t> = <v, w_{t+1}> + lr <v, b_{t+1}>
-                found["wd"] = -lr * (float(dot_all(v, weights)) + lr * along)
+                found["wd"] = -lr * (dot(v, weights) + lr * along)
         state.hypergrads = [found[kind] for kind, _ in state.hypers.tuned]
         # Moves the tuned values against their hypergradients, within the bounds; a
         # non-finite hypergradient leaves them alone and counts a skipped hyper-step.
