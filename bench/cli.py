@@ -419,7 +419,7 @@ def parse_multiples(text: str) -> list[float]:
 
 
 def cmd_verdict(args: argparse.Namespace) -> None:
-    from bench import analysis, report, results
+    from bench import analysis, compute, report, results
     from bench.analysis import verdict
 
     multiples = parse_multiples(args.budgets)
@@ -431,12 +431,13 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     curves, verdicts = verdict.analyse(df, settings)
     out = Path(args.out or args.run_dirs[0])
     writable(out, out)
-    results.write_csv(curves, out / "equal-compute.csv")
-    results.write_csv(verdicts, out / "verdict.csv")
+    suffix = unit_suffix(args.compute)
+    results.write_csv(curves, out / f"equal-compute{suffix}.csv")
+    results.write_csv(verdicts, out / f"verdict{suffix}.csv")
     pairs = verdict.paired(df)
-    results.write_csv(pairs, out / "verdict-paired.csv")
+    results.write_csv(pairs, out / f"verdict-paired{suffix}.csv")
     shown = verdict.displayed(verdicts)
-    (out / "verdict.md").write_text(
+    (out / f"verdict{suffix}.md").write_text(
         "# ohobench verdict\n\nRuns: " + ", ".join(f"`{d}`" for d in args.run_dirs)
         + "\n\n" + compute_note(args.compute, "sustained").split(" A target")[0] + "\n\n"
         + report.markdown_table(shown) + "\n" + verdict.NOTE + "\n"
@@ -449,10 +450,11 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     from bench.analysis import plots
 
     with plots.sns.axes_style("whitegrid"):
-        fig = plots.plot_equal_compute(curves)
+        fig = plots.plot_equal_compute(curves, compute.UNIT_NAMES[args.compute])
         for ext in ("png", "pdf"):
-            fig.savefig(out / f"equal-compute.{ext}", dpi=110)
-    print(f"wrote {out / 'verdict.md'}, verdict.csv, equal-compute.csv, .png and .pdf")
+            fig.savefig(out / f"equal-compute{suffix}.{ext}", dpi=110)
+    print(f"wrote {out / f'verdict{suffix}.md'}, .csv, verdict-paired{suffix}.csv, "
+          f"equal-compute{suffix}.csv, .png and .pdf")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:

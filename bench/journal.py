@@ -39,6 +39,11 @@ from typing import Any
 INTERRUPTED = "interrupted"  # the status of a trial cut short by an interruption
 
 
+def path_of(run_dir: Path, experiment: str) -> Path:
+    """Where a run keeps an experiment's journal."""
+    return run_dir / "journal" / f"{experiment}.jsonl"
+
+
 def append(path: Path, event: dict[str, Any], durable: bool = False) -> None:
     """Append one event; `durable` waits until it is on disk (for trial ends)."""
     line = json.dumps(event, default=str, allow_nan=True) + "\n"

@@ -12,7 +12,6 @@ paired.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -20,19 +19,14 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from bench import checkpoints, compute, journal, ray_internals, results
+from bench import accounting, checkpoints, compute, journal, probes, ray_internals, results
 from bench.errors import ConfigError, RunInterrupted
-from bench.experiment import (  # noqa: F401  (derive_seed, MODEL_BASED_CONCURRENT: API)
-    MODEL_BASED_CONCURRENT,
-    Experiment,
-    derive_seed,
-    experiment_name,
-    plan,
-)
+from bench.experiment import Experiment, plan
 from bench.interrupt import SigintWatch
+from bench.journal import path_of as journal_path
 from bench.runlock import RunLock
 from bench.schedulers import POPULATION
-from bench.suite import Suite, check_address, check_paths
+from bench.suite import Suite
 
 # The Ray Tune experiment of a run, under its storage path; "suite-retryN" hold the searches
 # that a resume started over (round N).
@@ -87,8 +81,8 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
     Raises RunInterrupted, after journaling the trials cut short as interrupted, when a
     Ctrl-C (bench/interrupt.py) or anything else ended the run before every search used its
     budget: run.json is then not marked finished, and `--resume` continues the run."""
-    check_address(suite.address)
-    check_paths(suite, new_run=resume is None)
+    probes.check_address(suite.address)
+    probes.check_paths(suite, new_run=resume is None)
     if suite.download:  # once, before Ray starts, not in every trial at once
         from bench import tasks
         from bench.datasets import DataSource
@@ -101,8 +95,8 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
         lock.take(resume)  # before Ray starts
     started_ray = start_ray(suite)
     try:
-        check_storage(suite)
-        check_resources(suite)
+        probes.check_storage(suite)
+        probes.check_resources(suite)
         try:
             run_dir, info = open_run(suite, resume)
         except OSError as exc:
@@ -234,15 +228,15 @@ def finish_run(run_dir: Path, info: dict, experiments: list[Experiment], earlier
     rows = []
     info["experiments"] = []
     for exp in experiments:
-        exp_row, records = experiment_result(run_dir, exp, exp.name in earlier)
+        exp_row, records = accounting.experiment_result(run_dir, exp, exp.name in earlier)
         info["experiments"].append(exp_row)
         rows += records
     results.write_table(results.table(rows), run_dir)
     info["finished"] = time.time()
-    info["scheduling"] = utilization(info)
+    info["scheduling"] = accounting.utilization(info)
     info["checkpoints"] = checkpoints.drop(info["storage"])
     results.write_json(info, run_dir / results.RUN_JSON)
-    print(scheduling_line(info["scheduling"]), flush=True)  # a summary: even with --quiet
+    print(accounting.scheduling_line(info["scheduling"]), flush=True)  # even with --quiet
 
 
 def say(mode: str) -> Callable[[str], None]:
@@ -350,57 +344,6 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['spec'].experiment}_{trial.config['spec'].trial}_{trial.trial_id}"
 
 
-def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[dict, list[dict]]:
-    """The experiment's row of run.json and its records, from its journal."""
-    records, ended = experiment_records(run_dir, exp)
-    trials = ended.trials()
-    start = ended.start
-    end = max((t["end"] for t in trials if t.get("end")), default=None)
-    wall = end - start if start is not None and end is not None else math.nan
-    return {"task": exp.task, "method": exp.method, "optimizer": exp.optimizer,
-            "scheduler": exp.scheduler.name, "repetition": exp.repetition, "name": exp.name,
-            "resumed": resumed,
-            "search_error": ended.search_error,
-            "earlier_search_errors": ended.earlier_search_errors,  # of rounds started over
-            "start": start, "end": end, "wall_seconds": wall,
-            "trial_seconds": trial_seconds(records, trials),
-            "scheduling_overhead_per_trial": (overhead_per_trial(start, end, trials)
-                                              if None not in (start, end) else math.nan),
-            "searcher_seconds_per_trial": (ended.searcher_seconds / len(trials) if trials
-                                           else math.nan),
-            "trials": trials}, records
-
-
-def utilization(info: dict) -> dict:
-    """Over the run's wall-clock (all sessions of a resumed run together): trial-seconds, the
-    mean number of trials running and the share of the cluster's slots they used."""
-    wall = info["finished"] - info["started"]
-    busy = sum(e["trial_seconds"] for e in info["experiments"])
-    return {"wall_seconds": wall, "trial_seconds": busy, "slots": info["slots"],
-            "mean_running": busy / wall if wall > 0 else math.nan,
-            "slot_utilization": busy / (info["slots"] * wall) if wall > 0 else math.nan}
-
-
-def trial_seconds(records: list[dict], trials: list[dict]) -> float:
-    """Seconds an experiment's trials held a slot: each attempt's stretch from its start to its
-    last record (a paused population member, or a trial a resumed run continued, ran in
-    several). A trial whose records predate `attempt_start` counts from its start to its end."""
-    attempts: dict[tuple, float] = {}
-    for r in records:
-        if r.get("attempt_start") is not None:
-            key = (r["trial"], r["attempt_start"])
-            attempts[key] = max(r["timestamp"], attempts.get(key, -math.inf))
-    timed = {trial for trial, _ in attempts}
-    return (sum(end - start for (_, start), end in attempts.items())
-            + sum(t["end"] - t["start"] for t in trials
-                  if t["trial"] not in timed and t.get("start") and t.get("end")))
-
-
-def scheduling_line(s: dict) -> str:
-    return (f"scheduling: {s['slots']} slots, mean {s['mean_running']:.2f} trials running, "
-            f"slot utilization {s['slot_utilization']:.0%} over {s['wall_seconds']:.1f} s")
-
-
 def storage_path(suite: Suite, run_dir: Path) -> str:
     """Where Ray Tune keeps experiment snapshots and trial files: RUN_DIR/ray, or the run's
     folder under `suite.storage` (a path every node reaches, or a URI such as s3://...)."""
@@ -409,61 +352,3 @@ def storage_path(suite: Suite, run_dir: Path) -> str:
     return f"{suite.storage.rstrip('/')}/{run_dir.name}"
 
 
-def check_resources(suite: Suite) -> None:
-    """Refuse, before any trial starts, per-trial resources that no node of the cluster has
-    (Ray would wait for them forever)."""
-    import ray
-
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    if any(n.get("CPU", 0) >= suite.cpus_per_trial and n.get("GPU", 0) >= suite.gpus_per_trial
-           for n in nodes):
-        return
-    largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
-    raise ConfigError(
-        f"--cpus-per-trial {suite.cpus_per_trial:g} --gpus-per-trial {suite.gpus_per_trial:g}: "
-        f"no node of this Ray cluster has that much; its {len(nodes)} node(s) have at most "
-        f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs "
-        f"(cluster total: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
-        f"{ray.cluster_resources().get('GPU', 0):g} GPUs)")
-
-
-def check_storage(suite: Suite) -> None:
-    """A cluster of several nodes needs storage that all of them reach."""
-    import ray
-
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) > 1 and suite.storage is None:
-        raise ConfigError(f"this Ray cluster has {len(nodes)} nodes: give --storage, a path "
-                          "every node can reach (e.g. on NFS) or a URI such as "
-                          "s3://bucket/ohobench, for Ray Tune's snapshots and trial files")
-
-
-def journal_path(run_dir: Path, name: str) -> Path:
-    return run_dir / "journal" / f"{name}.jsonl"
-
-
-def experiment_records(run_dir: Path, exp: Experiment) -> tuple[list[dict], journal.Journal]:
-    """(records of the trials of experiment `exp` that ended, its journal); records carry the
-    experiment's start time, and its scheduler where a journal from before schedulers were
-    recorded (a resumed run) lacks it."""
-    records, kept = journal.ended_rows(journal_path(run_dir, exp.name))
-    for record in records:
-        record.setdefault("scheduler", exp.scheduler.name)
-    return records, kept
-
-
-def overhead_per_trial(start: float, end: float, trials: list[dict]) -> float:
-    """Experiment wall-clock not covered by any trial's own run time, per trial: what Ray's
-    scheduling, process start-up and result handling cost on top of the trials."""
-    spans = sorted((t["start"], t["end"]) for t in trials if t["start"] and t["end"])
-    if not trials:
-        return math.nan
-    busy, cur_start, cur_end = 0.0, None, None
-    for s, e in spans:
-        if cur_end is None or s > cur_end:
-            busy += (cur_end - cur_start) if cur_end is not None else 0.0
-            cur_start, cur_end = s, e
-        else:
-            cur_end = max(cur_end, e)
-    busy += (cur_end - cur_start) if cur_end is not None else 0.0
-    return max(end - start - busy, 0.0) / len(trials)

@@ -4,10 +4,7 @@ validated once, at the boundary, with one error that lists every problem."""
 from __future__ import annotations
 
 import math
-import os
 import re
-import socket
-import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -23,7 +20,6 @@ from methods.base import MethodKind, parse_options
 from methods.online import bound_problems, fill_bounds
 
 DEVICES = ("auto", "cpu", "cuda")
-RAY_CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where `--address auto` looks
 NAME = re.compile(r"[A-Za-z0-9._-]+")  # a run's name: part of its directory's name
 MAX_NAME = 100  # characters: the run directory adds a timestamp, and names stop at 255 bytes
 MAX_SEED = 2**32 - 1
@@ -361,67 +357,3 @@ def space_problems(s: Suite, all_tasks: dict) -> list[str]:
             seen.update(new)
             found += bad + [f"space ({t.name}{', ' + f if f else ''}): {p}" for p in new]
     return found
-
-
-def check_address(address: str | None, timeout: float = 3.0) -> None:
-    """Fail fast, before starting anything, if no Ray cluster answers at `address`."""
-    if not address:
-        return
-    if address == "auto":
-        if os.environ.get("RAY_ADDRESS"):
-            return check_address(os.environ["RAY_ADDRESS"], timeout)
-        try:  # what Ray resolves "auto" to; the file outlives a cluster that was killed
-            current = RAY_CURRENT_CLUSTER.read_text().strip()
-        except OSError:
-            current = ""
-        if not current:
-            raise ConfigError("--address auto: no running Ray cluster found on this machine "
-                              "(start one with `ray start --head`)")
-        try:
-            return check_address(current, timeout)
-        except ConfigError:
-            raise ConfigError(f"--address auto: the cluster at {current} (named in "
-                              f"{RAY_CURRENT_CLUSTER}) does not answer (checked for "
-                              f"{timeout:.0f} s); start one with `ray start --head`") from None
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--address {address!r}: expected HOST:PORT or auto")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError:
-        raise ConfigError(f"--address {address!r}: no Ray cluster answers there "
-                          f"(checked for {timeout:.0f} s); start one with `ray start --head`"
-                          ) from None
-
-
-URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")  # pyarrow's
-
-
-def check_paths(s: Suite, new_run: bool) -> None:
-    """Fail before starting anything if the run directory (under `out`, for a new run) or
-    Ray Tune's `storage` cannot be written."""
-    problems = [directory_problem("--out", s.out)] if new_run else []
-    if s.storage is not None:
-        scheme, sep, rest = s.storage.partition("://")
-        if sep and scheme not in URI_SCHEMES:
-            problems.append(f"--storage {s.storage!r}: unknown scheme {scheme + '://'!r}; "
-                            f"give a path or a URI of {', '.join(URI_SCHEMES)}")
-        elif not sep or scheme == "file":
-            problems.append(directory_problem("--storage", rest if sep else s.storage))
-    raise_if([p for p in problems if p])
-
-
-def directory_problem(flag: str, path: str) -> str | None:
-    """Why directories cannot be made in `path` (made if missing), or None."""
-    if not path:
-        return f"{flag}: give a directory"
-    target = Path(path).expanduser().absolute()
-    existing = next(p for p in (target, *target.parents) if p.exists())
-    if not existing.is_dir():
-        return f"{flag} {path!r}: {str(existing)!r} is a file, not a directory"
-    try:  # a probe, removed at once: access() says yes to root on a read-only directory
-        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".ohobench-probe-"))
-    except OSError as exc:
-        return (f"{flag} {path!r}: cannot write in {str(existing)!r} ({exc.strerror}); give "
-                "a directory you can write")
-    return None

@@ -177,7 +177,7 @@ def run_suite(chosen, exps, base: float, tmp: Path, sequential: bool = False,
     makespan = time.time() - began
     spans = []
     for e in exps:
-        for t in journal.read(runner.journal_path(run_dir, e.name)).trials():
+        for t in journal.read(journal.path_of(run_dir, e.name)).trials():
             spans.append({"experiment": e.name, "cap": e.cap, "start": t["start"],
                           "end": t["end"]})
     return makespan, spans, began

@@ -241,10 +241,10 @@ def test_report_target_must_be_positive_and_finite(capsys, tmp_path, target):
 
 
 def test_address_auto_naming_a_stale_cluster_fails_fast(capsys, tmp_path, monkeypatch):
-    from bench import suite
+    from bench import probes
 
     (tmp_path / "ray_current_cluster").write_text("127.0.0.1:1\n")  # its cluster was killed
-    monkeypatch.setattr(suite, "RAY_CURRENT_CLUSTER", tmp_path / "ray_current_cluster")
+    monkeypatch.setattr(probes, "RAY_CURRENT_CLUSTER", tmp_path / "ray_current_cluster")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     start = time.monotonic()
     code, err = run_cli(capsys, "run", "--address", "auto")
@@ -276,10 +276,10 @@ def test_resources_no_node_has_are_refused_naming_what_the_cluster_has(capsys, t
 def test_gpus_no_node_has_are_refused(monkeypatch):
     import ray
 
-    from bench import runner, suite
+    from bench import probes, suite
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
     with pytest.raises(ConfigError, match="at most 8 CPUs and 0 GPUs"):
-        runner.check_resources(suite.build({"gpus_per_trial": 1.0}))
-    runner.check_resources(suite.build({"cpus_per_trial": 8.0}))  # fits
+        probes.check_resources(suite.build({"gpus_per_trial": 1.0}))
+    probes.check_resources(suite.build({"cpus_per_trial": 8.0}))  # fits

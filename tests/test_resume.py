@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from bench import checkpoints, cli, journal, runner, suite
+from bench.experiment import derive_seed
 from bench.space import LogUniform
 from methods import get as get_method
 from methods.base import TrialOutcome, TrialStatus, parse_options
@@ -190,9 +191,9 @@ def test_a_resume_starts_over_the_searches_that_raised_and_cut_short_retries(tmp
                 "retry-done": [{"event": "retry", "errors": ["e1", "e2"]}, end(0), end(1)]}
     for name, events in journals.items():
         for e in events:
-            journal.append(runner.journal_path(tmp_path, name), e)
+            journal.append(journal.path_of(tmp_path, name), e)
     assert [e.name for e in runner.to_start_over(tmp_path, exps)] == ["raised", "retry-cut"]
-    done = journal.read(runner.journal_path(tmp_path, "retry-done"))
+    done = journal.read(journal.path_of(tmp_path, "retry-done"))
     assert done.retried and done.earlier_search_errors == ["e1", "e2"]
     assert not runner.budgets_spent(tmp_path, exps[:3]) and runner.budgets_spent(
         tmp_path, [exps[0], exps[1], exps[3]])
@@ -320,7 +321,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_completes_every_trial_on
     for rep in (0, 1):
         search = tpe_method.search(
             chosen.space_for("digits", "fixed"),
-            runner.derive_seed(chosen.seed, "digits", "optuna-tpe", "fixed", rep), trials,
+            derive_seed(chosen.seed, "digits", "optuna-tpe", "fixed", rep), trials,
             parse_options(tpe_method.options_type, {}, "optuna-tpe")[0])
         tpe = df[(df.method == "optuna-tpe") & (df.repetition == rep)]
         last = tpe.sort_values("epoch").groupby("trial").last()

@@ -13,8 +13,8 @@ from ray import cloudpickle
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from bench import accounting, journal, runner, suite
 from bench import experiment as ex
-from bench import journal, runner, suite
 from bench.cli import main
 from bench.multiplex import SuiteScheduler, SuiteSearcher
 from bench.ray_adapter import SearchAdapter
@@ -525,7 +525,7 @@ def test_trial_seconds_leave_out_the_time_a_trial_waited_paused():
     records += [{"trial": 0, "attempt_start": 110.0, "timestamp": t} for t in (111.0, 113.0)]
     trials = [{"trial": 0, "start": 100.0, "end": 113.0},
               {"trial": 1, "start": 100.0, "end": 105.0}]  # its records predate attempt_start
-    assert runner.trial_seconds(records, trials) == 2.0 + 3.0 + 5.0
+    assert accounting.trial_seconds(records, trials) == 2.0 + 3.0 + 5.0
 
 
 def test_tune_sees_only_the_top_level_numbers_of_a_result():

@@ -129,8 +129,8 @@ def groups_of(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*stats.ENTRY, "groups"])
 
 
-def plot_layerwise(df: pd.DataFrame, reps: pd.DataFrame) -> Figure:
-    """Final test loss and training seconds against the number K of hyperparameter groups, on
+def plot_layerwise(df: pd.DataFrame, reps: pd.DataFrame, unit: str = "SGD-epochs") -> Figure:
+    """Final test loss and compute (in `unit`) against the number K of hyperparameter groups, on
     tasks where online entries differ in K. Variants of one method (oho, oho[groups=2]) are
     one line: the median per K."""
     k = groups_of(df)
@@ -146,7 +146,7 @@ def plot_layerwise(df: pd.DataFrame, reps: pd.DataFrame) -> Figure:
     for row, task in zip(axes, tasks, strict=True):
         g = data[data["task"] == task]
         for ax, y, label in ((row[0], "final_test_loss", "final test loss"),
-                             (row[1], "compute", "training seconds per repetition")):
+                             (row[1], "compute", f"compute per repetition ({unit})")):
             sns.lineplot(data=g, x="groups", y=y, hue="family", estimator="median",
                          errorbar=None, marker="o", markersize=8, ax=ax)
             sns.scatterplot(data=g, x="groups", y=y, hue="family", ax=ax, alpha=0.5,

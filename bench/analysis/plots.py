@@ -393,7 +393,7 @@ def figures(df: pd.DataFrame, options: dict[str, dict], targets: dict[str, float
         "best-of-k": lambda: plot_best_of_k(df, reps),
         "categorical-choices": lambda: plot_categorical_choices(df),
         "hp-trajectories": lambda: dynamics.plot_hp_trajectories(df),
-        "layerwise-tradeoff": lambda: dynamics.plot_layerwise(df, reps),
+        "layerwise-tradeoff": lambda: dynamics.plot_layerwise(df, reps, unit),
         "perturbation-recovery": lambda: dynamics.plot_perturbation(df, options),
         "influence-norms": lambda: dynamics.plot_influence(df),
     }

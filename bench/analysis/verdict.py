@@ -334,6 +334,9 @@ def analyse(df: pd.DataFrame, settings: Settings = Settings()) -> tuple[pd.DataF
     lowest median at the full budget, at equal compute (1x) and at the full budget; with
     `settings.every_entry`, against every entry at every budget)."""
     rng = np.random.default_rng(settings.seed)
+    if not (df["optimizer"] == ONLINE).any():
+        raise ConfigError("no online method in these runs: a verdict compares online methods "
+                          "with black-box searches; give runs that hold both")
     curves, verdicts = [], []
     for task in sorted(df["task"].unique()):
         pool = pool_of(df, task) if (df["method"] == POOL_METHOD).any() else None

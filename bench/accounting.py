@@ -1,0 +1,89 @@
+"""A run's accounting, from its journals: each experiment's row of run.json (its trials, start
+and end, wall-clock, the seconds its trials held a slot, Ray's overhead per trial, the searcher's
+own time) and the run's slot utilization."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from bench import journal
+from bench.experiment import Experiment
+
+
+def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[dict, list[dict]]:
+    """The experiment's row of run.json and its records, from its journal."""
+    records, ended = experiment_records(run_dir, exp)
+    trials = ended.trials()
+    start = ended.start
+    end = max((t["end"] for t in trials if t.get("end")), default=None)
+    wall = end - start if start is not None and end is not None else math.nan
+    return {"task": exp.task, "method": exp.method, "optimizer": exp.optimizer,
+            "scheduler": exp.scheduler.name, "repetition": exp.repetition, "name": exp.name,
+            "resumed": resumed,
+            "search_error": ended.search_error,
+            "earlier_search_errors": ended.earlier_search_errors,  # of rounds started over
+            "start": start, "end": end, "wall_seconds": wall,
+            "trial_seconds": trial_seconds(records, trials),
+            "scheduling_overhead_per_trial": (overhead_per_trial(start, end, trials)
+                                              if None not in (start, end) else math.nan),
+            "searcher_seconds_per_trial": (ended.searcher_seconds / len(trials) if trials
+                                           else math.nan),
+            "trials": trials}, records
+
+
+def utilization(info: dict) -> dict:
+    """Over the run's wall-clock (all sessions of a resumed run together): trial-seconds, the
+    mean number of trials running and the share of the cluster's slots they used."""
+    wall = info["finished"] - info["started"]
+    busy = sum(e["trial_seconds"] for e in info["experiments"])
+    return {"wall_seconds": wall, "trial_seconds": busy, "slots": info["slots"],
+            "mean_running": busy / wall if wall > 0 else math.nan,
+            "slot_utilization": busy / (info["slots"] * wall) if wall > 0 else math.nan}
+
+
+def trial_seconds(records: list[dict], trials: list[dict]) -> float:
+    """Seconds an experiment's trials held a slot: each attempt's stretch from its start to its
+    last record (a paused population member, or a trial a resumed run continued, ran in
+    several). A trial whose records predate `attempt_start` counts from its start to its end."""
+    attempts: dict[tuple, float] = {}
+    for r in records:
+        if r.get("attempt_start") is not None:
+            key = (r["trial"], r["attempt_start"])
+            attempts[key] = max(r["timestamp"], attempts.get(key, -math.inf))
+    timed = {trial for trial, _ in attempts}
+    return (sum(end - start for (_, start), end in attempts.items())
+            + sum(t["end"] - t["start"] for t in trials
+                  if t["trial"] not in timed and t.get("start") and t.get("end")))
+
+
+def scheduling_line(s: dict) -> str:
+    return (f"scheduling: {s['slots']} slots, mean {s['mean_running']:.2f} trials running, "
+            f"slot utilization {s['slot_utilization']:.0%} over {s['wall_seconds']:.1f} s")
+
+
+def experiment_records(run_dir: Path, exp: Experiment) -> tuple[list[dict], journal.Journal]:
+    """(records of the trials of experiment `exp` that ended, its journal); records carry the
+    experiment's start time, and its scheduler where a journal from before schedulers were
+    recorded (a resumed run) lacks it."""
+    records, kept = journal.ended_rows(journal.path_of(run_dir, exp.name))
+    for record in records:
+        record.setdefault("scheduler", exp.scheduler.name)
+    return records, kept
+
+
+def overhead_per_trial(start: float, end: float, trials: list[dict]) -> float:
+    """Experiment wall-clock not covered by any trial's own run time, per trial: what Ray's
+    scheduling, process start-up and result handling cost on top of the trials."""
+    spans = sorted((t["start"], t["end"]) for t in trials if t["start"] and t["end"])
+    if not trials:
+        return math.nan
+    busy, cur_start, cur_end = 0.0, None, None
+    for s, e in spans:
+        if cur_end is None or s > cur_end:
+            busy += (cur_end - cur_start) if cur_end is not None else 0.0
+            cur_start, cur_end = s, e
+        else:
+            cur_end = max(cur_end, e)
+    busy += (cur_end - cur_start) if cur_end is not None else 0.0
+    return max(end - start - busy, 0.0) / len(trials)
