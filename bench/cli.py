@@ -187,13 +187,11 @@ def cmd_list() -> None:
 
 def option_defaults(options_type: type) -> str:
     """name=default for every option; None bounds read as the suite's range they default to."""
-    from methods.online import BOUNDED
-
     parts = []
     for f in dataclasses.fields(options_type):
         value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if value is None and f.name in BOUNDED:
-            value = f"top of the {BOUNDED[f.name]} range"
+        if value is None and f.name in options_type.BOUNDS:
+            value = f"top of the {options_type.BOUNDS[f.name]} range"
         parts.append(f"{f.name}={value}")
     return ", ".join(parts)
 

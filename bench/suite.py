@@ -17,7 +17,6 @@ from bench.datasets import DataSource
 from bench.errors import ConfigError, raise_if
 from methods import optimizers
 from methods.base import MethodKind, parse_options
-from methods.online import bound_problems, fill_bounds
 
 DEVICES = ("auto", "cpu", "cuda")
 NAME = re.compile(r"[A-Za-z0-9._-]+")  # a run's name: part of its directory's name
@@ -78,8 +77,8 @@ class Suite:
     def options_for(self, method: str, task: str) -> dict[str, Any]:
         """The method's options table, with the upper bounds an online method leaves out
         (lr_max, wd_max) set to the top of this task's initial range."""
-        return fill_bounds(method_registry.get(method).options_type,
-                           self.options.get(method, {}), self.space_for(task))
+        return method_registry.get(method).resolve(self.options.get(method, {}),
+                                                   self.space_for(task))
 
     def families_for(self, method: str) -> tuple[str | None, ...]:
         """Black-box methods run once per optimizer family; online methods train with their
@@ -260,7 +259,8 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
             if parsed is not None and not bad:
                 found += [f"options.{m} ({t}): {p}" for t in s.tasks if t in all_tasks
                           for p in all_methods[m].problems_for(parsed, all_tasks[t])
-                          + bound_problems(parsed, family_space(s, all_tasks[t], None)[0])]
+                          + all_methods[m].bound_problems(
+                              parsed, family_space(s, all_tasks[t], None)[0])]
     return found
 
 

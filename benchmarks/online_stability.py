@@ -46,10 +46,9 @@ def trial_config(task: str, method: str, rep: int, epochs: int, options: dict,
     from bench import tasks
     from bench.experiment import derive_seed
     from methods.base import parse_options
-    from methods.online import fill_bounds
 
     m, space = methods.get(method), tasks.get(task).space
-    options = fill_bounds(m.options_type, options, space)
+    options = m.resolve(options, space)
     opts, problems = parse_options(m.options_type, options, method)
     if problems:
         raise SystemExit("; ".join(problems))

@@ -136,7 +136,11 @@ class UpdateRule(ABC):
 @dataclass(frozen=True)
 class Options:
     """Base of a method's typed options. Subclasses are frozen dataclasses; `problems` checks
-    values and returns one message per problem."""
+    values and returns one message per problem. `BOUNDS` names the options that default to
+    None and stand for the top of a hyperparameter's range in the suite's space (an online
+    method's `lr_max` tops the lr range its initializations come from)."""
+
+    BOUNDS: ClassVar[dict[str, str]] = {}  # option -> the hyperparameter whose range it tops
 
     def problems(self) -> list[str]:
         return []
@@ -196,6 +200,29 @@ class Method(ABC):
     def search(self, space: SearchSpace, seed: int, budget: int, options: Options) -> Search:
         """Black-box: propose `budget` configurations. Online: one initialization per search."""
         return RandomSearch(space, seed, budget=1 if self.kind is MethodKind.ONLINE else budget)
+
+    def resolve(self, given: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
+        """The suite's options table for one task, with what this method derives from the
+        task's space filled in: each option of `options_type.BOUNDS` that the table leaves out
+        (and that defaults to None) is the top of its hyperparameter's range. A suite calls it
+        once per task, before parsing."""
+        out = dict(given)
+        unset = {f.name for f in dataclasses.fields(self.options_type) if f.default is None}
+        for option, kind in self.options_type.BOUNDS.items():
+            if option in unset and out.get(option) is None and kind in space:
+                out[option] = float(space[kind].high)
+        return out
+
+    def bound_problems(self, options: Options, space: SearchSpace) -> list[str]:
+        """Upper bounds below the top of the initial range would clamp initial values."""
+        found = []
+        for option, kind in type(options).BOUNDS.items():
+            value = getattr(options, option, None)
+            if isinstance(value, float | int) and kind in space and value < space[kind].high:
+                found.append(f"{option}: {value} is below the top of the initial {kind} range "
+                             f"({space[kind].high}); use >= {space[kind].high} or narrow the "
+                             f"range with [space] {kind}")
+        return found
 
     def follow_up(self, options: Options
                   ) -> Callable[[Mapping[str, Any]], tuple[UpdateRule, dict]] | None:

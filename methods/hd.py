@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -23,6 +23,8 @@ from methods.sgd import SGD, SGDState, sgd_direction
 
 @dataclass(frozen=True)
 class HDOptions(Options):
+    BOUNDS: ClassVar[dict[str, str]] = {"lr_max": "lr"}
+
     beta: float = 1e-3  # hypergradient step size (the authors' value for SGD)
     lr_min: float = 1e-6  # lr never goes below this
     lr_max: float | None = None  # nor above this; None: the top of the suite's lr range

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -77,6 +77,8 @@ class Bounds:
 @dataclass(frozen=True)
 class OnlineOptions(Options):
     """Meta-optimization and the OHO paper's ablations, shared by every online method."""
+
+    BOUNDS: ClassVar[dict[str, str]] = {"lr_max": "lr", "wd_max": "wd"}
 
     meta_optimizer: str = "sgd"  # steps the hyperparameters: sgd | adam
     meta_lr: float = 1e-5  # step size for learning rates (OHO paper, MNIST)
@@ -170,34 +172,6 @@ class FloorWatch:
 
     def floored(self) -> bool:
         return self.steps > 0 and 2 * self.low >= self.steps
-
-
-BOUNDED = {"lr_max": "lr", "wd_max": "wd"}  # option -> the hyperparameter whose range it tops
-
-
-def fill_bounds(options_type: type, given: Mapping[str, Any], space: Mapping[str, Any]
-                ) -> dict[str, Any]:
-    """`given` options with lr_max and wd_max, where the options type defaults them to None
-    and `given` leaves them out, set to the top of `space`'s range for lr and wd (the box the
-    initial values come from)."""
-    unset = {f.name for f in fields(options_type) if f.default is None}
-    out = dict(given)
-    for option, kind in BOUNDED.items():
-        if option in unset and out.get(option) is None and kind in space:
-            out[option] = float(space[kind].high)
-    return out
-
-
-def bound_problems(options: Options, space: Mapping[str, Any]) -> list[str]:
-    """Upper bounds below the top of the initial range would clamp initial values."""
-    found = []
-    for option, kind in BOUNDED.items():
-        value = getattr(options, option, None)
-        if isinstance(value, float | int) and kind in space and value < space[kind].high:
-            found.append(f"{option}: {value} is below the top of the initial {kind} range "
-                         f"({space[kind].high}); use >= {space[kind].high} or narrow the range "
-                         f"with [space] {kind}")
-    return found
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from bench import harness, suite, tasks
 from bench.report import repetitions
 from bench.testing.reference import context, problem, run_rule
 from methods.base import UpdateRule, parse_options
-from methods.online import FloorWatch, fill_bounds
+from methods.online import FloorWatch
 from methods.sgd import SGD
 
 
@@ -50,7 +50,7 @@ def test_the_suite_fills_in_upper_bounds_from_the_initial_range():
     assert oho == {"lr_max": 0.5, "wd_max": 2e-3}
     assert s.options_for("hd", "digits") == {"lr_max": 0.5}
     assert "lr_max" not in s.options_for("controller", "digits")  # its own default stays
-    given = fill_bounds(methods.get("oho").options_type, {"wd_max": 0.01}, tasks.DIGITS.space)
+    given = methods.get("oho").resolve({"wd_max": 0.01}, tasks.DIGITS.space)
     assert given["wd_max"] == 0.01
 
 
