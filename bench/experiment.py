@@ -156,5 +156,6 @@ def _experiment(suite: Suite, task: str, name: str, method, online: bool, option
         search_seed=(derive_seed(suite.seed, task, "init", rep) if online else
                      derive_seed(suite.seed, task, name, family, rep)),
         scheduler=scheduler, model_based=method.model_based,
-        space=suite.space_for(task, family), options=options, trial_base=base,
+        space=suite.space_for(task, family, (*method.tunes, *getattr(options, "tune", ()))),
+        options=options, trial_base=base,
         model_seed_parts=(suite.seed, task, "model", rep))

@@ -69,16 +69,20 @@ class Suite:
     def epochs_for(self, task: str) -> int:
         return self.epochs or task_registry.get(task).epochs
 
-    def space_for(self, task: str, optimizer: str | None = None) -> dict:
+    def space_for(self, task: str, optimizer: str | None = None,
+                  tunes: tuple[str, ...] = ()) -> dict:
         """The search space of (task, optimizer family), with this suite's overrides; with no
-        family, the task's own space (online methods draw initializations from it)."""
-        return family_space(self, task_registry.get(task), optimizer)[0]
+        family, the task's own space (online methods draw initializations from it, with
+        momentum too where the suite's [space] names it and the method `tunes` it)."""
+        return family_space(self, task_registry.get(task), optimizer, tunes)[0]
 
     def options_for(self, method: str, task: str) -> dict[str, Any]:
         """The method's options table, with the upper bounds an online method leaves out
         (lr_max, wd_max) set to the top of this task's initial range."""
-        return method_registry.get(method).resolve(self.options.get(method, {}),
-                                                   self.space_for(task))
+        found = method_registry.get(method)
+        table = self.options.get(method, {})
+        tune = table.get("tune", ()) if isinstance(table, dict) else ()
+        return found.resolve(table, self.space_for(task, None, (*found.tunes, *tune)))
 
     def families_for(self, method: str) -> tuple[str | None, ...]:
         """Black-box methods run once per optimizer family; online methods train with their
@@ -119,13 +123,17 @@ RETIRED_METHODS = {
             "asha), its options in [scheduler.asha]"}
 
 
-def family_space(s: Suite, task, optimizer: str | None) -> tuple[dict, list[str]]:
+def family_space(s: Suite, task, optimizer: str | None, tunes: tuple[str, ...] = ()
+                 ) -> tuple[dict, list[str]]:
     """The space of (task, optimizer family) as the family declares it (None: the task's own,
-    which online initializations are drawn from), with the task's optional dimensions that the
-    suite names added, then the suite's flat overrides, then its [space.FAMILY] table; with
-    the problems found."""
+    which online initializations are drawn from, with momentum where the suite names it and
+    the online method `tunes` it), with the task's optional dimensions that the suite names
+    added, then the suite's flat overrides, then its [space.FAMILY] table; with the problems
+    found."""
     if optimizer is None:
         declared = dict(task.space)
+        if "momentum" in tunes and "momentum" in s.space:  # from the black-box draws' range
+            declared["momentum"] = optimizers.MOMENTUM
     else:
         declared = optimizers.space(optimizers.get(optimizer), task.space,
                                     s.epochs_for(task.name), momentum="momentum" in s.space)

@@ -46,3 +46,16 @@ def test_override_keeps_the_kind_and_names_unknowns():
     assert found == ["space: unknown hyperparameter 'nope'; valid: lr, wd, width, act"]
     _, found = space.override(SPACE, {"wd": "big"})
     assert "give [low, high]" in found[0]
+
+
+def test_an_online_method_that_tunes_momentum_starts_from_the_suites_momentum_range():
+    """The suite's [space] momentum reaches the black-box SGD families and the online methods
+    that tune momentum (their initializations), not the others."""
+    from bench import suite
+    from bench.experiment import plan
+
+    values = {"methods": ["random", "oho", "hd"], "space": {"momentum": [0.5, 0.9]},
+              "options": {"oho": {"tune": ["lr", "wd", "momentum"]}}}
+    spaces = {e.method: e.space for e in plan(suite.build(values, need_data=False))}
+    assert (spaces["oho"]["momentum"].low, spaces["oho"]["momentum"].high) == (0.5, 0.9)
+    assert "momentum" in spaces["random"] and "momentum" not in spaces["hd"]
