@@ -147,6 +147,11 @@ def reported_hypergradients(rule, act: str = "tanh", steps: int = 6,
     return reported, values, group_of
 
 
+def one(values: list | None):
+    """A kind's values as the records show them: the value itself when there is one group."""
+    return values[0] if values and len(values) == 1 else values
+
+
 def unverifiable(reported: dict[str, float], values: dict[str, list[float]]) -> str | None:
     """One line saying why the verifier cannot check these hypergradients, or None."""
     for name in reported:
@@ -211,7 +216,8 @@ def check_hypergradients(rule, act: str = "tanh", steps: int = 6, rel: float = 1
     start = by_kind(rule.hparams(rule.init(
         {k: v.clone().requires_grad_(True) for k, v in params.items()},
         hparams or DEFAULT_HPARAMS)))
-    moved = [f"{k} {start.get(k)} -> {v}" for k, v in values.items() if start.get(k) != v]
+    moved = [f"{k} {one(start.get(k))} -> {one(v)}" for k, v in values.items()
+             if start.get(k) != v]
     if moved:
         raise AssertionError(
             f"the rule's hyperparameters moved during the check ({'; '.join(moved)}): the "
