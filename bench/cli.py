@@ -445,6 +445,11 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     print(shown.to_string(index=False))
     if len(pairs):
         print(verdict.displayed_paired(pairs).to_string(index=False))
+    aggregate, profile = verdict.across_tasks(df)
+    if len(aggregate):  # several tasks: rliable's aggregate view
+        results.write_csv(aggregate, out / f"across-tasks{suffix}.csv")
+        results.write_csv(profile, out / f"across-tasks-profile{suffix}.csv")
+        print(aggregate.to_string(index=False))
     from bench.analysis import plots
 
     with plots.sns.axes_style("whitegrid"):

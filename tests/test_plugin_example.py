@@ -50,9 +50,8 @@ def test_the_examples_own_tests_pass(installed):
     """Every test passes, hd-momentum's exactness check against unrolled autodiff among them,
     and the only skips are the kit's checks that do not apply, each with its reason."""
     source, env = installed
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
-                           "-v"], cwd=source, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider"],
+                          cwd=source, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert ("TestHDMomentum::test_exact_hypergradients_match_autodiff_of_the_unrolled_run "
             "PASSED") in proc.stdout, proc.stdout[-3000:]

@@ -268,3 +268,22 @@ def test_reports_refuse_an_unknown_unit_and_calibrations_on_different_devices(
     assert cli.main(["report", str(study), str(other), "--compute", "calibrated"]) == 2
     err = capsys.readouterr().err
     assert "calibrated on different devices" in err and len(err.strip().splitlines()) == 1
+
+
+def test_across_tasks_normalizes_by_the_best_black_box_entry_and_bootstraps_within_tasks():
+    rows = []
+    for task, scale in (("a", 1.0), ("b", 10.0)):
+        for rep in range(8):
+            for method, optimizer, loss in (("random", "fixed", 1.0 + 0.01 * rep),
+                                            ("oho", "online", 0.8 + 0.01 * rep)):
+                rows.append(dict(task=task, method=method, optimizer=optimizer, repetition=rep,
+                                 trial=0, epoch=1, trial_start=0.0, train_seconds_cum=1.0,
+                                 val_loss=loss * scale, test_loss=loss * scale))
+    aggregate, profile = verdict.across_tasks(results.table(rows))
+    by = aggregate.set_index("method")
+    assert by.loc["oho", "runs"] == "8+8"
+    assert by.loc["oho", "iqm_hi"] < 1.0 < by.loc["random", "iqm_hi"]  # scale-free: ~0.8 vs 1
+    assert by.loc["oho", "iqm_lo"] <= by.loc["oho", "iqm"] <= by.loc["oho", "iqm_hi"]
+    oho = profile[profile["method"] == "oho"]["fraction"].to_numpy()
+    assert (np.diff(oho) >= 0).all() and oho[-1] == 1.0
+    assert verdict.across_tasks(results.table([r for r in rows if r["task"] == "a"]))[0].empty

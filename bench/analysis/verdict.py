@@ -523,3 +523,53 @@ def displayed(verdicts: pd.DataFrame) -> pd.DataFrame:
         "verdict": verdicts["verdict"],
         "detectable (80% power)": [f"{v:.4f}" for v in verdicts["detectable"]]})
     return out
+
+
+def across_tasks(df: pd.DataFrame, resamples: int = 2_000, seed: int = 0
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Over several tasks (rliable's aggregate view, computed here with numpy): every run's
+    final test loss, online runs and live black-box searches alike, as a score normalized by
+    its task's reference (the median of the best black-box entry: 1 = as good as it, below 1 =
+    better). Per entry present on every task: the IQM of its scores over tasks x repetitions,
+    with a 95% stratified bootstrap interval (repetitions resampled within each task), and the
+    performance profile: the share of its runs scoring at most tau. Empty below two tasks."""
+    reps = report.repetitions(df)
+    tasks = sorted(reps["task"].unique())
+    if len(tasks) < 2:
+        return pd.DataFrame(), pd.DataFrame()
+    scored = []
+    for task, g in reps.groupby("task"):
+        bb = g[g["optimizer"] != ONLINE]
+        if bb.empty:
+            raise ConfigError(f"{task}: no black-box entry to normalize the scores by")
+        reference = bb.groupby(["method", "optimizer"])["final_test_loss"].median().min()
+        scored.append(g.assign(score=g["final_test_loss"].fillna(np.inf) / reference))
+    scores = pd.concat(scored)
+    rng = np.random.default_rng(seed)
+    rows, profile = [], []
+    taus = np.geomspace(0.8, 2.0, 60)
+    for (method, optimizer), g in scores.groupby(["method", "optimizer"], sort=True):
+        per_task = [g.loc[g["task"] == t, "score"].to_numpy(float) for t in tasks]
+        if any(len(x) == 0 for x in per_task):
+            continue  # not on every task
+        boot = np.empty(resamples)
+        for b in range(resamples):
+            boot[b] = iqm(np.concatenate([x[rng.integers(len(x), size=len(x))]
+                                          for x in per_task]))
+        lo, hi = np.quantile(boot, [0.025, 0.975])
+        every = np.concatenate(per_task)
+        rows.append({"method": method, "optimizer": optimizer,
+                     "runs": "+".join(str(len(x)) for x in per_task), "iqm": iqm(every),
+                     "iqm_lo": float(lo), "iqm_hi": float(hi)})
+        profile += [{"method": method, "optimizer": optimizer, "tau": float(t),
+                     "fraction": float(np.mean(every <= t))} for t in taus]
+    return pd.DataFrame(rows), pd.DataFrame(profile)
+
+
+def iqm(x: np.ndarray) -> float:
+    """The interquartile mean (the mean of the middle half; inf counts as the worst)."""
+    x = np.sort(np.where(np.isnan(x), np.inf, x))
+    n = len(x)
+    cut = n // 4
+    middle = x[cut:n - cut] if n - 2 * cut > 0 else x
+    return float(np.mean(middle[np.isfinite(middle)])) if np.isfinite(middle).any() else math.inf
