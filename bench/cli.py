@@ -258,7 +258,8 @@ def print_report(run_dirs: Path | str | list, target: float | None,
     summary.md; summary-combined.* for several runs; -measured or -calibrated for those units)
     and with `plots` the figures (figures/, figures-combined/, ...) into the first run
     directory."""
-    from bench import analysis, compute, report, results
+    from bench import analysis, compute, report
+    from bench.analysis import writers
 
     dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list | tuple) else [run_dirs])]
     df, meta = analysis.load_runs(dirs, target, unit)
@@ -269,22 +270,15 @@ def print_report(run_dirs: Path | str | list, target: float | None,
         print("\nno trial finished an epoch, so there is nothing to compare (a time budget "
               "shorter than Ray's start-up and one epoch?)")
         return
-    suffix = ("-combined" if len(dirs) > 1 else "") + unit_suffix(unit)
+    suffix = ("-combined" if len(dirs) > 1 else "") + writers.unit_suffix(unit)
     out = dirs[0]
     figures_dir = out / f"figures{suffix}"
     writable(out, figures_dir if plots else None)
     table = report.summary(df, target or meta["targets"], meta["overhead"], reach,
                            meta["raised"])
-    results.write_csv(table, out / f"summary{suffix}.csv")
-    runs = ", ".join(f"`{d}`" for d in dirs)
     errored = search_errors(dirs)
     notes = "".join(f"\n- {line}" for line in errored)
-    note = compute_note(unit, reach)
-    (out / f"summary{suffix}.md").write_text(
-        f"# ohobench summary\n\nRuns: {runs}\n\n{note}\n\n"
-        + report.markdown_table(report.displayed(table))
-        + (f"\n\nSearches that raised and ended early (their ended trials are above, counted "
-           f"in `raised`, and left out of the default target):{notes}\n" if errored else ""))
+    writers.write_summary(out, suffix, dirs, table, unit, reach, errored)
     print(f"\nfinal test loss over repetitions (choice by validation loss) and time-to-target "
           f"in {compute.UNIT_NAMES[unit]}:")
     print(report.format_summary(table))
@@ -296,28 +290,6 @@ def print_report(run_dirs: Path | str | list, target: float | None,
         targets = dict(zip(table["task"], table["target"], strict=False))
         for line in figures.write_figures(df, figures_dir, meta["options"], targets):
             print(line)
-
-
-def unit_suffix(unit: str) -> str:
-    """What a file name gets for a compute unit: nothing for the default (flops)."""
-    return "" if unit == "flops" else f"-{unit}"
-
-
-def compute_note(unit: str, reach: str) -> str:
-    from bench import compute
-
-    says = {compute.FLOPS: "every epoch of a training (an online method, or a black-box "
-                           "optimizer family) at its FLOPs over those of one plain SGD epoch of "
-                           "the task (bench/compute.py); attempts lost to failures or "
-                           "interruptions are not counted",
-            compute.CALIBRATED: "every epoch of a training at its steps' seconds, timed side by "
-                                "side on the run's device (`ohobench calibrate`), over plain "
-                                "SGD's; lost attempts are not counted",
-            compute.MEASURED: "training seconds as measured, lost attempts included; they move "
-                              "with the machine's load"}
-    return (f"Compute: {compute.UNIT_NAMES[unit]}: {says[unit]}. A target is reached "
-            + ("when the choice's test loss first dips below it." if reach == "first-touch" else
-               "from the first moment the choice's test loss stays at or below it to the end."))
 
 
 def search_errors(run_dirs: list[Path]) -> list[str]:
@@ -369,8 +341,7 @@ def parse_horizons(text: str) -> list[int]:
 
 
 def cmd_horizon(args: argparse.Namespace) -> None:
-    from bench import report, results
-    from bench.analysis import horizon
+    from bench.analysis import horizon, writers
 
     budgets = parse_horizons(args.horizons)
     tables = horizon.at_horizons(args.run_dirs, budgets, args.compute)
@@ -380,25 +351,11 @@ def cmd_horizon(args: argparse.Namespace) -> None:
                           "each budget needs a run of that many epochs or more")
     table = horizon.horizon_table(tables)
     out = Path(args.out or args.run_dirs[0])
-    name = "horizon" + unit_suffix(args.compute)
+    name = "horizon" + writers.unit_suffix(args.compute)
     writable(out, out)
-    results.write_csv(table, out / f"{name}.csv")
-    shown = horizon.displayed(table)
-    (out / f"{name}.md").write_text(
-        "# ohobench horizon study\n\nRuns: " + ", ".join(f"`{d}`" for d in args.run_dirs)
-        + "\n\n" + compute_note(args.compute, "sustained") + "\n\n"
-        + report.markdown_table(shown)
-        + "\nTargets (the reference black-box entry's median final test loss at each budget):\n"
-        + horizon.targets_note(table)
-        + "\n\nWhere each entry's records come from:\n" + horizon.sources_note(table) + "\n")
-    print(shown.to_string(index=False))
+    writers.write_horizon(out, name, args.run_dirs, table, args.compute)
+    print(horizon.displayed(table).to_string(index=False))
     print(horizon.targets_note(table))
-    from bench.analysis import plots
-
-    with plots.sns.axes_style("whitegrid"):
-        fig = plots.plot_horizon(table)
-        for ext in ("png", "pdf"):
-            fig.savefig(out / f"{name}.{ext}", dpi=110)
     print(f"wrote {out / name}.md, .csv, .png and .pdf")
 
 
@@ -417,8 +374,8 @@ def parse_multiples(text: str) -> list[float]:
 
 
 def cmd_verdict(args: argparse.Namespace) -> None:
-    from bench import analysis, compute, report, results
-    from bench.analysis import verdict
+    from bench import analysis
+    from bench.analysis import verdict, writers
 
     multiples = parse_multiples(args.budgets)
     if not 1 <= args.searches <= MAX_SEARCHES:
@@ -429,33 +386,16 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     curves, verdicts = verdict.analyse(df, settings)
     out = Path(args.out or args.run_dirs[0])
     writable(out, out)
-    suffix = unit_suffix(args.compute)
-    results.write_csv(curves, out / f"equal-compute{suffix}.csv")
-    results.write_csv(verdicts, out / f"verdict{suffix}.csv")
+    suffix = writers.unit_suffix(args.compute)
     pairs = verdict.paired(df)
-    results.write_csv(pairs, out / f"verdict-paired{suffix}.csv")
-    shown = verdict.displayed(verdicts)
-    (out / f"verdict{suffix}.md").write_text(
-        "# ohobench verdict\n\nRuns: " + ", ".join(f"`{d}`" for d in args.run_dirs)
-        + "\n\n" + compute_note(args.compute, "sustained").split(" A target")[0] + "\n\n"
-        + report.markdown_table(shown) + "\n" + verdict.NOTE + "\n"
-        + ("\n## Online methods against each other, paired by initialization\n\n"
-           + report.markdown_table(verdict.displayed_paired(pairs)) + "\n" + verdict.PAIRED_NOTE
-           + "\n" if len(pairs) else ""))
-    print(shown.to_string(index=False))
+    aggregate, profile = verdict.across_tasks(df)
+    writers.write_verdict(out, suffix, args.run_dirs, args.compute, curves, verdicts, pairs,
+                          aggregate, profile)
+    print(verdict.displayed(verdicts).to_string(index=False))
     if len(pairs):
         print(verdict.displayed_paired(pairs).to_string(index=False))
-    aggregate, profile = verdict.across_tasks(df)
     if len(aggregate):  # several tasks: rliable's aggregate view
-        results.write_csv(aggregate, out / f"across-tasks{suffix}.csv")
-        results.write_csv(profile, out / f"across-tasks-profile{suffix}.csv")
         print(aggregate.to_string(index=False))
-    from bench.analysis import plots
-
-    with plots.sns.axes_style("whitegrid"):
-        fig = plots.plot_equal_compute(curves, compute.UNIT_NAMES[args.compute])
-        for ext in ("png", "pdf"):
-            fig.savefig(out / f"equal-compute{suffix}.{ext}", dpi=110)
     print(f"wrote {out / f'verdict{suffix}.md'}, .csv, verdict-paired{suffix}.csv, "
           f"equal-compute{suffix}.csv, .png and .pdf")
 

@@ -1,0 +1,92 @@
+"""What `ohobench report`, `horizon` and `verdict` write: the tables (CSV and Markdown, each
+naming the runs it was made from and how compute was counted) and their figures. The CLI
+computes, prints and calls these; notebooks and scripts can call them too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench import compute, report, results
+
+
+def unit_suffix(unit: str) -> str:
+    """What a file name gets for a compute unit: nothing for the default (flops)."""
+    return "" if unit == "flops" else f"-{unit}"
+
+
+def compute_note(unit: str, reach: str) -> str:
+    says = {compute.FLOPS: "every epoch of a training (an online method, or a black-box "
+                           "optimizer family) at its FLOPs over those of one plain SGD epoch of "
+                           "the task (bench/compute.py); attempts lost to failures or "
+                           "interruptions are not counted",
+            compute.CALIBRATED: "every epoch of a training at its steps' seconds, timed side by "
+                                "side on the run's device (`ohobench calibrate`), over plain "
+                                "SGD's; lost attempts are not counted",
+            compute.MEASURED: "training seconds as measured, lost attempts included; they move "
+                              "with the machine's load"}
+    return (f"Compute: {compute.UNIT_NAMES[unit]}: {says[unit]}. A target is reached "
+            + ("when the choice's test loss first dips below it." if reach == "first-touch" else
+               "from the first moment the choice's test loss stays at or below it to the end."))
+
+
+def runs_line(run_dirs) -> str:
+    return "Runs: " + ", ".join(f"`{d}`" for d in run_dirs)
+
+
+def write_summary(out: Path, suffix: str, run_dirs, table: pd.DataFrame, unit: str,
+                  reach: str, errored: list[str]) -> None:
+    """summary{suffix}.csv and .md: the report's table, its runs, unit and target rule, and
+    the searches that raised."""
+    results.write_csv(table, out / f"summary{suffix}.csv")
+    notes = "".join(f"\n- {line}" for line in errored)
+    (out / f"summary{suffix}.md").write_text(
+        f"# ohobench summary\n\n{runs_line(run_dirs)}\n\n{compute_note(unit, reach)}\n\n"
+        + report.markdown_table(report.displayed(table))
+        + (f"\n\nSearches that raised and ended early (their ended trials are above, counted "
+           f"in `raised`, and left out of the default target):{notes}\n" if errored else ""))
+
+
+def write_horizon(out: Path, name: str, run_dirs, table: pd.DataFrame, unit: str) -> None:
+    """{name}.csv, .md, .png and .pdf: the horizon study (bench.analysis.horizon)."""
+    from bench.analysis import horizon, plots
+
+    results.write_csv(table, out / f"{name}.csv")
+    (out / f"{name}.md").write_text(
+        f"# ohobench horizon study\n\n{runs_line(run_dirs)}\n\n"
+        + compute_note(unit, "sustained") + "\n\n"
+        + report.markdown_table(horizon.displayed(table))
+        + "\nTargets (the reference black-box entry's median final test loss at each budget):\n"
+        + horizon.targets_note(table)
+        + "\n\nWhere each entry's records come from:\n" + horizon.sources_note(table) + "\n")
+    with plots.sns.axes_style("whitegrid"):
+        fig = plots.plot_horizon(table)
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"{name}.{ext}", dpi=110)
+
+
+def write_verdict(out: Path, suffix: str, run_dirs, unit: str, curves: pd.DataFrame,
+                  verdicts: pd.DataFrame, pairs: pd.DataFrame, aggregate: pd.DataFrame,
+                  profile: pd.DataFrame) -> None:
+    """verdict{suffix}.md and .csv, verdict-paired, equal-compute (.csv, .png, .pdf) and,
+    over several tasks, across-tasks (bench.analysis.verdict)."""
+    from bench.analysis import plots, verdict
+
+    results.write_csv(curves, out / f"equal-compute{suffix}.csv")
+    results.write_csv(verdicts, out / f"verdict{suffix}.csv")
+    results.write_csv(pairs, out / f"verdict-paired{suffix}.csv")
+    (out / f"verdict{suffix}.md").write_text(
+        f"# ohobench verdict\n\n{runs_line(run_dirs)}\n\n"
+        + compute_note(unit, "sustained").split(" A target")[0] + "\n\n"
+        + report.markdown_table(verdict.displayed(verdicts)) + "\n" + verdict.NOTE + "\n"
+        + ("\n## Online methods against each other, paired by initialization\n\n"
+           + report.markdown_table(verdict.displayed_paired(pairs)) + "\n" + verdict.PAIRED_NOTE
+           + "\n" if len(pairs) else ""))
+    if len(aggregate):
+        results.write_csv(aggregate, out / f"across-tasks{suffix}.csv")
+        results.write_csv(profile, out / f"across-tasks-profile{suffix}.csv")
+    with plots.sns.axes_style("whitegrid"):
+        fig = plots.plot_equal_compute(curves, compute.UNIT_NAMES[unit])
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"equal-compute{suffix}.{ext}", dpi=110)
