@@ -287,3 +287,31 @@ def test_across_tasks_normalizes_by_the_best_black_box_entry_and_bootstraps_with
     oho = profile[profile["method"] == "oho"]["fraction"].to_numpy()
     assert (np.diff(oho) >= 0).all() and oho[-1] == 1.0
     assert verdict.across_tasks(results.table([r for r in rows if r["task"] == "a"]))[0].empty
+
+
+def test_hyperband_brackets_are_rays():
+    """The brackets Ray's HyperBandScheduler fills, in its order: n0 trials to r0 epochs."""
+    from ray.tune.schedulers import HyperBandScheduler
+
+    for max_t, eta in ((100, 3), (27, 3), (16, 2)):
+        ray_hb = HyperBandScheduler(time_attr="epoch", metric="val_loss", mode="min",
+                                    max_t=max_t, reduction_factor=eta)
+        ours = verdict.hyperband_brackets(max_t, eta)
+        expected = [(ray_hb._get_n0(s), ray_hb._get_r0(s)) for s in range(ray_hb._s_max_1)
+                    if ray_hb._get_r0(s) > 0]
+        assert [rungs[0] for rungs in ours] == expected
+    assert verdict.hyperband_brackets(100, 3)[2] == [(15, 11), (5, 33), (2, 99)]
+
+
+def test_a_replayed_hyperband_search_runs_its_first_bracket_like_a_random_search():
+    """Ray fills bracket s = 0 first: s_max_1 trials at full length, no halving. A budget of
+    exactly that bracket is a random search of that many trials."""
+    pool = synthetic_pool(n=40, epochs=9)  # eta 3, max_t 9: s_max_1 = 3
+    assert verdict.hyperband_brackets(9, 3)[0] == [(3, 9)]
+    hb = verdict.replay_hyperband(pool, 27.0, 500, np.random.default_rng(0))
+    rs = verdict.replay_random(pool, 27.0, 500, np.random.default_rng(0))  # the same draws
+    assert (hb == rs).all()
+    halved = verdict.replay_hyperband(pool, 27.0 + 5 * 3 + 2 * 6, 500, np.random.default_rng(0))
+    assert (halved <= hb + 1e-12).sum() > 0.9 * len(hb)  # bracket 1 only adds candidates
+    with pytest.raises(verdict.ConfigError, match="more trials than the pool's 40"):
+        verdict.replay_hyperband(pool, 5_000.0, 2, np.random.default_rng(0))

@@ -41,6 +41,7 @@ from bench.vocabulary import BLACK_BOX, ONLINE
 MULTIPLES = (1, 2, 4, 8)  # budgets, in runs of the online method
 FULL = "full"  # the black-box search's own budget
 REPLAY_ASHA = "replay-asha"  # ASHA over random draws, replayed from the pool
+REPLAY_HYPERBAND = "replay-hyperband"  # Hyperband over random draws, likewise
 REPLAYED = "(replayed)"
 POOL_METHOD = "random"  # the pool: random search's trials (fixed-lr, under fifo)
 CONFIDENCE = 0.95
@@ -191,23 +192,99 @@ def replay_asha(pool: Pool, budget: float, searches: int, rng: np.random.Generat
     """Like `replay_random`, with every search under ASHA (its own rungs); a search that
     would need more trials than the pool holds is refused."""
     n, max_t = len(pool), pool.val.shape[1]
+    cheapest = float(pool.epoch_cost.min())  # one epoch of the cheapest trial
     orders = np.argsort(rng.random((searches, n)), axis=1)
     epochs = np.zeros((searches, n), dtype=int)
     for s, order in enumerate(orders):
         rungs, spent = AshaRungs(grace_period, reduction_factor, max_t), 0.0
         for j, p in enumerate(order):
-            if spent >= budget - 1e-9:
+            if budget - spent < cheapest - 1e-9:  # not one more epoch of any trial
                 break
             stop = rungs.run(pool.val[p], int(pool.length[p]))
             trained = min(stop, int(math.floor((budget - spent) / pool.epoch_cost[p] + 1e-9)))
             epochs[s, j] = trained
             spent += trained * pool.epoch_cost[p]
         else:
-            if spent < budget - 1e-9:
+            if budget - spent >= cheapest - 1e-9:
                 raise ConfigError(f"{pool.task}: an ASHA search of {budget:.4g} needs more "
                                   f"trials than the pool's {n}; give a smaller budget or a "
                                   "larger pool")
     return _choice(pool, orders, epochs)
+
+
+def hyperband_brackets(max_t: int, eta: int) -> list[list[tuple[int, int]]]:
+    """Ray Tune's HyperBandScheduler brackets, in the order it fills them (s = 0, 1, ...):
+    per bracket, the rungs as (trials, epochs reached): n0 = ceil(s_max_1 / (s + 1) * eta^s)
+    trials to r0 = int(max_t * eta^-s) epochs, then ceil(n / eta) of them to int(min(r * eta,
+    max_t)), s times."""
+    s_max_1 = int(np.round(np.log(max_t) / np.log(eta))) + 1
+    out = []
+    for s in range(s_max_1):
+        n, r = int(np.ceil(s_max_1 / (s + 1) * eta ** s)), int(max_t * eta ** (-s))
+        if r == 0:
+            continue  # Ray skips a bracket too small
+        rungs = [(n, r)]
+        for _ in range(s):
+            n, r = int(np.ceil(n / eta)), int(min(r * eta, max_t))
+            rungs.append((n, r))
+        out.append(rungs)
+    return out
+
+
+def replay_hyperband(pool: Pool, budget: float, searches: int, rng: np.random.Generator,
+                     reduction_factor: int = 3) -> np.ndarray:
+    """Like `replay_random`, with every search under synchronous Hyperband with Ray's bracket
+    sizes (`hyperband_brackets`, filled in turn, band after band): a bracket's trials train to
+    its first rung, the best by validation loss there go on to the next, and so on; a search
+    stops where its budget runs out. Refused where a search would need more trials than the
+    pool holds."""
+    n_pool, max_t = len(pool), pool.val.shape[1]
+    brackets = hyperband_brackets(max_t, reduction_factor)
+    done = budget - float(pool.epoch_cost.min()) + 1e-9  # past this, not one more epoch
+    orders = np.argsort(rng.random((searches, n_pool)), axis=1)
+    epochs = np.zeros((searches, n_pool), dtype=int)
+    for s, order in enumerate(orders):
+        spent, drawn = 0.0, 0
+        while spent < done:
+            for rungs in brackets:
+                if spent >= done:
+                    break
+                n0 = rungs[0][0]
+                if drawn + n0 > n_pool:
+                    raise ConfigError(f"{pool.task}: a Hyperband search of {budget:.4g} needs "
+                                      f"more trials than the pool's {n_pool}; give a smaller "
+                                      "budget or a larger pool")
+                live = list(range(drawn, drawn + n0))
+                drawn += n0
+                for n, r in rungs:
+                    live = sorted(live, key=lambda j: _val_at(pool, order[j], epochs[s, j]))[:n]
+                    for j in live:
+                        p = order[j]
+                        target = min(r, int(pool.length[p]))
+                        cost = (target - epochs[s, j]) * pool.epoch_cost[p]
+                        if spent + cost > budget + 1e-9:  # the budget runs out in this trial
+                            target = epochs[s, j] + int(math.floor(
+                                (budget - spent) / pool.epoch_cost[p] + 1e-9))
+                            cost = (target - epochs[s, j]) * pool.epoch_cost[p]
+                        epochs[s, j], spent = target, spent + cost
+                        if spent >= done:
+                            break
+                    if spent >= done:
+                        break
+    return _choice(pool, orders, epochs)
+
+
+def _val_at(pool: Pool, p: int, epoch: int) -> float:
+    """A trial's validation loss at `epoch` for ranking (not trained yet: ranks first, so the
+    rung's first pass trains every trial drawn; non-finite: last)."""
+    if epoch == 0:
+        return -math.inf
+    v = pool.val[p, epoch - 1]
+    return v if math.isfinite(v) else math.inf
+
+
+REPLAYS = {POOL_METHOD: replay_random, REPLAY_ASHA: replay_asha,
+           REPLAY_HYPERBAND: replay_hyperband}
 
 
 def live_results(df: pd.DataFrame, task: str, method: str, optimizer: str, budget: float
@@ -324,6 +401,7 @@ def black_box_entries(df: pd.DataFrame, task: str) -> list[tuple[str, str, str]]
            rows[["method", "optimizer"]].drop_duplicates().itertuples(index=False)]
     if ((rows["method"] == POOL_METHOD) & (rows["optimizer"] == "fixed")).any():
         out.append((f"{POOL_METHOD} · asha · fixed (replayed)", REPLAY_ASHA, "fixed"))
+        out.append((f"{POOL_METHOD} · hyperband · fixed (replayed)", REPLAY_HYPERBAND, "fixed"))
     return out
 
 
@@ -453,15 +531,15 @@ def results_at(df: pd.DataFrame, task: str, method: str, optimizer: str, pool: P
                budget: float, settings: Settings, rng: np.random.Generator):
     """(results of the entry's searches at `budget`, a function giving them under one
     bootstrap resample), or (None, None) where the entry cannot be replayed there."""
-    if method in (POOL_METHOD, REPLAY_ASHA) and optimizer == "fixed" and pool is not None:
-        replay = replay_random if method == POOL_METHOD else replay_asha
+    if method in REPLAYS and optimizer == "fixed" and pool is not None:
+        replay = REPLAYS[method]
         searches = settings.searches if method == POOL_METHOD else settings.searches // 10
         try:
             y = replay(pool, budget, searches, rng)
         except ConfigError:
             if method == POOL_METHOD:
                 raise
-            return None, None  # ASHA needs more trials than the pool: not shown
+            return None, None  # ASHA or Hyperband needs more trials than the pool: not shown
         n = settings.bootstrap_searches if method == POOL_METHOD else \
             settings.bootstrap_searches // 10
         return y, lambda r: replay(pool.resampled(r), budget, n, r)
