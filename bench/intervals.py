@@ -57,18 +57,20 @@ def median_interval(x, confidence: float = CONFIDENCE) -> tuple[float, float]:
 
 def bootstrap_interval(x, statistic: Callable, confidence: float = CONFIDENCE,
                        n_resamples: int = 2000, seed: int = 0,
-                       min_n: int = BOOTSTRAP_MIN_N) -> tuple[float, float]:
-    """BCa bootstrap interval of `statistic` over the finite values of `x` (scipy); (nan, nan)
-    below `min_n` values, where its coverage falls short of `confidence`."""
+                       min_n: int = BOOTSTRAP_MIN_N, method: str = "BCa"
+                       ) -> tuple[float, float]:
+    """Seeded bootstrap interval (scipy; BCa, or `percentile`) of `statistic` over the finite
+    values of `x`; (nan, nan) below `min_n` values (at least 2), where its coverage falls short
+    of `confidence`. All values equal: (value, value)."""
     x = finite(x)
-    if len(x) < min_n:
+    if len(x) < max(min_n, 2):
         return math.nan, math.nan
     if np.all(x == x[0]):
         return float(x[0]), float(x[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         ci = stats.bootstrap((x,), statistic, n_resamples=n_resamples, vectorized=True,
-                             confidence_level=confidence, method="BCa",
+                             confidence_level=confidence, method=method,
                              rng=np.random.default_rng(seed)).confidence_interval
     return float(ci.low), float(ci.high)
 

@@ -8,7 +8,6 @@ validation loss come from `bench.report`; this module only aggregates them.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -56,21 +55,12 @@ def bootstrap_ci(x: Sequence[float], statistic: Callable = median, confidence: f
                  n_resamples: int = 2000, method: str = "percentile",
                  seed: int = 0) -> tuple[float, float]:
     """Seeded bootstrap interval (scipy.stats.bootstrap, `percentile` or `BCa`) of
-    `statistic` over the finite values of `x`. Fewer than two values: (nan, nan), there is no
-    spread to resample. All values equal: (value, value), every resample gives the value. BCa
-    can still be undefined on heavily tied data: scipy then gives nan, returned as is."""
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) < 2:
-        return math.nan, math.nan
-    if np.all(x == x[0]):
-        return float(x[0]), float(x[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        ci = stats.bootstrap((x,), statistic, n_resamples=n_resamples, vectorized=True,
-                             confidence_level=confidence, method=method,
-                             rng=np.random.default_rng(seed)).confidence_interval
-    return float(ci.low), float(ci.high)
+    `statistic` over the finite values of `x`, at any n from 2 (bench.intervals says where its
+    coverage holds: the report uses those). Fewer than two values: (nan, nan). All values
+    equal: (value, value). BCa can still be undefined on heavily tied data: scipy then gives
+    nan, returned as is."""
+    return intervals.bootstrap_interval(x, statistic, confidence, n_resamples, seed, min_n=2,
+                                        method=method)
 
 
 def final_losses(df: pd.DataFrame) -> pd.DataFrame:
