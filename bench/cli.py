@@ -248,8 +248,7 @@ def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, 
     if info.get("finished") and not search_errors([path]):
         raise ConfigError(f"--resume {run_dir!r}: this run finished; see `ohobench report "
                           f"{run_dir}`")
-    saved = {k: v for k, v in info["suite"].items() if v is not None}
-    return path, saved
+    return path, results.suite_values(info)
 
 
 def print_report(run_dirs: Path | str | list, target: float | None,
@@ -407,8 +406,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     for d in args.run_dirs:
         path = Path(d) / results.RUN_JSON
         info = results.read_run(d, what="calibrate")
-        values = {k: v for k, v in info.get("suite", {}).items() if v is not None}
-        chosen = suite.build(values, where=str(path), need_data=False)
+        chosen = suite.build(results.suite_values(info), where=str(path), need_data=False)
         print(f"{d}: counting and timing every training ...", flush=True)
         costs = compute.costs_for(chosen, args.device)
         info["compute"] = compute.as_rows(costs)

@@ -262,8 +262,7 @@ def run_costs(info: dict, where: str = "run") -> list[Cost]:
         return from_rows(info["compute"])
     from bench import suite as suites
 
-    values = {k: v for k, v in info.get("suite", {}).items() if v is not None}
-    return costs_for(suites.build(values, where=where, need_data=False))
+    return costs_for(suites.build(results.suite_values(info), where=where, need_data=False))
 
 
 def in_unit(df: pd.DataFrame, info: dict, unit: str, where: str = "run") -> pd.DataFrame:

@@ -99,7 +99,7 @@ def estimate(suite: Suite) -> list[Cost]:
             if task_name not in data:
                 data[task_name] = task_data(task, suite)
             splits, source = data[task_name]
-            batch = suite.batch_size or task.batch_size
+            batch = suite.batch_sizes_for(task_name)[0]
             first = exps[0]
             key = (task_name, first.method, first.optimizer)
             if key not in timed:

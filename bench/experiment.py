@@ -112,15 +112,14 @@ def cap_for(model_based: bool, max_concurrent: int, budget: int) -> int | None:
 def plan(suite: Suite) -> list[Experiment]:
     """Every experiment of `suite`, in suite order."""
     import methods as method_registry
-    from methods.base import MethodKind, parse_options
+    from methods.base import MethodKind
 
     out = []
     for task in suite.tasks:
         for name in suite.methods:
             method = method_registry.get(name)
             online = method.kind is MethodKind.ONLINE
-            # Per task: the upper bounds an online method leaves out come from its ranges.
-            options = parse_options(method.options_type, suite.options_for(name, task), name)[0]
+            options = suite.options_for(name, task)  # parsed and resolved once, by suite.build
             for family in suite.families_for(name):
                 for scheduler in suite.schedulers_for(name):
                     for rep in range(suite.repetitions):
@@ -139,11 +138,12 @@ def _experiment(suite: Suite, task: str, name: str, method, online: bool, option
     optimizer = ONLINE if online else family
     exp = experiment_name(task, name, family, rep, scheduler.name)
     entry = entry_name(name, family, scheduler.name)
+    batch_size, val_batch_size = suite.batch_sizes_for(task)
     base = {"task": task, "method": name, "experiment": exp, "optimizer": optimizer,
             "scheduler": scheduler.name,
             "options": options, "epochs": suite.epochs_for(task), "data_seed": suite.seed,
-            "device": suite.device, "batch_size": suite.batch_size,
-            "val_batch_size": suite.val_batch_size, "train_eval_size": suite.train_eval_size,
+            "device": suite.device, "batch_size": batch_size,
+            "val_batch_size": val_batch_size, "train_eval_size": suite.train_eval_size,
             "repetition": rep, **suite.trial_keys()}
     return Experiment(
         name=exp, task=task, method=name, optimizer=optimizer, repetition=rep, entry=entry,

@@ -154,13 +154,15 @@ def write_json(obj: Any, path: Path) -> Path:
 
 
 # run.json's format: 1, the runs before it carried a version (read as they are); 2 adds
-# `schema` itself and `compute` (bench.compute's counts).
-RUN_SCHEMA = 2
+# `schema` itself and `compute` (bench.compute's counts); 3 adds `tasks`, what the suite
+# resolved per task (bench.suite.Suite.record).
+RUN_SCHEMA = 3
 
 
 def read_run(run_dir: str | Path, what: str = "run") -> dict[str, Any]:
     """A run directory's run.json, migrated to RUN_SCHEMA; one line (ConfigError) when it
-    cannot be read, is not an ohobench run's, or comes from a newer ohobench."""
+    cannot be read, is not an ohobench run's, or comes from a newer ohobench. The one reader
+    of run.json: resume, report, horizon, verdict and calibrate all go through it."""
     from bench.errors import ConfigError
 
     path = Path(run_dir) / RUN_JSON
@@ -177,7 +179,35 @@ def read_run(run_dir: str | Path, what: str = "run") -> dict[str, Any]:
         raise ConfigError(f"{what} {str(run_dir)!r}: {RUN_JSON} has schema {schema!r}, and this "
                           f"ohobench reads schemas 1 to {RUN_SCHEMA}; read it with the ohobench "
                           "that wrote it, or a newer one")
-    return dict(info, schema=RUN_SCHEMA)  # 1 -> 2: nothing to change; `compute` is optional
+    if schema < 3:  # 1 -> 2: nothing to change (`compute` is optional); 2 -> 3: `tasks`
+        info["tasks"] = task_definitions(info.get("suite", {}))
+    return dict(info, schema=RUN_SCHEMA)
+
+
+def task_definitions(suite: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Schema 2 -> 3: each task's epochs and batch sizes from the suite's keys, defaults from
+    the task registry (a plugin task not installed here: as written); the options as the suite
+    wrote them (schema 2 did not store the resolved ones)."""
+    from bench import tasks
+    from bench.errors import ConfigError
+
+    out = {}
+    for task in suite.get("tasks") or []:
+        try:
+            declared = tasks.get(task)
+        except ConfigError:
+            declared = None
+        epochs = suite.get("epochs") or getattr(declared, "epochs", None)
+        batch = suite.get("batch_size") or getattr(declared, "batch_size", None)
+        out[task] = {"epochs": epochs, "batch_size": batch,
+                     "val_batch_size": suite.get("val_batch_size") or batch,
+                     "options": suite.get("options", {}), "schedulers": suite.get("scheduler", {})}
+    return out
+
+
+def suite_values(info: dict[str, Any]) -> dict[str, Any]:
+    """The suite keys a run.json holds, for `bench.suite.build` (resume, calibrate, counts)."""
+    return {k: v for k, v in info.get("suite", {}).items() if v is not None}
 
 
 def load(run_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -152,13 +152,14 @@ def open_run(suite: Suite, resume: Path | None) -> tuple[Path, dict]:
     if resume is None:
         run_dir = run_dir_for(suite)
         run_dir.mkdir(parents=True)
-        info = {"schema": results.RUN_SCHEMA, "suite": suite.as_dict(),
+        info = {"schema": results.RUN_SCHEMA, **suite.record(),
                 "environment": results.environment(),
                 "started": time.time(), "finished": None, "experiments": [], "resumed": []}
     else:
         run_dir, info = resume, results.read_run(resume, what="--resume")
         info.setdefault("resumed", []).append(time.time())
         info["finished"] = None  # a finished run whose searches raised is resumed to retry them
+        info.update(suite.record())  # what this ohobench resolves from the run's suite
     info["storage"] = storage_path(suite, run_dir)
     info["slots"] = slots(suite)
     results.write_json(info, run_dir / results.RUN_JSON)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from bench import tasks as task_registry
 from bench.datasets import DataSource
 from bench.errors import ConfigError, raise_if
 from methods import optimizers
-from methods.base import MethodKind, parse_options
+from methods.base import MethodKind, Options, parse_options
 
 DEVICES = ("auto", "cpu", "cuda")
 NAME = re.compile(r"[A-Za-z0-9._-]+")  # a run's name: part of its directory's name
@@ -26,6 +27,16 @@ MAX_SEED = 2**32 - 1
 MAX_COUNT = {"repetitions": 10_000, "trials": 100_000, "epochs": 1_000_000,
              "max_failures": 1_000, "max_concurrent": 100_000, "batch_size": 10_000_000,
              "val_batch_size": 10_000_000, "train_eval_size": 1_000_000_000}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What `build` parsed and filled in, once: the typed options every experiment and trial
+    of a (method or scheduler, task) pair carries. Nothing downstream parses a table again."""
+
+    options: Mapping[tuple[str, str], Options] = field(default_factory=dict)  # (method, task)
+    schedulers: Mapping[tuple[str, str], schedulers.SchedulerOptions] = field(
+        default_factory=dict)  # (scheduler, task)
 
 
 @dataclass(frozen=True)
@@ -65,9 +76,16 @@ class Suite:
     space: dict[str, Any] = field(default_factory=dict)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method options
     scheduler: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-scheduler options
+    # Filled by `build`; not a suite key.
+    resolved: Resolved = field(default_factory=Resolved, compare=False, repr=False)
 
     def epochs_for(self, task: str) -> int:
         return self.epochs or task_registry.get(task).epochs
+
+    def batch_sizes_for(self, task: str) -> tuple[int, int]:
+        """Training and validation (hypergradient) batch sizes on `task`, defaults filled."""
+        batch = self.batch_size or task_registry.get(task).batch_size
+        return batch, self.val_batch_size or batch
 
     def space_for(self, task: str, optimizer: str | None = None,
                   tunes: tuple[str, ...] = ()) -> dict:
@@ -76,13 +94,9 @@ class Suite:
         momentum too where the suite's [space] names it and the method `tunes` it)."""
         return family_space(self, task_registry.get(task), optimizer, tunes)[0]
 
-    def options_for(self, method: str, task: str) -> dict[str, Any]:
-        """The method's options table, with the upper bounds an online method leaves out
-        (lr_max, wd_max) set to the top of this task's initial range."""
-        found = method_registry.get(method)
-        table = self.options.get(method, {})
-        tune = table.get("tune", ()) if isinstance(table, dict) else ()
-        return found.resolve(table, self.space_for(task, None, (*found.tunes, *tune)))
+    def options_for(self, method: str, task: str) -> Options:
+        """The method's options on `task`, as `build` resolved them."""
+        return self.resolved.options[method, task]
 
     def families_for(self, method: str) -> tuple[str | None, ...]:
         """Black-box methods run once per optimizer family; online methods train with their
@@ -98,8 +112,7 @@ class Suite:
 
     def scheduler_options(self, name: str, task: str) -> schedulers.SchedulerOptions:
         """Scheduler `name` with this suite's options, `max_t` resolved for `task`'s epochs."""
-        parsed, _ = schedulers.parse(name, self.scheduler.get(name, {}))
-        return parsed.for_epochs(self.epochs_for(task))
+        return self.resolved.schedulers[name, task]
 
     def trial_keys(self) -> dict[str, Any]:
         """What every trial config carries for data and precision; the data directory as an
@@ -107,12 +120,26 @@ class Suite:
         return {"data_dir": DataSource.resolve(self.data_dir).root, "download": self.download,
                 "amp": self.amp}
 
+    def record(self) -> dict[str, Any]:
+        """What run.json stores of this suite: its keys as given (`suite`, which `build` reads
+        back on resume) and, per task, what `build` resolved (`tasks`: the task's definition
+        and every method's and scheduler's options, defaults filled in)."""
+        tasks = {}
+        for t in self.tasks:
+            batch, val_batch = self.batch_sizes_for(t)
+            tasks[t] = {"epochs": self.epochs_for(t), "batch_size": batch,
+                        "val_batch_size": val_batch,
+                        "options": {m: asdict(self.options_for(m, t)) for m in self.methods},
+                        "schedulers": {n: asdict(o) for (n, task), o
+                                       in self.resolved.schedulers.items() if task == t}}
+        return {"suite": self.as_dict(), "tasks": tasks}
+
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in fields(self)}
+        """The suite's keys as given (run.json's `suite`; `build` reads it back)."""
+        return {k: (list(v) if isinstance(v := getattr(self, k), tuple) else v) for k in FIELDS}
 
 
-FIELDS = {f.name: f for f in fields(Suite)}
+FIELDS = {f.name: f for f in fields(Suite) if f.name != "resolved"}
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": tuple,
          "dict[str, Any]": dict, "dict[str, dict[str, Any]]": dict}
 LISTS = ("tasks", "methods", "optimizers", "schedulers")
@@ -183,8 +210,54 @@ def build(values: dict[str, Any], where: str = "suite", need_data: bool = True) 
             problems.append(f"{k}: expected {expected.__name__}, got {v!r}")
             del known[k]
     suite = replace(Suite(), **known)
-    raise_if(problems + check(suite, need_data))
-    return suite
+    resolved, found = resolve(suite)
+    raise_if(problems + check(suite, need_data) + found)
+    return replace(suite, resolved=resolved)
+
+
+def resolve(s: Suite) -> tuple[Resolved, list[str]]:
+    """Every method's and scheduler's options, parsed once per task with the defaults filled
+    in (an online method's bounds from the task's ranges, a scheduler's max_t from its epochs);
+    with the problems found, each named once. Names and tables that `check` refuses are
+    skipped here."""
+    all_tasks, all_methods = task_registry.all_tasks(), method_registry.all_methods()
+    options, chosen, found = {}, {}, []
+    for t in [t for t in s.tasks if t in all_tasks]:
+        task = all_tasks[t]
+        for m in [m for m in s.methods if m in all_methods]:
+            method, table = all_methods[m], s.options.get(m, {})
+            if not isinstance(table, dict):
+                continue  # named by check
+            tune = table.get("tune", ())
+            tune = tuple(tune) if isinstance(tune, list | tuple) and all(
+                isinstance(v, str) for v in tune) else ()
+            initial = family_space(s, task, None, (*method.tunes, *tune))[0]
+            parsed, bad = parse_options(method.options_type, method.resolve(table, initial),
+                                        f"options.{m}")
+            found += bad
+            if parsed is not None and not bad:
+                options[m, t] = parsed
+                found += [f"options.{m} ({t}): {p}" for p in method.problems_for(parsed, task)
+                          + method.bound_problems(parsed, family_space(s, task, None)[0])]
+        # fifo too: online methods run under it whatever the suite's schedulers.
+        for name in [n for n in dict.fromkeys((*s.schedulers, schedulers.FIFO))
+                     if n in schedulers.SCHEDULERS]:
+            table = s.scheduler.get(name, {})
+            if not isinstance(table, dict):
+                continue  # named by check
+            parsed, bad = schedulers.parse(name, table)
+            found += bad
+            if parsed is not None and not bad:
+                chosen[name, t] = parsed.for_epochs(s.epochs_for(t))
+                found += [f"scheduler.{name}.{p}" for p in parsed.epoch_problems(s.epochs_for(t))]
+                population = getattr(parsed, "population", None)
+                if population is not None and population > s.trials:
+                    found.append(f"scheduler.{name}.population: {population} members is more "
+                                 f"than the suite's trials ({s.trials}); a population trains "
+                                 "population x epochs, as a search of `trials` trials does at "
+                                 f"most: give population <= {s.trials} in [scheduler.{name}], "
+                                 f"or trials >= {population} (--trials {population})")
+    return Resolved(options, chosen), list(dict.fromkeys(found))
 
 
 def check(s: Suite, need_data: bool = True) -> list[str]:
@@ -258,17 +331,8 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
         if m not in s.methods:
             found.append(f"options.{m}: method {m!r} is not in this suite's methods "
                          f"({', '.join(s.methods)})")
-        elif m in all_methods:
-            if not isinstance(opts, dict):
-                found.append(f"options.{m}: expected a table, got {opts!r}")
-                continue
-            parsed, bad = parse_options(all_methods[m].options_type, opts, f"options.{m}")
-            found += bad
-            if parsed is not None and not bad:
-                found += [f"options.{m} ({t}): {p}" for t in s.tasks if t in all_tasks
-                          for p in all_methods[m].problems_for(parsed, all_tasks[t])
-                          + all_methods[m].bound_problems(
-                              parsed, family_space(s, all_tasks[t], None)[0])]
+        elif m in all_methods and not isinstance(opts, dict):
+            found.append(f"options.{m}: expected a table, got {opts!r}")
     return found
 
 
@@ -285,22 +349,6 @@ def scheduler_problems(s: Suite, all_tasks: dict, all_methods: dict) -> list[str
                          f"schedulers ({', '.join(s.schedulers)})")
         elif not isinstance(table, dict):
             found.append(f"scheduler.{name}: expected a table, got {table!r}")
-    for name in dict.fromkeys(s.schedulers):
-        table = s.scheduler.get(name, {})
-        if name not in schedulers.SCHEDULERS or not isinstance(table, dict):
-            continue
-        parsed, bad = schedulers.parse(name, table)
-        found += bad
-        if parsed is not None and not bad:
-            found += [f"scheduler.{name}.{p}" for t in s.tasks if t in all_tasks
-                      for p in parsed.epoch_problems(s.epochs_for(t))]
-            population = getattr(parsed, "population", None)
-            if population is not None and population > s.trials:
-                found.append(f"scheduler.{name}.population: {population} members is more than "
-                             f"the suite's trials ({s.trials}); a population trains population "
-                             "x epochs, as a search of `trials` trials does at most: give "
-                             f"population <= {s.trials} in [scheduler.{name}], or trials >= "
-                             f"{population} (--trials {population})")
     scheduled = [n for n in s.schedulers if n != schedulers.FIFO]
     kinds = [all_methods[m].kind for m in s.methods if m in all_methods]
     if scheduled and kinds and MethodKind.BLACK_BOX not in kinds and len(kinds) == len(s.methods):

@@ -206,7 +206,7 @@ def test_a_resume_starts_over_the_searches_that_raised_and_cut_short_retries(tmp
     (["--resume", "{tmp}/done"], "this run finished"),
     (["--resume", "{tmp}/done", "--trials", "3"], "drop --trials"),
     (["--resume", "{tmp}/future"], "run.json has schema 99, and this ohobench reads schemas 1 "
-     "to 2"),
+     "to 3"),
 ])
 def test_resume_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
     (tmp_path / "done").mkdir()

@@ -47,9 +47,10 @@ def test_hd_keeps_lr_below_lr_max(digits_trial):
 def test_the_suite_fills_in_upper_bounds_from_the_initial_range():
     s = suite.build({"methods": ["oho", "hd", "controller"], "space": {"wd": [0.0, 2e-3]}})
     oho = s.options_for("oho", "digits")
-    assert oho == {"lr_max": 0.5, "wd_max": 2e-3}
-    assert s.options_for("hd", "digits") == {"lr_max": 0.5}
-    assert "lr_max" not in s.options_for("controller", "digits")  # its own default stays
+    assert (oho.lr_max, oho.wd_max) == (0.5, 2e-3)
+    assert s.options_for("hd", "digits").lr_max == 0.5
+    controller = s.options_for("controller", "digits")  # its own default stays
+    assert controller.lr_max == type(controller)().lr_max != 0.5
     given = methods.get("oho").resolve({"wd_max": 0.01}, tasks.DIGITS.space)
     assert given["wd_max"] == 0.01
 

@@ -48,10 +48,10 @@ def truncate(df: pd.DataFrame, epochs: int) -> pd.DataFrame:
     return results.recount(df[df["epoch"] <= epochs])
 
 
-def run_epochs(suite: dict, df: pd.DataFrame) -> int:
-    """A run's epoch budget: the suite's, else the task's default."""
-    tasks = sorted(set(df["task"]) | set(suite.get("tasks", [])))
-    found = {runs.definition(suite, t)["epochs"] for t in tasks}
+def run_epochs(info: dict, df: pd.DataFrame) -> int:
+    """A run's epoch budget, as its suite resolved it."""
+    tasks = sorted(set(df["task"]) | set(info.get("suite", {}).get("tasks", [])))
+    found = {runs.definition(info, t)["epochs"] for t in tasks}
     if len(found) != 1 or None in found:
         raise ConfigError(f"cannot tell the epoch budget of a run with tasks {tasks}")
     return int(found.pop())
@@ -66,7 +66,7 @@ def at_horizons(run_dirs: Sequence[str | Path], horizons: Sequence[int],
     loaded = []
     for d in run_dirs:
         df, info = runs.read(str(d))
-        loaded.append((str(d), run_epochs(info.get("suite", {}), df), df, info))
+        loaded.append((str(d), run_epochs(info, df), df, info))
     costs: dict[str, pd.Series] = {}  # per run, counted on first use
 
     def in_unit(part: pd.DataFrame, name: str, info: dict) -> pd.DataFrame:

@@ -60,7 +60,7 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
     suites = {n: info.get("suite", {}) for n, (_, info) in loaded.items()}
     tasks = {n: set(df["task"].unique()) | set(suites[n].get("tasks", []))
              for n, (df, _) in loaded.items()}
-    check_definitions(suites, tasks)
+    check_definitions({n: info for n, (_, info) in loaded.items()}, tasks)
     targets = {} if target else explicit_targets(suites, tasks)
     labels = method_labels(suites)
     frames, options, overhead, raised = [], {}, {}, set()
@@ -99,28 +99,21 @@ def read(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     return df, info
 
 
-def definition(suite: dict, task: str) -> dict[str, Any]:
-    """The suite's settings that define `task`, defaults resolved from the task registry."""
-    found = {k: suite.get(k) for k in DEFINITION}
-    if found["epochs"] is None or found["batch_size"] is None:
-        from bench import tasks
-        try:
-            declared = tasks.get(task)
-            found["epochs"] = found["epochs"] or declared.epochs
-            found["batch_size"] = found["batch_size"] or declared.batch_size
-        except ConfigError:  # a plugin task not installed here: compare as written
-            pass
-    found["val_batch_size"] = found["val_batch_size"] or found["batch_size"]
-    return found
+def definition(info: dict, task: str) -> dict[str, Any]:
+    """What defines `task` in a run (read through results.read_run): the suite seed (the data
+    seed), and the epochs and batch sizes the suite resolved."""
+    resolved = info.get("tasks", {}).get(task, {})
+    return {"seed": info.get("suite", {}).get("seed"),
+            **{k: resolved.get(k) for k in DEFINITION if k != "seed"}}
 
 
-def check_definitions(suites: dict[str, dict], tasks: dict[str, set[str]]) -> None:
+def check_definitions(infos: dict[str, dict], tasks: dict[str, set[str]]) -> None:
     problems = []
     for task in sorted(set().union(*tasks.values())):
-        first, *others = [n for n in suites if task in tasks[n]]
-        want = definition(suites[first], task) if others else {}
+        first, *others = [n for n in infos if task in tasks[n]]
+        want = definition(infos[first], task) if others else {}
         for n in others:
-            got = definition(suites[n], task)
+            got = definition(infos[n], task)
             diff = [f"{k} {want[k]} vs {got[k]}" for k in DEFINITION if want[k] != got[k]]
             if diff:
                 problems.append(f"runs {first!r} and {n!r} define task {task} differently "
