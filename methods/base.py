@@ -129,8 +129,71 @@ class UpdateRule(ABC):
 
     def load_state_dict(self, state: Any, saved: Any) -> Any:
         """`state`, fresh from `init` on the restored parameters, continued from `saved` (what
-        `state_dict` returned). By default `saved` replaces it."""
+        `state_dict` returned). By default `saved` replaces it, once `check_saved` found it
+        whole: a dataclass that lost a field would read the field's default and train on."""
+        self.check_saved(state, saved)
         return saved
+
+    def check_saved(self, template: Any, saved: Any, closed: bool = False) -> None:
+        """Raise ValueError, naming this rule and the keys, unless `saved` is whole next to
+        `template` (what this rule saves, fresh): a dataclass must be of the template's type,
+        with every field the template has set (in nested dataclasses too) and no attribute it
+        does not declare; a mapping must have every key of the template's, and with `closed`
+        no other (open by default: a rule's dict may gain keys as it trains). Other values are
+        not checked."""
+        if dataclasses.is_dataclass(template) and type(saved) is not type(template):
+            problem = f"is a {type(saved).__name__}, not the {type(template).__name__} it builds"
+        elif isinstance(template, Mapping) and not isinstance(saved, Mapping):
+            problem = f"is a {type(saved).__name__}, not a mapping"
+        else:
+            missing, unknown = _saved_keys(template, saved, "", closed, set())
+            said = ["lacks " + ", ".join(map(repr, missing))] if missing else []
+            if unknown:
+                said.append("has unknown " + ", ".join(map(repr, unknown)))
+            if not said:
+                return
+            problem = f"({type(saved).__name__}) {' and '.join(said)}"
+        raise ValueError(f"{type(self).__name__}: the saved rule state {problem}: a damaged "
+                         "checkpoint, or one saved by another version of this rule; it cannot "
+                         "be continued")
+
+
+def _own(obj: Any) -> set[str]:
+    """The attributes set on an instance itself (not read from its class)."""
+    if hasattr(obj, "__dict__"):
+        return set(vars(obj))
+    return {f.name for f in dataclasses.fields(obj) if hasattr(obj, f.name)}  # __slots__
+
+
+def _saved_keys(template: Any, saved: Any, path: str, closed: bool, seen: set[int]
+                ) -> tuple[list[str], list[str]]:
+    """UpdateRule.check_saved's walk over a `saved` of the template's kind: the dotted keys it
+    lacks and those it has unknown. Nested dataclasses of the same type are walked too."""
+    missing: list[str] = []
+    unknown: list[str] = []
+    if isinstance(template, Mapping):
+        missing = [path + str(k) for k in template if k not in saved]
+        if closed:
+            unknown = [path + str(k) for k in saved if k not in template]
+        return missing, unknown
+    if not dataclasses.is_dataclass(template) or id(saved) in seen:
+        return missing, unknown
+    seen.add(id(saved))
+    declared = [f.name for f in dataclasses.fields(template)]
+    expected, own = _own(template), _own(saved)
+    for key in declared:
+        if key not in own:
+            if key in expected:  # else a field init leaves unset (init=False, no default)
+                missing.append(path + key)
+            continue
+        inner, value = getattr(template, key), getattr(saved, key)
+        if (dataclasses.is_dataclass(inner) and not isinstance(inner, type)
+                and type(value) is type(inner)):
+            more = _saved_keys(inner, value, f"{path}{key}.", False, seen)
+            missing += more[0]
+            unknown += more[1]
+    unknown += [path + k for k in sorted(own) if k not in declared]
+    return missing, unknown
 
 
 @dataclass(frozen=True)

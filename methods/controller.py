@@ -447,6 +447,7 @@ class ControllerRule(UpdateRule):
 
     def load_state_dict(self, state: ControllerState, saved: ControllerState
                         ) -> ControllerState:
+        self.check_saved(self.state_dict(state), saved)
         sample = saved.sample and saved.policy.score(*saved.sample)
         return dataclasses.replace(saved, gen=torch.Generator().set_state(saved.gen),
                                    sample=sample)

@@ -142,6 +142,7 @@ class FamilyRule(UpdateRule):
         hyperparameters: the same as saved when a trial continues itself; a trial continued
         from another's checkpoint (population-based training's exploit) trains on with its own
         wd, momentum and betas, and its own lr from the next epoch."""
+        self.check_saved(self.state_dict(state), saved, closed=True)
         fresh = [{k: v for k, v in g.items() if k != "params"}
                  for g in state.optimizer.param_groups]
         state.optimizer.load_state_dict(saved["optimizer"])

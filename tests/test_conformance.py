@@ -12,31 +12,21 @@ from methods.sgd import SGD, SGDState
 FROZEN = {"meta_lr": 0.0, "meta_lr_wd": 0.0}
 
 
-class UncheckedRuleState:
-    """The built-in rules keep UpdateRule's default load_state_dict, which takes back whatever
-    it is given: a saved state that lost a field trains on (a dataclass field with a default
-    reads the default). Strict: the fix in methods/ must also remove this mixin."""
-
-    @pytest.mark.xfail(strict=True, reason="methods/: the default load_state_dict checks no key")
-    def test_a_rule_state_that_lost_a_key_is_refused(self):
-        super().test_a_rule_state_that_lost_a_key_is_refused()
-
-
-class TestOHO(UncheckedRuleState, UpdateRuleConformance):
+class TestOHO(UpdateRuleConformance):
     method, exact, frozen = "oho", True, FROZEN
 
 
-class TestOHOLayerwiseExact(UncheckedRuleState, UpdateRuleConformance):
+class TestOHOLayerwiseExact(UpdateRuleConformance):
     method, exact, frozen = "oho-layerwise", True, FROZEN
     options = {"influence": "exact"}  # noqa: RUF012
 
 
-class TestRTHO(UncheckedRuleState, UpdateRuleConformance):
+class TestRTHO(UpdateRuleConformance):
     method, exact = "rtho", True
     frozen = {**FROZEN, "hyper_every": 3}  # noqa: RUF012 (6 verified steps: 2 hyper-steps)
 
 
-class TestHD(UncheckedRuleState, UpdateRuleConformance):
+class TestHD(UpdateRuleConformance):
     method = "hd"  # its hypergradient is one step's of the training loss: nothing to verify
 
 

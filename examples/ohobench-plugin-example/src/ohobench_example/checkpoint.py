@@ -1,8 +1,8 @@
 """A rule's state as a checkpoint keeps it: the harness saves `state_dict(state)` after every
 epoch and a resumed trial continues from `load_state_dict(fresh, saved)`. The default hooks
-keep the state object as it is and take back whatever they are given; these two keep a
-dataclass state as a dict of its fields and refuse, in one line, a saved state that misses
-one, rather than train on with a field's default."""
+keep the state object as it is and take it back once `UpdateRule.check_saved` found it whole;
+these two show the other form, a dataclass state kept as a plain dict of its fields (readable
+without this package's classes), refusing in one line a saved state that misses one."""
 
 from __future__ import annotations
 
