@@ -3,10 +3,12 @@
 Ray is started with 64 logical CPUs (`ray.init(num_cpus=64)`), and trials sleep for known,
 varied durations instead of training, so 64 slots mean something on a 2-core machine. The
 suite goes through ohobench's own runner (bench.runner.fit: one Tuner, the multiplexing
-searcher and per-search schedulers); only the trainable is replaced.
+searcher and per-search schedulers); only the trainable is replaced, by benchmarks/sleeper.py,
+which imports neither torch nor bench, so a worker costs what Ray Tune's function trainable
+costs (its trials' configs carry a plain namespace, not a TrialConfig: `plain_config`).
 
     python benchmarks/scheduling.py            # the suite, the old sequential behaviour, scale
-    python benchmarks/scheduling.py --part suite --base 2.0
+    python benchmarks/scheduling.py --part suite --base 15 --trials 20 --families 3 --reps 2
 
 Parts:
 - suite: shaped like suites/baselines.toml plus online methods: optuna-tpe, optuna-gp,
@@ -14,39 +16,55 @@ Parts:
   asha, x 5
   families x 3 repetitions, 30 trials each; hd, oho, rtho, t1t2 x 10 initializations. Prints
   makespan, slot utilization (trial-seconds / (slots x makespan)) and the ratio of makespan to
-  the lower bound max(trial-seconds / slots, the longest search's critical path given its cap).
+  the lower bound max(trial-seconds / slots, the longest search's critical path given its cap),
+  the trial start rate Ray achieved against the one the slots need, and the worker processes'
+  max RSS (each trial records its worker's, and whether torch or bench is imported there).
 - before: the old behaviour, one Tuner per experiment, one after another, against the new one,
   on a reduced suite (1 family, 1 repetition, 10 trials, 2 initializations; the full one would
   take about an hour sequentially).
 - scale: >= 5,000 short trials; the driver's CPU seconds per handled result and its peak
-  memory (max RSS), at 10% and at 100% of the results.
+  memory (max RSS), at 10% and at 100% of the results. With `--compare-registry-cache N`,
+  instead N runs of `--scale-trials` trials with method and task lookups cached
+  (bench.registry.declared) and N with every lookup scanning the entry points again, as before
+  they were cached; interleaved; driver CPU per result over each whole run (suite, plan, fit).
 
-Trials: black-box epochs last base x U(0.5, 1.5) seconds (from the trial's seed), online ones
-3x as long (their steps cost more); 4 epochs; the validation loss falls with epochs and depends
-on the hyperparameters, so ASHA has something to stop.
+Trials (benchmarks/sleeper.py): black-box epochs last base x U(0.5, 1.5) seconds (from the
+trial's seed), online ones 3x as long (their steps cost more); 4 epochs; the validation loss
+falls with epochs and depends on the hyperparameters, so ASHA has something to stop.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
+import json
 import math
-import random
 import resource
+import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# sleeper: from this script's directory, which Ray also puts on its workers' sys.path: they
+# import the trainable from there, by reference.
 import ray  # noqa: E402
+import sleeper  # noqa: E402
 from ray.tune import Callback  # noqa: E402
 
-from bench import runner, suite  # noqa: E402
+from bench import registry, runner, suite  # noqa: E402
 from bench.experiment import plan  # noqa: E402
 from bench.ray_adapter import tune_result  # noqa: E402
+from bench.runner import tune_config  # noqa: E402
+from bench.vocabulary import ONLINE as ONLINE_OPTIMIZER  # noqa: E402
 
+SPANS_OUT: str | None = None  # --spans: each run's spans are appended there, a JSON line
 SLOTS = 64  # logical CPUs by default (--slots), one per trial
 BLACK_BOX = ["optuna-tpe", "optuna-gp", "skopt-gp", "random"]  # under fifo; random also asha
 ONLINE = ["hd", "oho", "rtho", "t1t2"]
@@ -54,33 +72,21 @@ FAMILIES = ["fixed", "adam", "step", "exp", "cosine"]
 FAST = {"optuna-gp": {"fast": True}, "skopt-gp": {"fast": True}}
 
 
-def sleeper(base: float):
-    """A trainable whose trials sleep instead of training; records shaped like the harness's."""
+def plain_config(experiment, index: int, hparams: dict) -> dict:
+    """runner.tune_config with the TrialConfig as a SimpleNamespace of its fields: the driver
+    reads the same attributes, and a worker unpickles it without importing bench."""
+    config = tune_config(experiment, index, hparams)
+    spec = config["spec"]
+    return {**config, "spec": SimpleNamespace(
+        **{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})}
 
-    def sleepy(config: dict, replay=None) -> None:
-        run_sleepy(config["spec"], base)
 
-    return sleepy
-
-
-def run_sleepy(spec, base: float) -> None:
-    from ray import tune
-
-    rng = random.Random(spec.seed)
-    per_epoch = base * (3.0 if spec.optimizer == "online" else 1.0) * rng.uniform(0.5, 1.5)
-    quality = sum(abs(math.log10(v)) for v in spec.hparams.values() if v > 0) + rng.random()
-    start = time.time()
-    for epoch in range(1, spec.epochs + 1):
-        time.sleep(per_epoch)
-        loss = quality / epoch
-        record = {"task": spec.task, "method": spec.method, "optimizer": spec.optimizer,
-                  "scheduler": spec.scheduler, "repetition": spec.repetition,
-                  "trial": spec.trial, "seed": spec.seed, "epoch": epoch,
-                  "trial_start": start, "timestamp": time.time(),
-                  "train_seconds": per_epoch, "train_seconds_cum": per_epoch * epoch,
-                  "eval_seconds": 0.0, "train_loss": loss, "val_loss": loss, "test_loss": loss,
-                  "diverged": False}
-        tune.report(tune_result(record, replayed=False))
+def check_sleeper() -> None:
+    """The sleeper's results are the harness's: bench.ray_adapter.tune_result's."""
+    record = {"val_loss": 0.5, "epoch": 2, "diverged": False, "trial_start": 1.0}
+    for replayed in (False, True):
+        assert sleeper.tune_result(record, replayed) == tune_result(record, replayed)
+    assert sleeper.ONLINE == ONLINE_OPTIMIZER
 
 
 def experiments(reps: int, trials: int, inits: int, families: list[str], cheap: bool = False):
@@ -161,26 +167,45 @@ class ProfiledProbe(Probe):
                       f"{k[2]} ({k[0].split('site-packages/')[-1]}:{k[1]})")
 
 
+@contextlib.contextmanager
+def plain_specs():
+    """Within: the runner hands trials plain configs (plain_config)."""
+    runner.tune_config = plain_config
+    try:
+        yield
+    finally:
+        runner.tune_config = tune_config
+
+
 def run_suite(chosen, exps, base: float, tmp: Path, sequential: bool = False,
-              callbacks: tuple = ()) -> tuple[float, list[dict], float]:
-    """(makespan, trial spans, start time) of running `exps`, all at once or one Tuner after
-    another."""
+              callbacks: tuple = ()) -> tuple[float, list[dict], float, float]:
+    """(makespan, trial spans, start time, the driver's CPU seconds) of running `exps`, all at
+    once or one Tuner after another. Each span also has its worker's facts from its last record
+    (sleeper.worker_facts)."""
     from bench import journal
 
     run_dir = Path(tempfile.mkdtemp(dir=tmp))
     (run_dir / "journal").mkdir()
-    trainable = sleeper(base)
-    began = time.time()
-    for group in ([[e] for e in exps] if sequential else [exps]):
-        storage = str(run_dir / "ray" / (group[0].name if sequential else "all"))
-        runner.fit(chosen, group, run_dir, storage, "quiet", False, trainable, callbacks)
-    makespan = time.time() - began
+    trainable = functools.partial(sleeper.sleepy, base=base)
+    began, cpu = time.time(), time.process_time()
+    with plain_specs():
+        for group in ([[e] for e in exps] if sequential else [exps]):
+            storage = str(run_dir / "ray" / (group[0].name if sequential else "all"))
+            runner.fit(chosen, group, run_dir, storage, "quiet", False, trainable, callbacks)
+    makespan, cpu = time.time() - began, time.process_time() - cpu
     spans = []
     for e in exps:
-        for t in journal.read(journal.path_of(run_dir, e.name)).trials():
+        kept = journal.read(journal.path_of(run_dir, e.name))
+        for i, t in sorted(kept.summaries.items()):
+            last = (kept.records.get(i) or [{}])[-1]
             spans.append({"experiment": e.name, "cap": e.cap, "start": t["start"],
-                          "end": t["end"]})
-    return makespan, spans, began
+                          "end": t["end"], **{k: v for k, v in last.items()
+                                              if k.startswith("worker_")}})
+    if SPANS_OUT:
+        with open(SPANS_OUT, "a") as fh:
+            fh.write(json.dumps({"makespan": makespan, "began": began, "driver_cpu": cpu,
+                                 "spans": spans}) + "\n")
+    return makespan, spans, began, cpu
 
 
 def lower_bound(spans: list[dict], slots: int) -> tuple[float, float, float]:
@@ -208,18 +233,77 @@ def ramp(spans: list[dict], began: float, slots: int) -> tuple[float, float]:
     return events[0][0] - began, full
 
 
-def report(name: str, makespan: float, spans: list[dict], began: float) -> float:
+def start_rate(spans: list[dict], slots: int) -> tuple[float, float]:
+    """(trial starts per second from the first start to the last, the rate that keeps `slots`
+    busy with trials as long as these: slots / mean trial seconds)."""
+    starts = sorted(s["start"] for s in spans)
+    mean = statistics.fmean(s["end"] - s["start"] for s in spans)
+    return (len(starts) - 1) / max(starts[-1] - starts[0], 1e-9), slots / mean
+
+
+def busy_in(spans: list[dict], a: float, b: float) -> float:
+    """Trial-seconds within [a, b]."""
+    return sum(max(0.0, min(s["end"], b) - max(s["start"], a)) for s in spans)
+
+
+def idle_phases(spans: list[dict], began: float, makespan: float, slots: int) -> str:
+    """Where makespan - trial-seconds / slots went: idle slot-seconds / slots before the first
+    trial started, while slots filled up (to 90% busy), from then to the last trial start, and
+    after it (the last trials ending)."""
+    starts = sorted(s["start"] for s in spans)
+    full = began + ramp(spans, began, slots)[1]
+    full = starts[-1] if math.isnan(full) else min(full, starts[-1])
+    edges = [("before the first start", began, starts[0]), ("filling up", starts[0], full),
+             ("steady", full, starts[-1]), ("after the last start", starts[-1], began + makespan)]
+    return ", ".join(f"{name} {(slots * (b - a) - busy_in(spans, a, b)) / slots:.1f} s "
+                     f"(of {b - a:.0f} s)" for name, a, b in edges)
+
+
+def workers(spans: list[dict], began: float) -> str:
+    """The worker processes that ran the trials: how many, when they first ran a trial, their
+    max RSS (each one's largest), and in how many torch or bench was imported."""
+    rss: dict[int, int] = {}
+    first: dict[int, float] = {}
+    torch, ours = set(), set()
+    for s in spans:
+        if "worker_pid" not in s:
+            continue
+        pid = s["worker_pid"]
+        rss[pid] = max(rss.get(pid, 0), s["worker_maxrss_kib"])
+        first[pid] = min(first.get(pid, math.inf), s["start"] - began)
+        if s["worker_torch"]:
+            torch.add(pid)
+        if s["worker_bench"]:
+            ours.add(pid)
+    if not rss:
+        return "no worker facts recorded"
+    mib = sorted(v / 1024 for v in rss.values())
+    up = sorted(first.values())
+    at = ", ".join(f"{n} at {up[n - 1]:.0f} s" for n in (1, len(up) // 2, len(up)))
+    return (f"{len(rss)} worker processes (first trial of the {at}), max RSS median "
+            f"{statistics.median(mib):.0f} MiB (range {mib[0]:.0f}-{mib[-1]:.0f}), torch "
+            f"imported in {len(torch)}, bench or methods in {len(ours)}")
+
+
+def report(name: str, makespan: float, spans: list[dict], began: float,
+           driver_cpu: float = math.nan) -> float:
     import ray
 
     slots = int(ray.cluster_resources()["CPU"])
     busy, per_slot, path = lower_bound(spans, slots)
     bound = max(per_slot, path)
     first, full = ramp(spans, began, slots)
+    rate, needed = start_rate(spans, slots)
     print(f"{name}: {len(spans)} trials, makespan {makespan:.1f} s, trial-seconds {busy:.0f}, "
           f"slot utilization {busy / (slots * makespan):.1%}, lower bound {bound:.1f} s "
           f"(trial-seconds / {slots} = {per_slot:.1f} s, critical path {path:.1f} s), "
           f"makespan / bound {makespan / bound:.3f}; first trial started at {first:.1f} s, "
-          f"90% of slots busy at {full:.1f} s", flush=True)
+          f"90% of slots busy at {full:.1f} s; {rate:.2f} trial starts per second from the "
+          f"first to the last (trials of mean "
+          f"{statistics.fmean(s['end'] - s['start'] for s in spans):.1f} s need {needed:.2f} "
+          f"on {slots} slots); idle slot-seconds / slots: "
+          f"{idle_phases(spans, began, makespan, slots)}; driver CPU {driver_cpu:.0f} s; "
+          f"{workers(spans, began)}", flush=True)
     return makespan
 
 
@@ -245,13 +329,19 @@ def part_before(tmp: Path, base: float) -> None:
     print(f"before / after makespan: {old / new:.1f}x", flush=True)
 
 
-def part_scale(tmp: Path, base: float, trials: int, profile: bool = False) -> None:
+def scale_suite(trials: int):
+    """100 searches (random under fifo and asha, 2 families, 25 repetitions) of trials // 100
+    one-epoch trials each, and their experiments."""
     chosen = suite.build({"tasks": ["digits"], "methods": ["random"], "epochs": 1,
                           "schedulers": ["fifo", "asha"],
                           "optimizers": ["fixed", "adam"], "repetitions": 25,
                           "trials": max(trials // 100, 1)})
-    exps = [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
-            for e in plan(chosen)]
+    return chosen, [dataclasses.replace(e, trial_base={**e.trial_base, "options": None})
+                    for e in plan(chosen)]
+
+
+def part_scale(tmp: Path, base: float, trials: int, profile: bool = False) -> None:
+    chosen, exps = scale_suite(trials)
     total = sum(e.budget for e in exps)
     probe = (ProfiledProbe if profile else Probe)(total)  # one result per trial (1 epoch)
     began = time.time()
@@ -270,6 +360,65 @@ def part_scale(tmp: Path, base: float, trials: int, profile: bool = False) -> No
         probe.print()
 
 
+@contextlib.contextmanager
+def registry_scans(cached: bool):
+    """Counts the lookups' entry-point scans (registry.declared) within, and the main thread's
+    CPU seconds in them; uncached, every lookup scans again, as before lookups were cached
+    (d106846). Yields [lookups, scans, CPU seconds]."""
+    cached_declared, counts = registry.declared, [0, 0, 0.0]
+
+    def counting(group: str, path: tuple[str, ...]):
+        began = time.thread_time()
+        if not cached:
+            cached_declared.cache_clear()
+        misses = cached_declared.cache_info().misses
+        found = cached_declared(group, path)
+        counts[0] += 1
+        counts[1] += cached_declared.cache_info().misses - misses
+        counts[2] += time.thread_time() - began
+        return found
+
+    registry.declared = counting
+    try:
+        yield counts
+    finally:
+        registry.declared = cached_declared
+
+
+def part_registry_cache(tmp: Path, base: float, trials: int, rounds: int) -> None:
+    """A `trials`-trial scale run's driver CPU per result (suite, plan and fit), with method and
+    task lookups cached and with every lookup scanning the entry points again; interleaved,
+    cached first in odd rounds, uncached first in even ones."""
+    per: dict[bool, list[float]] = {True: [], False: []}
+    scans: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(rounds):
+        for cached in ((True, False) if i % 2 == 0 else (False, True)):
+            probe = Probe(1)
+            with registry_scans(cached) as counts:
+                cpu, wall = time.process_time(), time.time()
+                chosen, exps = scale_suite(trials)
+                run_suite(chosen, exps, base, tmp, callbacks=(probe,))
+                cpu, wall = time.process_time() - cpu, time.time() - wall
+            per[cached].append(cpu / probe.n * 1e3)
+            scans[cached].append(counts[2] / probe.n * 1e3)
+            print(f"round {i + 1}, lookups {'cached' if cached else 'uncached'}: {probe.n} "
+                  f"results in {wall:.0f} s, driver CPU {cpu:.1f} s = {per[cached][-1]:.2f} ms "
+                  f"per result; {counts[0]} lookups, {counts[1]} entry-point scans, "
+                  f"{counts[2] * 1e3:.0f} ms in them = {scans[cached][-1]:.3f} ms per result",
+                  flush=True)
+
+    def text(xs: list[float], digits: int = 2) -> str:
+        return (f"median {statistics.median(xs):.{digits}f} ms (range {min(xs):.{digits}f}-"
+                f"{max(xs):.{digits}f})")
+
+    before, after = statistics.median(per[False]), statistics.median(per[True])
+    print(f"registry cache, {trials} trials x {rounds} rounds: driver CPU per result uncached "
+          f"(before) {text(per[False])}, cached (after) {text(per[True])}; before / after "
+          f"{before / after:.3f}, {before - after:.2f} ms per result. Within the lookups "
+          f"themselves: uncached {text(scans[False], 3)}, cached {text(scans[True], 3)} "
+          f"per result", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["suite", "before", "scale", "reduced"], action="append")
@@ -278,6 +427,9 @@ def main() -> None:
                         help="seconds per epoch in the scale part")
     parser.add_argument("--scale-trials", type=int, default=5000,
                         help="trials in the scale part (100 searches)")
+    parser.add_argument("--compare-registry-cache", type=int, default=0, metavar="ROUNDS",
+                        help="scale: instead, ROUNDS runs with method and task lookups cached "
+                        "and ROUNDS scanning the entry points on every lookup, interleaved")
     parser.add_argument("--profile", action="store_true", help="scale: cProfile the driver over "
                         "the results 5-10%% and 90-95%% (the 10%% figure then includes it)")
     parser.add_argument("--trials", type=int, default=30, help="trials per search (suite)")
@@ -287,7 +439,11 @@ def main() -> None:
     parser.add_argument("--cheap", action="store_true", help="model-based searches propose "
                         "like random search (caps kept): the driver's time is the scheduler's")
     parser.add_argument("--slots", type=int, default=SLOTS, help="logical CPUs")
+    parser.add_argument("--spans", help="append each run's trial spans to this file (JSON lines)")
     args = parser.parse_args()
+    global SPANS_OUT
+    SPANS_OUT = args.spans
+    check_sleeper()
     # 64 logical CPUs on 2 real cores: Ray's prestarting of idle workers for queued actors
     # (then killed as surplus) would keep the 2 cores busy starting processes.
     ray.init(address="local", num_cpus=args.slots, include_dashboard=False, log_to_driver=False,
@@ -298,10 +454,13 @@ def main() -> None:
             {"suite": lambda: part_suite(tmp, args.base, args),
              "before": lambda: part_before(tmp, args.base),
              "reduced": lambda: part_reduced(tmp, args.base),
-             "scale": lambda: part_scale(tmp, args.scale_base, args.scale_trials,
-                                        args.profile)}[part]()
+             "scale": lambda: part_registry_cache(
+                 tmp, args.scale_base, args.scale_trials, args.compare_registry_cache)
+             if args.compare_registry_cache else part_scale(
+                 tmp, args.scale_base, args.scale_trials, args.profile)}[part]()
     finally:
         ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
