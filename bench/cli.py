@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 from bench.errors import ConfigError, RunInterrupted, SearchesErrored
+from bench.progress import auto_mode
 
 RUN_FLAGS = {  # flag -> (suite key, type, help)
     "--name": ("name", str, "run name, used in the run directory's name"),
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def warn_broken_plugins() -> None:
     """A plugin that fails to load is named in one line; only a run that uses it fails."""
+    # methods and tasks import torch (seconds): kept off `ohobench --help` and bad flags
     import methods
     from bench import registry, tasks
 
@@ -151,6 +153,7 @@ def warn_broken_plugins() -> None:
 
 
 def cmd_list() -> None:
+    # methods, tasks and schedulers import torch (seconds): kept off `ohobench --help`
     import methods
     from bench import space, tasks
     from bench.schedulers import SCHEDULERS
@@ -197,8 +200,8 @@ def option_defaults(options_type: type) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from bench import runner, suite
-    from bench.progress import auto_mode
+    # bench.suite imports torch (seconds): kept off `ohobench --help` and bad flags
+    from bench import suite
 
     flags = {key: getattr(args, key) for key, *_ in RUN_FLAGS.values()
              if getattr(args, key) is not None}
@@ -212,11 +215,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     values.update(flags)
     chosen = suite.build(values, where=where, need_data=not args.dry_run)
     if args.dry_run:
+        # the estimator (the trial code, timed here): only --dry-run needs it
         from bench import estimate
 
         print(f"suite {chosen.name!r} is valid; estimating its cost ...", flush=True)
         print(estimate.format_estimate(estimate.estimate(chosen), estimate.local_slots(chosen)))
         return
+    # Ray (~1.5 s): loaded once the suite is valid, so that a bad one is refused without it
+    from bench import runner
+
     run_dir = runner.run(chosen, auto_mode(args.quiet), resume)
     print_report(run_dir, chosen.target)
     print(f"\nresults: {run_dir}\n  table: {run_dir / 'records.parquet'}"
@@ -227,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def resumable(run_dir: str, suite_file: str | None, flags: dict) -> tuple[Path, dict]:
     """The run directory to resume and its suite, or one line saying why not."""
-
+    # pandas (0.5-1 s): kept off `ohobench --help`
     from bench import results
 
     if not run_dir:
@@ -257,6 +264,7 @@ def print_report(run_dirs: Path | str | list, target: float | None,
     summary.md; summary-combined.* for several runs; -measured or -calibrated for those units)
     and with `plots` the figures (figures/, figures-combined/, ...) into the first run
     directory."""
+    # pandas, scipy and torch (seconds): kept off `ohobench --help` and bad flags
     from bench import analysis, compute, report
     from bench.analysis import writers
 
@@ -284,6 +292,7 @@ def print_report(run_dirs: Path | str | list, target: float | None,
     if errored:
         print("searches that raised and ended early (their ended trials are above):" + notes)
     if plots:
+        # matplotlib and seaborn (~1 s): only --plots draws
         from bench.analysis import plots as figures
 
         targets = dict(zip(table["task"], table["target"], strict=False))
@@ -293,7 +302,7 @@ def print_report(run_dirs: Path | str | list, target: float | None,
 
 def search_errors(run_dirs: list[Path]) -> list[str]:
     """'experiment: error' for every search that raised, from the runs' run.json."""
-
+    # pandas (0.5-1 s): kept off `ohobench --help`
     from bench import results
 
     lines = []
@@ -340,9 +349,10 @@ def parse_horizons(text: str) -> list[int]:
 
 
 def cmd_horizon(args: argparse.Namespace) -> None:
+    budgets = parse_horizons(args.horizons)
+    # pandas, scipy and torch (seconds): loaded once the flags are good
     from bench.analysis import horizon, writers
 
-    budgets = parse_horizons(args.horizons)
     tables = horizon.at_horizons(args.run_dirs, budgets, args.compute)
     missing = [h for h in budgets if h not in tables]
     if missing:
@@ -373,12 +383,13 @@ def parse_multiples(text: str) -> list[float]:
 
 
 def cmd_verdict(args: argparse.Namespace) -> None:
-    from bench import analysis
-    from bench.analysis import verdict, writers
-
     multiples = parse_multiples(args.budgets)
     if not 1 <= args.searches <= MAX_SEARCHES:
         raise ConfigError(f"--searches {args.searches}: give 1 to {MAX_SEARCHES:,}")
+    # pandas, scipy and torch (seconds): loaded once the flags are good
+    from bench import analysis
+    from bench.analysis import verdict, writers
+
     df, _ = analysis.load_runs(args.run_dirs, unit=args.compute)
     settings = verdict.Settings(searches=args.searches, multiples=multiples,
                                 every_entry=args.every_entry)
@@ -400,7 +411,7 @@ def cmd_verdict(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-
+    # torch and pandas (seconds): kept off `ohobench --help` and bad flags
     from bench import compute, results, suite
 
     for d in args.run_dirs:

@@ -32,9 +32,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench import results, tasks
+from bench import suite as suites
 from bench.datasets import DataSource
 from bench.errors import ConfigError
-from bench.experiment import TrialConfig
+from bench.experiment import TrialConfig, plan
+from bench.trial import resolve_device, run_trial
 from bench.vocabulary import ONLINE
 
 FLOPS, CALIBRATED, MEASURED = "flops", "calibrated", "measured"
@@ -110,8 +112,6 @@ def _slice(splits: tasks.Splits, steps: int, batch: int) -> tasks.Splits:
 
 
 def _one_epoch(config: TrialConfig, splits: tasks.Splits, steps: int) -> list[dict]:
-    from bench.trial import run_trial
-
     batch = config.batch_size or tasks.get(config.task).batch_size
     # The same training examples evaluated whatever `steps`, so that two counts differ by
     # their steps alone.
@@ -225,8 +225,6 @@ def task_data(task: tasks.Task, suite) -> tuple[tasks.Splits, str]:
 
 def training_configs(suite) -> list[TrialConfig]:
     """One trial config per (task, training) a suite runs: its first experiment's first."""
-    from bench.experiment import plan
-
     out, seen = [], set()
     for exp in plan(suite):
         key = (exp.task, training_of(exp.method, exp.optimizer))
@@ -244,8 +242,6 @@ def costs_for(suite, device: str | None = None) -> list[Cost]:
     costs = [count(dataclasses.replace(c, device="cpu"), data[c.task]) for c in configs]
     if device is None:
         return costs
-    from bench.trial import resolve_device
-
     where = str(resolve_device(device))
     timed = calibrate([dataclasses.replace(c, device=where) for c in configs],
                       lambda task: data[task])
@@ -260,8 +256,6 @@ def run_costs(info: dict, where: str = "run") -> list[Cost]:
     made later is the same count)."""
     if info.get("compute"):
         return from_rows(info["compute"])
-    from bench import suite as suites
-
     return costs_for(suites.build(results.suite_values(info), where=where, need_data=False))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -117,6 +118,7 @@ def load_raw(name: str, source: DataSource, verify: bool = True
 
 
 def _read_idx(s: ImageSet, root: str, download: bool, gz: bool, verify: bool):
+    # torchvision (~2 s on top of torch): only tasks with image files read them
     from torchvision import datasets as tvd
 
     cls = getattr(tvd, s.name)
@@ -147,6 +149,7 @@ def _idx_tensors(sets) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def _read_cifar(s: ImageSet, root: str, download: bool, gz: bool, verify: bool):
+    # torchvision (~2 s on top of torch): only tasks with image files read them
     from torchvision import datasets as tvd
 
     cls = tvd.CIFAR10 if verify else _unchecked_cifar10()
@@ -166,6 +169,7 @@ def _read_cifar(s: ImageSet, root: str, download: bool, gz: bool, verify: bool):
 
 
 def _unchecked_cifar10():
+    # torchvision (~2 s on top of torch): only tasks with image files read them
     from torchvision.datasets import CIFAR10
 
     class UncheckedCIFAR10(CIFAR10):
@@ -177,8 +181,6 @@ def _unchecked_cifar10():
             return all((d / f).is_file() for f, _ in self.train_list + self.test_list)
 
         def _load_meta(self) -> None:
-            import pickle
-
             with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as fh:
                 self.classes = pickle.load(fh, encoding="latin1")[self.meta["key"]]
             self.class_to_idx = {c: i for i, c in enumerate(self.classes)}

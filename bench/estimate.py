@@ -22,6 +22,7 @@ from bench.compute import task_data
 from bench.experiment import Experiment, plan
 from bench.suite import Suite
 from bench.tasks import Splits
+from bench.trial import run_trial
 
 CALIBRATION_STEPS = 20  # training steps in each timed epoch
 EVAL_EXAMPLES = 500  # validation and test examples evaluated per timed epoch
@@ -71,8 +72,6 @@ def calibration_slice(splits: Splits, batch_size: int) -> Splits:
 def time_trial(exp: Experiment, splits: Splits) -> tuple[float, float]:
     """Seconds per training step and per evaluated example of this experiment's first trial,
     from the second of two epochs on `splits` (the first one warms up)."""
-    from bench.trial import run_trial
-
     hparams = exp.search().suggest()
     config = dataclasses.replace(exp.trial_config(0, hparams), epochs=2)
     records = run_trial(config, splits=splits)

@@ -96,6 +96,7 @@ class Experiment:
         return TrialConfig(hparams=hparams, seed=seed, trial=index, **self.trial_base)
 
     def search(self):
+        # methods imports torch: kept off this module, which a Ray worker imports to unpickle
         import methods as method_registry
 
         return method_registry.get(self.method).search(self.space, self.search_seed,
@@ -111,6 +112,7 @@ def cap_for(model_based: bool, max_concurrent: int, budget: int) -> int | None:
 
 def plan(suite: Suite) -> list[Experiment]:
     """Every experiment of `suite`, in suite order."""
+    # methods imports torch: kept off this module, which a Ray worker imports to unpickle
     import methods as method_registry
     from methods.base import MethodKind
 

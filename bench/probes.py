@@ -9,6 +9,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+import ray
+
 from bench.errors import ConfigError, raise_if
 from bench.suite import Suite
 
@@ -82,8 +84,6 @@ def directory_problem(flag: str, path: str) -> str | None:
 def check_resources(suite: Suite) -> None:
     """Refuse, before any trial starts, per-trial resources that no node of the cluster has
     (Ray would wait for them forever)."""
-    import ray
-
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if any(n.get("CPU", 0) >= suite.cpus_per_trial and n.get("GPU", 0) >= suite.gpus_per_trial
            for n in nodes):
@@ -99,8 +99,6 @@ def check_resources(suite: Suite) -> None:
 
 def check_storage(suite: Suite) -> None:
     """A cluster of several nodes needs storage that all of them reach."""
-    import ray
-
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     if len(nodes) > 1 and suite.storage is None:
         raise ConfigError(f"this Ray cluster has {len(nodes)} nodes: give --storage, a path "

@@ -52,6 +52,7 @@ class SuiteView:
         self.last_update = self.last_line = 0.0
         self.bars = []
         if mode == "bars":
+            # tqdm: only the bars display needs it; this module imports only the standard library
             from tqdm import tqdm
 
             self.bars = [tqdm(total=self.total, desc="suite", position=0, leave=True,

@@ -16,6 +16,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from bench import journal
+from bench.progress import SuiteView
 from methods.base import Search, TrialOutcome, TrialStatus
 
 PROGRESS_ENV = "OHOBENCH_PROGRESS"  # the progress display of the command running now
@@ -198,8 +199,6 @@ class RecordCollector(Callback):
         return self.journal_dir / f"{trial.config['spec'].experiment}.jsonl"
 
     def setup(self, **info):
-        from bench.progress import SuiteView
-
         # A resumed run restores this callback as pickled: the display the current command
         # asked for (e.g. --quiet now, not then) comes from the runner through the environment.
         self.mode = os.environ.get(PROGRESS_ENV, self.mode)

@@ -46,6 +46,8 @@ def tolerate_deleted_checkpoints() -> None:
     restored; after a resume, that list can name one already deleted before the interruption,
     and the FileNotFoundError left the trial pending forever (a PBT population resumed after
     SIGKILL did). A checkpoint that is gone is deleted: the driver's deletion ignores it."""
+    # a private module: imported on use, so that a Ray without it stops at check_version()'s
+    # one line on import, not at an ImportError
     from ray.train._internal import checkpoint_manager
 
     delete = checkpoint_manager._delete_fs_path
@@ -69,6 +71,8 @@ def snapshot_before_deleting() -> None:
     that trial unrecoverable ("Could not recover from checkpoint as it does not exist"). Forcing
     the snapshot one checkpoint earlier keeps the checkpoint a snapshot names on disk until the
     next snapshot is written (tests/test_checkpoints.py checks this on Ray's own classes)."""
+    # a private module: imported on use, so that a Ray without it stops at check_version()'s
+    # one line on import, not at an ImportError
     from ray.tune.execution import experiment_state
 
     manager = experiment_state._ExperimentCheckpointManager
@@ -133,6 +137,8 @@ class PopulationHooks:
 
 def missing() -> list[str]:
     """The private names above that this Ray lacks (empty: all there)."""
+    # private modules: imported on use, so that a Ray without them stops at check_version()'s
+    # one line on import, not at an ImportError
     from ray.train._internal import checkpoint_manager
     from ray.tune.execution import experiment_state
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench import journal
+from bench.errors import ConfigError
 from bench.vocabulary import ONLINE
 
 TABLE, RUN_JSON = "records.parquet", "run.json"
@@ -43,6 +45,7 @@ def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Rows to the tidy table, in sequential-compute order, with `search_seconds`: training
     seconds of the repetition's earlier-started trials plus this trial's so far. A population
     (PBT, PB2) trains in step instead: see `in_step`."""
+    # bench.schedulers imports torch (through methods.base): reading results needs none
     from bench.schedulers import POPULATION
 
     df = pd.DataFrame(list(rows))
@@ -138,8 +141,6 @@ def recount(df: pd.DataFrame) -> pd.DataFrame:
 def interim_table(run_dir: Path) -> pd.DataFrame:
     """The table of a run that has not finished (records.parquet is written at its end): the
     records of the trials ended so far, from its journals."""
-    from bench import journal
-
     return table([row for path in sorted((Path(run_dir) / "journal").glob("*.jsonl"))
                   for row in journal.ended_rows(path)[0]])
 
@@ -163,8 +164,6 @@ def read_run(run_dir: str | Path, what: str = "run") -> dict[str, Any]:
     """A run directory's run.json, migrated to RUN_SCHEMA; one line (ConfigError) when it
     cannot be read, is not an ohobench run's, or comes from a newer ohobench. The one reader
     of run.json: resume, report, horizon, verdict and calibrate all go through it."""
-    from bench.errors import ConfigError
-
     path = Path(run_dir) / RUN_JSON
     try:
         info = json.loads(path.read_text())
@@ -188,8 +187,8 @@ def task_definitions(suite: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Schema 2 -> 3: each task's epochs and batch sizes from the suite's keys, defaults from
     the task registry (a plugin task not installed here: as written); the options as the suite
     wrote them (schema 2 did not store the resolved ones)."""
+    # bench.tasks imports torch: only an old run.json (schema 2) needs the task registry
     from bench import tasks
-    from bench.errors import ConfigError
 
     out = {}
     for task in suite.get("tasks") or []:
@@ -260,6 +259,7 @@ PACKAGES = ("ohobench", "torch", "torchvision", "ray", "optuna", "scikit-optimiz
 
 def environment() -> dict[str, Any]:
     """Package versions, machine and git commit, for the run's JSON."""
+    # torch (seconds), for the GPU's name only: reading results needs none
     import torch
 
     versions = {}

@@ -19,14 +19,21 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from bench import accounting, checkpoints, compute, journal, probes, ray_internals, results
+import ray
+from ray import tune
+
+from bench import accounting, checkpoints, compute, journal, probes, ray_internals, results, tasks
+from bench.datasets import DataSource
 from bench.errors import ConfigError, RunInterrupted
 from bench.experiment import Experiment, plan
 from bench.interrupt import SigintWatch
 from bench.journal import path_of as journal_path
+from bench.multiplex import SuiteScheduler, SuiteSearcher
+from bench.ray_adapter import PROGRESS_ENV, RecordCollector, SearchAdapter
 from bench.runlock import RunLock
 from bench.schedulers import POPULATION
 from bench.suite import Suite
+from bench.trial import ray_trial
 
 # The Ray Tune experiment of a run, under its storage path; "suite-retryN" hold the searches
 # that a resume started over (round N).
@@ -47,8 +54,6 @@ def run_dir_for(suite: Suite) -> Path:
 def start_ray(suite: Suite) -> bool:
     """Connect to `suite.address`, or start a local instance sized to this machine.
     Returns whether we started it (and so must stop it)."""
-    import ray
-
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if ray.is_initialized():
         return False
@@ -84,12 +89,7 @@ def run(suite: Suite, mode: str = "lines", resume: Path | None = None,
     probes.check_address(suite.address)
     probes.check_paths(suite, new_run=resume is None)
     if suite.download:  # once, before Ray starts, not in every trial at once
-        from bench import tasks
-        from bench.datasets import DataSource
-
         tasks.fetch(suite.tasks, DataSource.resolve(suite.data_dir, True), say(mode))
-    import ray
-
     lock = RunLock()  # one driver per run directory
     if resume is not None:
         lock.take(resume)  # before Ray starts
@@ -246,8 +246,6 @@ def say(mode: str) -> Callable[[str], None]:
 
 def slots(suite: Suite) -> int:
     """Trials the cluster can run at once with the suite's per-trial resources."""
-    import ray
-
     have = ray.cluster_resources()
     n = have.get("CPU", 0) / suite.cpus_per_trial
     if suite.gpus_per_trial:
@@ -262,12 +260,6 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
     SuiteScheduler over their own schedulers (bench/multiplex.py); with `resume`, the one
     restored from its snapshot, if any. `callbacks`: more Ray Tune callbacks
     (benchmarks/scheduling.py measures the driver with one)."""
-    from ray import tune
-
-    from bench.multiplex import SuiteScheduler, SuiteSearcher
-    from bench.ray_adapter import PROGRESS_ENV, RecordCollector, SearchAdapter
-    from bench.trial import ray_trial
-
     replay = {(e.name, i): kept for e in experiments
               for i, kept in journal.read(journal_path(run_dir, e.name)).replay().items()}
     trainable = tune.with_resources(
@@ -326,8 +318,6 @@ def tune_config(experiment: Experiment, index: int, hparams: dict) -> dict:
 def own_scheduler(experiment: Experiment):
     """The experiment's Ray Tune scheduler, over the hyperparameters that may change while a
     trial trains (PBT's): not the model's own, such as its width."""
-    from bench import tasks
-
     frozen = tasks.get(experiment.task).model_hparams
     return experiment.scheduler.build({k: d for k, d in experiment.space.items()
                                        if k not in frozen}, experiment.search_seed)

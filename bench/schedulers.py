@@ -71,6 +71,7 @@ class ASHAOptions(SchedulerOptions):
              "trial could be stopped; give at most max_t"] if self.grace_period > last else [])
 
     def build(self, space: dict | None = None, seed: int = 0) -> Any:
+        # Ray Tune (seconds): suites are checked and listed without it; only a run builds this
         from ray.tune.schedulers import ASHAScheduler
 
         return ASHAScheduler(time_attr=TIME_ATTR, metric="val_loss", mode="min",
@@ -93,6 +94,7 @@ class HyperBandOptions(SchedulerOptions):
         return _max_t_problems(self, epochs)
 
     def build(self, space: dict | None = None, seed: int = 0) -> Any:
+        # Ray Tune (seconds): suites are checked and listed without it; only a run builds this
         from ray.tune.schedulers import HyperBandScheduler
 
         return HyperBandScheduler(time_attr=TIME_ATTR, metric="val_loss", mode="min",

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import methods as method_registry
 from bench import registry, schedulers, seeds, space
 from bench import tasks as task_registry
@@ -304,8 +306,6 @@ def check(s: Suite, need_data: bool = True) -> list[str]:
     if s.device not in DEVICES and not s.device.startswith("cuda:"):
         found.append(f"device: {s.device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
     elif s.device.startswith("cuda") and not s.address:
-        import torch
-
         if not torch.cuda.is_available():
             found.append(f"device: {s.device!r} requested but CUDA is not available here; "
                          "use --device auto or cpu")
@@ -371,8 +371,6 @@ def data_problems(s: Suite, all_tasks: dict, all_methods: dict, need_data: bool 
     kinds = {m: all_methods[m].kind for m in s.methods if m in all_methods}
     device = None  # on a cluster (address), trials check their own device
     if s.amp and not s.address and s.device in DEVICES:
-        import torch
-
         device = "cuda" if s.device == "cuda" or torch.cuda.is_available() else "cpu"
     return found + task_registry.amp_problems(s.amp, chosen, kinds, device)
 

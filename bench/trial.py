@@ -4,14 +4,16 @@ record per epoch. Ray Tune calls `ray_trial`; tests and debugging call `run_tria
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
 import methods
-from bench import harness, tasks
+from bench import checkpoints, harness, tasks
 from bench.datasets import DataSource
 from bench.errors import raise_if
 from bench.experiment import TrialConfig, derive_seed
@@ -141,13 +143,9 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
     the same seed and hyperparameters reports its kept records again instead of training.
     Every epoch's record goes to Tune with the trial's checkpoint; a trial Tune restarts (its
     worker died, the driver resumed, a scheduler paused it) continues from the latest one."""
-    import tempfile
-    from pathlib import Path
-
+    # Ray (seconds): only a trial run by Ray Tune needs it; run_trial runs without it
     import ray
     from ray import tune
-
-    from bench import checkpoints
 
     spec: TrialConfig = config["spec"]
     node_id = ray.get_runtime_context().get_node_id()
@@ -182,6 +180,7 @@ def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None
 
 def report(record: dict, replayed: bool = False, checkpoint=None) -> None:
     """One epoch's record to Ray Tune, with the trial's checkpoint if given."""
+    # Ray (seconds, also through bench.ray_adapter): run_trial runs without it
     from ray import tune
 
     from bench.ray_adapter import tune_result

@@ -31,6 +31,7 @@ class OptunaOptions(Options):
 
 def distributions(space: SearchSpace) -> dict[str, Any]:
     """The typed space as Optuna distributions."""
+    # optuna: imported only when an Optuna search is built (not on `import methods`)
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -54,6 +55,7 @@ def distributions(space: SearchSpace) -> dict[str, Any]:
 
 class OptunaSearch(Search):
     def __init__(self, space: SearchSpace, budget: int, make_sampler: Callable[[], Any]):
+        # optuna: imported only when an Optuna search is built (not on `import methods`)
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -76,6 +78,7 @@ class OptunaSearch(Search):
         return config
 
     def observe(self, config: Mapping[str, Any], outcome: TrialOutcome) -> None:
+        # optuna: imported only when an Optuna search is built (not on `import methods`)
         from optuna.trial import TrialState
 
         number = self.pending.pop(self._key(config))
@@ -108,6 +111,7 @@ GP_ACQ_EFFORT = {"_n_local_search": 3, "_n_preliminary_samples": 512}
 def bounded_gp_sampler(seed: int, n_startup_trials: int, effort: Mapping[str, int] | None = None
                        ) -> Any:
     """GPSampler with the acquisition effort `effort` (GP_ACQ_EFFORT; {}: Optuna's own)."""
+    # optuna: imported only when an Optuna search is built (not on `import methods`)
     import optuna.samplers
 
     sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
@@ -129,6 +133,7 @@ class OptunaMethod(Method):
     sampler: ClassVar[str]
 
     def make_sampler(self, seed: int, options: OptunaOptions) -> Any:
+        # optuna: imported only when an Optuna search is built (not on `import methods`)
         import optuna.samplers
 
         sampler = getattr(optuna.samplers, self.sampler)

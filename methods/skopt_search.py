@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from bench.space import Categorical, IntUniform, LogUniform, SearchSpace, Uniform
 from methods.base import Method, MethodKind, Options, Search, TrialOutcome, TrialStatus
 
@@ -81,6 +83,7 @@ DEFAULT = GPSettings(acq_optimizer="lbfgs", n_points=10000, acq_restarts=5)
 
 def dimensions(space: SearchSpace) -> list[Any]:
     """The typed space as skopt dimensions, named and in the space's order."""
+    # skopt and scikit-learn (seconds): imported only when a skopt search is built or restored
     from skopt import space as sk
 
     out = []
@@ -108,7 +111,7 @@ def __getattr__(name: str) -> Any:
     if name != "FastGPR":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _fast_gpr is None:
-        import numpy as np
+        # skopt and scikit-learn (seconds): imported only when a skopt search is built or restored
         from sklearn.utils import check_array
         from skopt.learning import GaussianProcessRegressor
 
@@ -139,6 +142,7 @@ def __getattr__(name: str) -> Any:
 def gp_estimator(space: SearchSpace, seed: int) -> Any:
     """The GP skopt's `cook_estimator("GP", ...)` builds (constant x Matern 5/2, one length scale
     per dimension, normalized targets, fitted Gaussian noise, 2 random restarts), as FastGPR."""
+    # skopt and scikit-learn (seconds): imported only when a skopt search is built or restored
     from skopt.learning.gaussian_process.kernels import ConstantKernel, HammingKernel, Matern
     from skopt.space import Space
     from skopt.utils import normalize_dimensions
@@ -157,6 +161,7 @@ def gp_estimator(space: SearchSpace, seed: int) -> Any:
 def held_fixed(est: Any, fitted: Any) -> Any:
     """`est` with `fitted`'s kernel hyperparameters, not optimized (the noise too: skopt zeroes
     it in kernel_ after a fit and keeps it in noise_)."""
+    # skopt and scikit-learn (seconds): imported only when a skopt search is built or restored
     from sklearn.base import clone
     from skopt.learning.gaussian_process.kernels import WhiteKernel
 
@@ -186,6 +191,7 @@ def penalty(losses: list[float]) -> float:
 def quiet() -> Iterator[None]:
     """Without skopt's and scikit-learn's warnings in the driver's log: "evaluated at point ...
     before, using random point", and kernel hyperparameters near a bound (ConvergenceWarning)."""
+    # skopt and scikit-learn (seconds): imported only when a skopt search is built or restored
     from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings():
@@ -204,6 +210,7 @@ def plain(d: Any, value: Any) -> Any:
 class SkoptGPSearch(Search):
     def __init__(self, space: SearchSpace, seed: int, budget: int, options: SkoptOptions,
                  settings: GPSettings | None = None):
+        # skopt and scikit-learn (seconds): imported only when a skopt search is built or restored
         from skopt import Optimizer
 
         settings = settings or (FAST if options.fast else DEFAULT)

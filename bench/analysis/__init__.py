@@ -29,6 +29,7 @@ from bench.report import default_targets, targets_for
 
 def write_figures(df, out_dir, options=None, targets=None) -> list[str]:
     """See bench.analysis.plots.write_figures."""
+    # matplotlib and seaborn (~1 s): only figures need them
     from bench.analysis.plots import write_figures as write
 
     return write(df, out_dir, options, targets)

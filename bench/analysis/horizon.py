@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import methods
 from bench import compute, intervals, report, results
 from bench.analysis import runs, stats
 from bench.analysis.targets import best_black_box
@@ -33,8 +34,6 @@ HORIZON_FREE_FAMILIES = ("fixed", "adam", ONLINE)  # schedules that never read t
 
 def truncatable(method: str, optimizer: str) -> bool:
     """Whether the first H epochs of this entry's longer run are its run at H."""
-    import methods
-
     try:
         free = methods.get(method).horizon_free
     except ConfigError:  # a plugin not installed here, or a search under a scheduler

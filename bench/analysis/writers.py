@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import compute, report, results
+from bench.analysis import horizon, verdict
 
 
 def unit_suffix(unit: str) -> str:
@@ -50,7 +51,8 @@ def write_summary(out: Path, suffix: str, run_dirs, table: pd.DataFrame, unit: s
 
 def write_horizon(out: Path, name: str, run_dirs, table: pd.DataFrame, unit: str) -> None:
     """{name}.csv, .md, .png and .pdf: the horizon study (bench.analysis.horizon)."""
-    from bench.analysis import horizon, plots
+    # matplotlib and seaborn (~1 s): only the writers of figures need them
+    from bench.analysis import plots
 
     results.write_csv(table, out / f"{name}.csv")
     (out / f"{name}.md").write_text(
@@ -71,7 +73,8 @@ def write_verdict(out: Path, suffix: str, run_dirs, unit: str, curves: pd.DataFr
                   profile: pd.DataFrame) -> None:
     """verdict{suffix}.md and .csv, verdict-paired, equal-compute (.csv, .png, .pdf) and,
     over several tasks, across-tasks (bench.analysis.verdict)."""
-    from bench.analysis import plots, verdict
+    # matplotlib and seaborn (~1 s): only the writers of figures need them
+    from bench.analysis import plots
 
     results.write_csv(curves, out / f"equal-compute{suffix}.csv")
     results.write_csv(verdicts, out / f"verdict{suffix}.csv")

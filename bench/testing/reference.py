@@ -11,6 +11,7 @@ from torch import nn
 from torch.func import functional_call
 
 from methods.base import StepContext
+from methods.online import layer_groups
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -137,8 +138,6 @@ def reported_hypergradients(rule, act: str = "tanh", steps: int = 6,
     """Train the tiny float64 MLP with `rule` for `steps` steps; return its last reported
     hypergradients (records' `hg_<name>`), its hyperparameter values by kind and group (`lr` or
     `lr_0`, `lr_1`, ...) and each parameter tensor's group, as the records name them."""
-    from methods.online import layer_groups
-
     model, params, batches, val = problem(act, steps)
     state, _ = run_rule(rule, model, params, batches, val, hparams or DEFAULT_HPARAMS)
     values = by_kind(rule.hparams(state))
