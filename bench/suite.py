@@ -218,12 +218,27 @@ def build(values: dict[str, Any], where: str = "suite", need_data: bool = True) 
 
 
 def resolve(s: Suite) -> tuple[Resolved, list[str]]:
-    """Every method's and scheduler's options, parsed once per task with the defaults filled
-    in (an online method's bounds from the task's ranges, a scheduler's max_t from its epochs);
+    """Every method's options, parsed once per task with its defaults filled in (an online
+    method's bounds from the task's ranges), and every scheduler's, parsed once with max_t
+    filled per task from its epochs;
     with the problems found, each named once. Names and tables that `check` refuses are
     skipped here."""
     all_tasks, all_methods = task_registry.all_tasks(), method_registry.all_methods()
     options, chosen, found = {}, {}, []
+    scheduled = {}  # parsed once; fifo too: online methods run under it whatever the suite's
+    for name in [n for n in dict.fromkeys((*s.schedulers, schedulers.FIFO))
+                 if n in schedulers.SCHEDULERS and isinstance(s.scheduler.get(n, {}), dict)]:
+        parsed, bad = schedulers.parse(name, s.scheduler.get(name, {}))
+        found += bad
+        if parsed is not None and not bad:
+            scheduled[name] = parsed
+            population = getattr(parsed, "population", None)
+            if population is not None and population > s.trials:
+                found.append(f"scheduler.{name}.population: {population} members is more than "
+                             f"the suite's trials ({s.trials}); a population trains population "
+                             "x epochs, as a search of `trials` trials does at most: give "
+                             f"population <= {s.trials} in [scheduler.{name}], or trials >= "
+                             f"{population} (--trials {population})")
     for t in [t for t in s.tasks if t in all_tasks]:
         task = all_tasks[t]
         for m in [m for m in s.methods if m in all_methods]:
@@ -240,25 +255,10 @@ def resolve(s: Suite) -> tuple[Resolved, list[str]]:
             if parsed is not None and not bad:
                 options[m, t] = parsed
                 found += [f"options.{m} ({t}): {p}" for p in method.problems_for(parsed, task)
-                          + method.bound_problems(parsed, family_space(s, task, None)[0])]
-        # fifo too: online methods run under it whatever the suite's schedulers.
-        for name in [n for n in dict.fromkeys((*s.schedulers, schedulers.FIFO))
-                     if n in schedulers.SCHEDULERS]:
-            table = s.scheduler.get(name, {})
-            if not isinstance(table, dict):
-                continue  # named by check
-            parsed, bad = schedulers.parse(name, table)
-            found += bad
-            if parsed is not None and not bad:
-                chosen[name, t] = parsed.for_epochs(s.epochs_for(t))
-                found += [f"scheduler.{name}.{p}" for p in parsed.epoch_problems(s.epochs_for(t))]
-                population = getattr(parsed, "population", None)
-                if population is not None and population > s.trials:
-                    found.append(f"scheduler.{name}.population: {population} members is more "
-                                 f"than the suite's trials ({s.trials}); a population trains "
-                                 "population x epochs, as a search of `trials` trials does at "
-                                 f"most: give population <= {s.trials} in [scheduler.{name}], "
-                                 f"or trials >= {population} (--trials {population})")
+                          + method.bound_problems(parsed, initial)]
+        for name, parsed in scheduled.items():  # max_t per task
+            chosen[name, t] = parsed.for_epochs(s.epochs_for(t))
+            found += [f"scheduler.{name}.{p}" for p in parsed.epoch_problems(s.epochs_for(t))]
     return Resolved(options, chosen), list(dict.fromkeys(found))
 
 
