@@ -7,9 +7,10 @@ from math import comb
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import trim_mean
 
 from bench import cli, report, results
-from bench.analysis import verdict
+from bench.analysis import stats, verdict
 from bench.trial import run_trial
 
 
@@ -192,8 +193,8 @@ def write_run(path, rows, suite, costs):
     return path
 
 
-def cost_row(training, method, optimizer, per_epoch, device=None):
-    return {"task": "digits", "training": training, "method": method, "optimizer": optimizer,
+def cost_row(training, method, optimizer, per_epoch, device=None, task="digits"):
+    return {"task": task, "training": training, "method": method, "optimizer": optimizer,
             "batch_size": 8, "val_batch_size": 8, "steps_per_epoch": 10,
             "step_flops": per_epoch, "epoch_extra_flops": 0.0, "eval_flops_per_epoch": 0.0,
             "sgd_step_flops": 1.0, "step_seconds": per_epoch if device else math.nan,
@@ -202,6 +203,10 @@ def cost_row(training, method, optimizer, per_epoch, device=None):
 
 @pytest.fixture
 def study(tmp_path):
+    return write_study(tmp_path / "run")
+
+
+def write_study(path, task="digits"):
     """A random pool of 20 trials of 4 epochs (4 searches of 5) and 12 oho runs that cost 2
     SGD-epochs an epoch."""
     rng = np.random.default_rng(0)
@@ -209,20 +214,20 @@ def study(tmp_path):
     for rep in range(4):
         for t in range(5):
             final = rng.uniform(0.1, 0.5)
-            rows += [dict(task="digits", method="random", optimizer="fixed", repetition=rep,
+            rows += [dict(task=task, method="random", optimizer="fixed", repetition=rep,
                           trial=t, epoch=e, trial_start=float(t), train_seconds_cum=float(e),
                           val_loss=final * (5 - e), test_loss=final * (5 - e) + 0.01)
                      for e in range(1, 5)]
     for rep in range(12):
-        rows += [dict(task="digits", method="oho", optimizer="online", repetition=rep, trial=0,
+        rows += [dict(task=task, method="oho", optimizer="online", repetition=rep, trial=0,
                       epoch=e, trial_start=0.0, train_seconds_cum=2.0 * e,
                       val_loss=0.05 * (5 - e), test_loss=0.05 * (5 - e) + 0.01)
                  for e in range(1, 5)]
-    suite = {"tasks": ["digits"], "methods": ["random", "oho"], "seed": 0, "epochs": 4,
+    suite = {"tasks": [task], "methods": ["random", "oho"], "seed": 0, "epochs": 4,
              "batch_size": 8, "options": {}}
-    costs = [cost_row("black-box · fixed", "random", "fixed", 1.0),
-             cost_row("oho", "oho", "online", 2.0)]
-    return write_run(tmp_path / "run", rows, suite, costs)
+    costs = [cost_row("black-box · fixed", "random", "fixed", 1.0, task=task),
+             cost_row("oho", "oho", "online", 2.0, task=task)]
+    return write_run(path, rows, suite, costs)
 
 
 def test_the_verdict_command_writes_its_tables_and_figure(study, capsys):
@@ -235,6 +240,20 @@ def test_the_verdict_command_writes_its_tables_and_figure(study, capsys):
     assert {"random · fixed", "oho"} <= set(curves["entry"])
     assert (study / "equal-compute.png").is_file() and "P(online" in (
         study / "verdict.md").read_text()
+
+
+def test_over_two_tasks_the_verdict_adds_the_aggregate_table_and_figure(tmp_path, capsys):
+    runs = [write_study(tmp_path / task, task) for task in ("digits", "ridge")]
+    assert cli.main(["verdict", *map(str, runs), "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    aggregate = pd.read_csv(out / "across-tasks.csv").set_index("method")
+    assert aggregate.loc["oho", "runs"] == "12+12" and aggregate.loc["random", "runs"] == "4+4"
+    assert aggregate.loc["oho", "iqm_hi"] < 1.0  # oho ends below the pool on both tasks
+    assert np.isnan(aggregate.loc["random", "iqm_lo"])  # 4 searches a task: no interval
+    text = (out / "verdict.md").read_text()
+    assert "## Over the tasks" in text and "| oho | 12+12 | 0.404 [" in text
+    assert "| random · fixed | 4+4 | 1.000 (none: fewer than 10 runs on a task) |" in text
+    assert (out / "across-tasks.png").is_file() and (out / "across-tasks.pdf").is_file()
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -273,7 +292,7 @@ def test_reports_refuse_an_unknown_unit_and_calibrations_on_different_devices(
 def test_across_tasks_normalizes_by_the_best_black_box_entry_and_bootstraps_within_tasks():
     rows = []
     for task, scale in (("a", 1.0), ("b", 10.0)):
-        for rep in range(8):
+        for rep in range(12):
             for method, optimizer, loss in (("random", "fixed", 1.0 + 0.01 * rep),
                                             ("oho", "online", 0.8 + 0.01 * rep)):
                 rows.append(dict(task=task, method=method, optimizer=optimizer, repetition=rep,
@@ -281,13 +300,25 @@ def test_across_tasks_normalizes_by_the_best_black_box_entry_and_bootstraps_with
                                  val_loss=loss * scale, test_loss=loss * scale))
     aggregate, profile = verdict.across_tasks(results.table(rows))
     by = aggregate.set_index("method")
-    assert by.loc["oho", "runs"] == "8+8"
+    assert by.loc["oho", "runs"] == "12+12"
     assert by.loc["oho", "iqm_hi"] < 1.0 < by.loc["random", "iqm_hi"]  # scale-free: ~0.8 vs 1
     assert by.loc["oho", "iqm_lo"] <= by.loc["oho", "iqm"] <= by.loc["oho", "iqm_hi"]
     oho = profile[profile["method"] == "oho"]["fraction"].to_numpy()
     assert (np.diff(oho) >= 0).all() and oho[-1] == 1.0
     assert verdict.across_tasks(results.table([r for r in rows if r["task"] == "a"]))[0].empty
 
+
+
+def test_the_iqm_over_tasks_weighs_each_task_the_same():
+    """As rliable's IQM of a runs x tasks matrix where tasks have as many runs; with 4 runs on
+    one task and 100 on another, each task still carries half the weight."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random(8), rng.random(8) + 1
+    assert stats.pooled_iqm([a, b]) == pytest.approx(trim_mean(np.concatenate([a, b]), 0.25))
+    assert stats.pooled_iqm([np.ones(4), np.full(100, 2.0)]) == pytest.approx(1.5)
+    # a diverged run is the worst: inf only once one reaches the middle half
+    assert math.isfinite(stats.pooled_iqm([np.array([1, 1, 1, np.inf]), np.ones(4)]))
+    assert stats.pooled_iqm([np.full(4, np.inf), np.ones(40)]) == math.inf
 
 def test_hyperband_brackets_are_rays():
     """The brackets Ray's HyperBandScheduler fills, in its order: n0 trials to r0 epochs."""

@@ -237,6 +237,41 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
     return fig
 
 
+
+def plot_across_tasks(aggregate: pd.DataFrame, profile: pd.DataFrame) -> Figure:
+    """Over several tasks (bench.analysis.verdict.across_tasks), as rliable draws them: each
+    entry's IQM of normalized final test loss with its 95% stratified bootstrap interval, and
+    its score profile (the share of runs at or below each score, tasks weighing the same).
+    Score 1 is the task's best black-box entry's median; lower is better."""
+    if aggregate.empty:
+        raise Skip("an aggregate over tasks needs two tasks or more")
+    aggregate, profile = with_entry(aggregate), with_entry(profile)
+    order = entry_order(aggregate)
+    colors = palette(order)
+    fig = Figure(figsize=(12.5, max(4.3, 0.45 * len(order))), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for y, (_, r) in enumerate(aggregate.set_index("entry").loc[order].iterrows()):
+        bar = [[r["iqm"] - r["iqm_lo"]], [r["iqm_hi"] - r["iqm"]]]
+        left.errorbar(r["iqm"], y, xerr=bar if np.isfinite(bar).all() else None,
+                      fmt="o", ms=7, capsize=4, color=colors[r.name])
+    left.set_yticks(range(len(order)), order)
+    left.invert_yaxis()
+    left.axvline(1.0, color="k", lw=1, ls=":")
+    runs = aggregate["runs"].iloc[0].count("+") + 1
+    left.set(xlabel="IQM of final test loss / the task's reference (95% CI where every task\n"
+             "has 10 runs or more)",
+             title=f"IQM over {runs} tasks (lower is better)")
+    for entry, g in profile.groupby("entry", sort=False):
+        right.step(g["tau"], g["fraction"], where="post", lw=2, color=colors[entry], label=entry)
+    right.axvline(1.0, color="k", lw=1, ls=":", label="the reference (1)")
+    right.set_xscale("log")
+    readable_log_ticks(right.xaxis, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
+    right.set(xlabel="tau (final test loss / the task's reference)",
+              ylabel="fraction of runs at or below tau", ylim=(-0.03, 1.03),
+              title="score profile (higher is better)")
+    figure_legend(fig, [right], title="entry")
+    return fig
+
 def plot_target_sweep(sweep: pd.DataFrame, unit: str = UNIT) -> Figure:
     """Per task: the share of repetitions that reach each target of the sweep
     (`bench.analysis.targets`) and the median compute to it (not reached by half or more:

@@ -43,9 +43,28 @@ def entry_times(ttt: pd.DataFrame) -> pd.DataFrame:
 
 
 def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Interquartile mean: the mean of the middle 50% (scipy's trim_mean, 25% cut each end)."""
+    """Interquartile mean: the mean of the middle 50% (scipy's trim_mean, 25% cut each end).
+    An inf (a diverged run, counted as the worst) in the middle half makes it inf."""
     return stats.trim_mean(x, 0.25, axis=axis)
 
+
+
+def pooled_iqm(per_task: Sequence[np.ndarray]) -> float:
+    """The IQM over several tasks with each task weighing the same, whatever its number of runs:
+    the mean of the middle half of the mixture of the tasks' empirical distributions (rliable's
+    IQM over a runs x tasks matrix, where every task has as many runs). Run i of a task with n
+    runs carries weight 1/(n * tasks); the runs straddling the 25% and 75% marks count in part.
+    An inf (a diverged run, the worst) with weight in the middle half makes it inf."""
+    values = np.concatenate([np.asarray(x, float) for x in per_task])
+    weights = np.concatenate([np.full(len(x), 1.0 / (len(x) * len(per_task))) for x in per_task])
+    order = np.argsort(values, kind="stable")
+    values, weights = values[order], weights[order]
+    upper = np.cumsum(weights)
+    kept = np.clip(np.minimum(upper, 0.75) - np.maximum(upper - weights, 0.25), 0.0, None)
+    inside = kept > 1e-12
+    if np.isinf(values[inside]).any():
+        return math.inf
+    return float(np.sum(kept[inside] * values[inside]) / np.sum(kept[inside]))
 
 def median(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.median(x, axis=axis)

@@ -35,8 +35,9 @@ import pandas as pd
 from scipy import stats
 
 from bench import intervals, report
+from bench.analysis.stats import pooled_iqm
 from bench.errors import ConfigError
-from bench.vocabulary import BLACK_BOX, ONLINE
+from bench.vocabulary import BLACK_BOX, ONLINE, entry_label
 
 MULTIPLES = (1, 2, 4, 8)  # budgets, in runs of the online method
 FULL = "full"  # the black-box search's own budget
@@ -608,9 +609,10 @@ def across_tasks(df: pd.DataFrame, resamples: int = 2_000, seed: int = 0
     """Over several tasks (rliable's aggregate view, computed here with numpy): every run's
     final test loss, online runs and live black-box searches alike, as a score normalized by
     its task's reference (the median of the best black-box entry: 1 = as good as it, below 1 =
-    better). Per entry present on every task: the IQM of its scores over tasks x repetitions,
-    with a 95% stratified bootstrap interval (repetitions resampled within each task), and the
-    performance profile: the share of its runs scoring at most tau. Empty below two tasks."""
+    better). Per entry present on every task, each task weighing the same whatever its number of
+    runs: the IQM of its scores (`stats.pooled_iqm`), with a 95% stratified bootstrap interval
+    (repetitions resampled within each task), and the performance profile: the share of its
+    runs scoring at most tau, averaged over the tasks. Empty below two tasks."""
     reps = report.repetitions(df)
     tasks = sorted(reps["task"].unique())
     if len(tasks) < 2:
@@ -621,33 +623,47 @@ def across_tasks(df: pd.DataFrame, resamples: int = 2_000, seed: int = 0
         if bb.empty:
             raise ConfigError(f"{task}: no black-box entry to normalize the scores by")
         reference = bb.groupby(["method", "optimizer"])["final_test_loss"].median().min()
-        scored.append(g.assign(score=g["final_test_loss"].fillna(np.inf) / reference))
+        scored.append(g.assign(score=g["final_test_loss"].fillna(np.inf) / reference))  # worst
     scores = pd.concat(scored)
     rng = np.random.default_rng(seed)
     rows, profile = [], []
-    taus = np.geomspace(0.8, 2.0, 60)
+    finite = scores["score"][np.isfinite(scores["score"]) & (scores["score"] > 0)]
+    taus = np.geomspace(finite.min() * 0.98, finite.max() * 1.02, 100) if len(finite) else []
     for (method, optimizer), g in scores.groupby(["method", "optimizer"], sort=True):
         per_task = [g.loc[g["task"] == t, "score"].to_numpy(float) for t in tasks]
         if any(len(x) == 0 for x in per_task):
             continue  # not on every task
-        boot = np.empty(resamples)
-        for b in range(resamples):
-            boot[b] = iqm(np.concatenate([x[rng.integers(len(x), size=len(x))]
-                                          for x in per_task]))
-        lo, hi = np.quantile(boot, [0.025, 0.975])
-        every = np.concatenate(per_task)
+        lo = hi = math.nan  # below MIN_N runs on a task, no interval (as in the verdicts)
+        if min(map(len, per_task)) >= MIN_N:
+            boot = [pooled_iqm([x[rng.integers(len(x), size=len(x))] for x in per_task])
+                    for _ in range(resamples)]
+            lo, hi = np.quantile(boot, [0.025, 0.975], method="inverted_cdf")  # no inf - inf
         rows.append({"method": method, "optimizer": optimizer,
-                     "runs": "+".join(str(len(x)) for x in per_task), "iqm": iqm(every),
-                     "iqm_lo": float(lo), "iqm_hi": float(hi)})
+                     "runs": "+".join(str(len(x)) for x in per_task),
+                     "iqm": pooled_iqm(per_task), "iqm_lo": float(lo), "iqm_hi": float(hi)})
         profile += [{"method": method, "optimizer": optimizer, "tau": float(t),
-                     "fraction": float(np.mean(every <= t))} for t in taus]
+                     "fraction": float(np.mean([np.mean(x <= t) for x in per_task]))}
+                    for t in taus]
     return pd.DataFrame(rows), pd.DataFrame(profile)
 
 
-def iqm(x: np.ndarray) -> float:
-    """The interquartile mean (the mean of the middle half; inf counts as the worst)."""
-    x = np.sort(np.where(np.isnan(x), np.inf, x))
-    n = len(x)
-    cut = n // 4
-    middle = x[cut:n - cut] if n - 2 * cut > 0 else x
-    return float(np.mean(middle[np.isfinite(middle)])) if np.isfinite(middle).any() else math.inf
+ACROSS_NOTE = ("Every run's final test loss (an online run, or a live black-box search's "
+               "choice at its full budget) over its task's reference, the median of the task's "
+               "best black-box entry: below 1 is better. IQM: the mean of the middle half, each "
+               "task weighing the same whatever its number of runs, with a 95% stratified "
+               "bootstrap interval (runs resampled within each task; none below 10 runs on a "
+               "task). Only entries present on "
+               "every task. across-tasks.png draws it with the score profile.")
+
+
+def displayed_across(aggregate: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "entry": [entry_label(m, o) for m, o in zip(aggregate["method"], aggregate["optimizer"],
+                                                    strict=True)],
+        "runs per task": aggregate["runs"],
+        "IQM of loss / reference [95% CI]": [
+            f"{v:.3f} " + (f"[{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) else
+                           f"(none: fewer than {MIN_N} runs on a task)")
+            for v, lo, hi in zip(aggregate["iqm"], aggregate["iqm_lo"], aggregate["iqm_hi"],
+                                 strict=True)]})
+

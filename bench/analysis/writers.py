@@ -85,11 +85,17 @@ def write_verdict(out: Path, suffix: str, run_dirs, unit: str, curves: pd.DataFr
         + report.markdown_table(verdict.displayed(verdicts)) + "\n" + verdict.NOTE + "\n"
         + ("\n## Online methods against each other, paired by initialization\n\n"
            + report.markdown_table(verdict.displayed_paired(pairs)) + "\n" + verdict.PAIRED_NOTE
-           + "\n" if len(pairs) else ""))
+           + "\n" if len(pairs) else "")
+        + ("\n## Over the tasks\n\n" + report.markdown_table(verdict.displayed_across(aggregate))
+           + "\n" + verdict.ACROSS_NOTE + "\n" if len(aggregate) else ""))
     if len(aggregate):
         results.write_csv(aggregate, out / f"across-tasks{suffix}.csv")
         results.write_csv(profile, out / f"across-tasks-profile{suffix}.csv")
+    figures = {"equal-compute": lambda: plots.plot_equal_compute(curves, compute.UNIT_NAMES[unit])}
+    if len(aggregate):
+        figures["across-tasks"] = lambda: plots.plot_across_tasks(aggregate, profile)
     with plots.sns.axes_style("whitegrid"):
-        fig = plots.plot_equal_compute(curves, compute.UNIT_NAMES[unit])
-        for ext in ("png", "pdf"):
-            fig.savefig(out / f"equal-compute{suffix}.{ext}", dpi=110)
+        for name, draw in figures.items():
+            fig = draw()
+            for ext in ("png", "pdf"):
+                fig.savefig(out / f"{name}{suffix}.{ext}", dpi=110)
