@@ -21,7 +21,7 @@ import pandas as pd
 
 from bench import journal
 from bench.errors import ConfigError
-from bench.vocabulary import ONLINE
+from bench.vocabulary import ONLINE, POPULATION
 
 TABLE, RUN_JSON = "records.parquet", "run.json"
 KEY = ["task", "method", "optimizer", "scheduler", "repetition", "trial", "epoch"]
@@ -45,9 +45,6 @@ def table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Rows to the tidy table, in sequential-compute order, with `search_seconds`: training
     seconds of the repetition's earlier-started trials plus this trial's so far. A population
     (PBT, PB2) trains in step instead: see `in_step`."""
-    # bench.schedulers imports torch (through methods.base): reading results needs none
-    from bench.schedulers import POPULATION
-
     df = pd.DataFrame(list(rows))
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)

@@ -31,9 +31,9 @@ from bench.journal import path_of as journal_path
 from bench.multiplex import SuiteScheduler, SuiteSearcher
 from bench.ray_adapter import PROGRESS_ENV, RecordCollector, SearchAdapter
 from bench.runlock import RunLock
-from bench.schedulers import POPULATION
 from bench.suite import Suite
 from bench.trial import ray_trial
+from bench.vocabulary import POPULATION
 
 # The Ray Tune experiment of a run, under its storage path; "suite-retryN" hold the searches
 # that a resume started over (round N).

@@ -152,7 +152,6 @@ class PB2Options(PBTOptions):
 
 SCHEDULERS: dict[str, type[SchedulerOptions]] = {
     c.name: c for c in (FIFOOptions, ASHAOptions, HyperBandOptions, PBTOptions, PB2Options)}
-POPULATION = ("pbt", "pb2")  # schedulers whose search is one population trained in step
 
 
 def _at_least(options: Options, **least: int) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 ONLINE = "online"  # a method kind, and the `optimizer` recorded for online methods' trials
 BLACK_BOX = "black-box"
 FIFO = "fifo"  # the scheduler that stops nothing
+POPULATION = ("pbt", "pb2")  # schedulers whose search is one population trained in step
 LEGACY_NO_SCHEDULER = "-"  # `scheduler` in tables from before schedulers were a choice
 SEPARATOR = " · "
 TIME_ATTR = "epoch"  # reported by every trial (bench/trial.py): schedulers count in epochs

@@ -3,6 +3,8 @@ import inside a function says why it waits (a heavy or optional library kept off
 a cycle it avoids) in a comment on its line or the line above."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,3 +105,13 @@ def _in_commented_block(lines: list[str], lineno: int) -> bool:
     while is_import(i) or (i >= 1 and not lines[i].strip() and is_import(i - 1)):
         i -= 1
     return i >= 0 and lines[i].strip().startswith("#")
+
+
+def test_reading_results_loads_no_torch():
+    """bench.results (tables, run.json) is what a notebook or a report on another machine
+    reads: it must not pull torch in (several seconds)."""
+    code = ("import sys, bench.results as r; r.table([dict(task='t', method='random', "
+            "optimizer='fixed', scheduler='pbt', repetition=0, trial=0, epoch=1, "
+            "trial_start=0.0, train_seconds=1.0, train_seconds_cum=1.0)]); "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

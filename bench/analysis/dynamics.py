@@ -15,8 +15,7 @@ from matplotlib.figure import Figure
 
 from bench.analysis import stats
 from bench.analysis.figkit import NOT_REACHED, Skip, figure_legend, grid, set_scale
-from bench.schedulers import POPULATION
-from bench.vocabulary import ONLINE
+from bench.vocabulary import ONLINE, POPULATION
 
 HP_LABELS = {"lr": "learning rate", "wd": "weight decay"}  # axis labels; others: the name
 
