@@ -255,11 +255,12 @@ def slots(suite: Suite) -> int:
 
 def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str, mode: str,
         resume: bool, trainable: Callable | None, callbacks: tuple = (),
-        tune_name: str = TUNE_NAME) -> None:
+        tune_name: str = TUNE_NAME, make_config: Callable | None = None) -> None:
     """One Tuner for the whole suite: a SuiteSearcher over the experiments' searches and a
     SuiteScheduler over their own schedulers (bench/multiplex.py); with `resume`, the one
-    restored from its snapshot, if any. `callbacks`: more Ray Tune callbacks
-    (benchmarks/scheduling.py measures the driver with one)."""
+    restored from its snapshot, if any. `callbacks`: more Ray Tune callbacks, `make_config`:
+    what a trial's Tune config is made by (default `tune_config`); benchmarks/scheduling.py
+    measures the driver with a callback and hands its sleepers plain configs."""
     replay = {(e.name, i): kept for e in experiments
               for i, kept in journal.read(journal_path(run_dir, e.name)).replay().items()}
     trainable = tune.with_resources(
@@ -287,7 +288,7 @@ def fit(suite: Suite, experiments: list[Experiment], run_dir: Path, storage: str
                                    resume_errored=False, restart_errored=False)
     else:
         searcher = SuiteSearcher(experiments, {
-            e.name: SearchAdapter(e.search(), partial(tune_config, e),
+            e.name: SearchAdapter(e.search(), partial(make_config or tune_config, e),
                                   journal_path(run_dir, e.name)) for e in experiments})
         scheduler = SuiteScheduler(searcher, {e.name: own for e in experiments
                                               if (own := own_scheduler(e)) is not None},

@@ -167,16 +167,6 @@ class ProfiledProbe(Probe):
                       f"{k[2]} ({k[0].split('site-packages/')[-1]}:{k[1]})")
 
 
-@contextlib.contextmanager
-def plain_specs():
-    """Within: the runner hands trials plain configs (plain_config)."""
-    runner.tune_config = plain_config
-    try:
-        yield
-    finally:
-        runner.tune_config = tune_config
-
-
 def run_suite(chosen, exps, base: float, tmp: Path, sequential: bool = False,
               callbacks: tuple = ()) -> tuple[float, list[dict], float, float]:
     """(makespan, trial spans, start time, the driver's CPU seconds) of running `exps`, all at
@@ -188,10 +178,10 @@ def run_suite(chosen, exps, base: float, tmp: Path, sequential: bool = False,
     (run_dir / "journal").mkdir()
     trainable = functools.partial(sleeper.sleepy, base=base)
     began, cpu = time.time(), time.process_time()
-    with plain_specs():
-        for group in ([[e] for e in exps] if sequential else [exps]):
-            storage = str(run_dir / "ray" / (group[0].name if sequential else "all"))
-            runner.fit(chosen, group, run_dir, storage, "quiet", False, trainable, callbacks)
+    for group in ([[e] for e in exps] if sequential else [exps]):
+        storage = str(run_dir / "ray" / (group[0].name if sequential else "all"))
+        runner.fit(chosen, group, run_dir, storage, "quiet", False, trainable, callbacks,
+                   make_config=plain_config)
     makespan, cpu = time.time() - began, time.process_time() - cpu
     spans = []
     for e in exps:
