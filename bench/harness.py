@@ -232,103 +232,149 @@ def train(task: Task, rule: UpdateRule, hparams: Mapping[str, Any], splits: Spli
     trainee = Trainee(task, model, noise_seed=spec.seed + 2)
     params = trainee.bound_params()
     state = rule.init(params, hparams)
-    batch_gen = torch.Generator().manual_seed(spec.seed)
-    val_gen = torch.Generator().manual_seed(spec.seed + 1)
-    x, y = splits.x_train, splits.y_train
-    n_val, val_bs = len(splits.x_val), spec.val_batch_size or spec.batch_size
-
-    def val_batch() -> Batch:
-        idx = torch.randint(n_val, (val_bs,), generator=val_gen).to(device)
-        return splits.x_val[idx], splits.y_val[idx]
-
-    def train_sample() -> Batch:
-        idx = torch.randint(len(x), (val_bs,), generator=val_gen).to(device)
-        return x[idx], y[idx]
-
-    loss = autocast(trainee.loss, device) if spec.amp else trainee.loss
-    augment = task.augment
-    aug_gen = None if augment is None else torch.Generator(device).manual_seed(spec.seed + 3)
-    ctx = StepContext(loss=loss, val_loss=trainee.val_loss, val_batch=val_batch,
-                      train_sample=train_sample, noisy_loss=trainee.noisy_loss,
-                      criterion=task.loss, epochs=spec.epochs,
-                      steps_per_epoch=math.ceil(len(x) / spec.batch_size))
+    draws = Draws.seeded(spec.seed, trainee, device, augmented=task.augment is not None)
+    ctx = step_context(task, trainee, splits, spec, draws)
     records: list[Record] = []
     train_total = 0.0
-    collapse = CollapseWatch(chance_loss(task, y))
-    gens = {"batch": batch_gen, "val": val_gen, "augment": aug_gen}
-
-    def rng_states() -> dict[str, Tensor | None]:
-        return {**{k: g.get_state() for k, g in gens.items() if g is not None},
-                "noise": trainee.noise_state(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
+    collapse = CollapseWatch(chance_loss(task, splits.y_train))
     if resume is not None:
-        saved = {**resume.params, **resume.buffers}
-        with torch.no_grad():
-            for name, p in [*params.items(), *trainee.buffers.items()]:
-                p.copy_(saved[name])
-        state = rule.load_state_dict(state, resume.rule_state)
-        if resume.rngs is not None:  # None: this run's own draws, seeded by spec.seed
-            for k, g in gens.items():
-                if g is not None:
-                    g.set_state(resume.rngs[k])
-            trainee.set_noise_state(resume.rngs["noise"])
-            torch.set_rng_state(resume.rngs["torch"])
-            if resume.rngs.get("cuda") is not None:
-                torch.cuda.set_rng_state(resume.rngs["cuda"], device)
+        state = restore(resume, rule, state, params, trainee, draws)
         ctx.step, train_total = resume.step, resume.train_seconds
         collapse, records = resume.collapse, list(resume.records)
         if records and (records[-1]["diverged"] or records[-1]["collapsed"]):
             return records  # it had ended
-    x_eval, y_eval = train_eval_split(x, y, spec.train_eval_size)
+    x_eval, y_eval = train_eval_split(splits.x_train, splits.y_train, spec.train_eval_size)
     eval_on = {"train": (x_eval, y_eval), "val": (splits.x_val, splits.y_val),
                "test": (splits.x_test, splits.y_test)}
     for epoch in range(len(records) + 1, spec.epochs + 1):
         ctx.epoch = epoch
-        sync(device)
-        start = time.perf_counter()
-        order = torch.randperm(len(x), generator=batch_gen).to(device)
-        for i in range(0, len(x), spec.batch_size):
-            idx = order[i:i + spec.batch_size]
-            xb = x[idx] if augment is None else augment(x[idx], aug_gen)
-            state, params = rule.step(state, params, (xb, y[idx]), ctx)
-            ctx.step += 1
-        sync(device)
-        train_seconds = time.perf_counter() - start
+        state, params, train_seconds = train_epoch(rule, state, params, task, splits, spec,
+                                                   ctx, draws)
         train_total += train_seconds
-
-        start = time.perf_counter()
-        losses, forward = {}, rule.evaluator(state)
-        for split, (xs, ys) in eval_on.items():
-            losses[f"{split}_loss"], losses[f"{split}_acc"] = trainee.evaluate(
-                params, xs, ys, forward)
-        eval_seconds = time.perf_counter() - start
-
-        diverged = not all(math.isfinite(losses[f"{s}_loss"]) for s in ("train", "val"))
-        collapsed = not diverged and collapse.update(losses["train_loss"])
-        record = {
-            "epoch": epoch,
-            "step": ctx.step,
-            "timestamp": time.time(),
-            "train_seconds": train_seconds,
-            "train_seconds_cum": train_total,
-            "eval_seconds": eval_seconds,
-            **losses,
-            "train_eval_size": len(x_eval),
-            "diverged": diverged,
-            "collapsed": collapsed,
-            "lr_floored": rule.lr_floored(state),
-            **model_hparams,
-            **{f"hp_{k}": v if isinstance(v, str) else float(v)  # categoricals stay strings
-               for k, v in rule.hparams(state).items()},
-            **{k: float(v) for k, v in rule.diagnostics(state).items()},
-        }
+        measured = evaluate(rule, state, params, trainee, eval_on)
+        collapsed = not measured["diverged"] and collapse.update(measured["train_loss"])
+        record = {"epoch": epoch, "step": ctx.step, "timestamp": time.time(),
+                  "train_seconds": train_seconds, "train_seconds_cum": train_total,
+                  **measured, "collapsed": collapsed, **rule_columns(rule, state, model_hparams)}
         records.append(record)
         if report is not None:
             report(record)
-        if checkpoint is not None and epoch < spec.epochs and not (diverged or collapsed):
+        ended = record["diverged"] or record["collapsed"]
+        if checkpoint is not None and epoch < spec.epochs and not ended:
             checkpoint(TrainState(epoch, ctx.step, train_total, params, trainee.buffers,
-                                  rule.state_dict(state), rng_states(), collapse, records))
-        if diverged or collapsed:
+                                  rule.state_dict(state), draws.state(), collapse, records))
+        if ended:
             break
     return records
+
+
+
+def evaluate(rule: UpdateRule, state: Any, params: Params, trainee: Trainee,
+             eval_on: Mapping[str, tuple[Tensor, Tensor]]) -> Record:
+    """The epoch's losses and accuracies on each split, its evaluation seconds and whether it
+    diverged (a non-finite training or validation loss)."""
+    start = time.perf_counter()
+    forward = rule.evaluator(state)
+    losses = {}
+    for split, (xs, ys) in eval_on.items():
+        losses[f"{split}_loss"], losses[f"{split}_acc"] = trainee.evaluate(params, xs, ys,
+                                                                           forward)
+    return {"eval_seconds": time.perf_counter() - start, **losses,
+            "train_eval_size": len(eval_on["train"][1]),
+            "diverged": not all(math.isfinite(losses[f"{s}_loss"]) for s in ("train", "val"))}
+
+
+def rule_columns(rule: UpdateRule, state: Any, model_hparams: Record) -> Record:
+    """What the rule reports each epoch: lr at its floor, hyperparameters (hp_<name>, after
+    the model's) and diagnostics."""
+    return {"lr_floored": rule.lr_floored(state), **model_hparams,
+            **{f"hp_{k}": v if isinstance(v, str) else float(v)  # categoricals stay strings
+               for k, v in rule.hparams(state).items()},
+            **{k: float(v) for k, v in rule.diagnostics(state).items()}}
+
+@dataclass
+class Draws:
+    """A training's random streams: batch order, validation (and training-sample) batches,
+    augmentation, the model's noise, torch's global stream and CUDA's. A checkpoint saves
+    them; a resume sets them back, so the same draws follow."""
+
+    batch: torch.Generator
+    val: torch.Generator
+    augment: torch.Generator | None
+    trainee: Trainee
+    device: torch.device
+
+    @classmethod
+    def seeded(cls, seed: int, trainee: Trainee, device: torch.device, augmented: bool
+               ) -> Draws:
+        return cls(torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1),
+                   torch.Generator(device).manual_seed(seed + 3) if augmented else None,
+                   trainee, device)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {k: g for k, g in (("batch", self.batch), ("val", self.val),
+                                  ("augment", self.augment)) if g is not None}
+
+    def state(self) -> dict[str, Tensor | None]:
+        return {**{k: g.get_state() for k, g in self.generators().items()},
+                "noise": self.trainee.noise_state(), "torch": torch.get_rng_state(),
+                "cuda": (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
+                         else None)}
+
+    def restore(self, saved: dict[str, Tensor | None]) -> None:
+        for k, g in self.generators().items():
+            g.set_state(saved[k])
+        self.trainee.set_noise_state(saved["noise"])
+        torch.set_rng_state(saved["torch"])
+        if saved.get("cuda") is not None:
+            torch.cuda.set_rng_state(saved["cuda"], self.device)
+
+
+def step_context(task: Task, trainee: Trainee, splits: Splits, spec: TrainSpec, draws: Draws
+                 ) -> StepContext:
+    """What an update rule sees of the training: losses, and validation and training-sample
+    batches of the validation batch size, drawn from `draws.val`."""
+    device, val_bs = spec.device, spec.val_batch_size or spec.batch_size
+
+    def val_batch() -> Batch:
+        idx = torch.randint(len(splits.x_val), (val_bs,), generator=draws.val).to(device)
+        return splits.x_val[idx], splits.y_val[idx]
+
+    def train_sample() -> Batch:
+        idx = torch.randint(len(splits.x_train), (val_bs,), generator=draws.val).to(device)
+        return splits.x_train[idx], splits.y_train[idx]
+
+    return StepContext(loss=autocast(trainee.loss, device) if spec.amp else trainee.loss,
+                       val_loss=trainee.val_loss, val_batch=val_batch,
+                       train_sample=train_sample, noisy_loss=trainee.noisy_loss,
+                       criterion=task.loss, epochs=spec.epochs,
+                       steps_per_epoch=math.ceil(len(splits.x_train) / spec.batch_size))
+
+
+def restore(resume: TrainState, rule: UpdateRule, state: Any, params: Params,
+            trainee: Trainee, draws: Draws) -> Any:
+    """Parameters, buffers and draws set back to `resume`'s; the rule's state loaded."""
+    saved = {**resume.params, **resume.buffers}
+    with torch.no_grad():
+        for name, p in [*params.items(), *trainee.buffers.items()]:
+            p.copy_(saved[name])
+    state = rule.load_state_dict(state, resume.rule_state)
+    if resume.rngs is not None:  # None: this run's own draws, seeded by spec.seed
+        draws.restore(resume.rngs)
+    return state
+
+
+def train_epoch(rule: UpdateRule, state: Any, params: Params, task: Task, splits: Splits,
+                spec: TrainSpec, ctx: StepContext, draws: Draws) -> tuple[Any, Params, float]:
+    """One pass over the training split in a fresh random order: (state, params, seconds)."""
+    x, y = splits.x_train, splits.y_train
+    sync(spec.device)
+    start = time.perf_counter()
+    order = torch.randperm(len(x), generator=draws.batch).to(spec.device)
+    for i in range(0, len(x), spec.batch_size):
+        idx = order[i:i + spec.batch_size]
+        xb = x[idx] if task.augment is None else task.augment(x[idx], draws.augment)
+        state, params = rule.step(state, params, (xb, y[idx]), ctx)
+        ctx.step += 1
+    sync(spec.device)
+    return state, params, time.perf_counter() - start
