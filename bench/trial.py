@@ -19,7 +19,7 @@ from bench.errors import raise_if
 from bench.experiment import TrialConfig, derive_seed
 from bench.vocabulary import ONLINE
 from methods import optimizers
-from methods.base import MethodKind, Options, parse_options
+from methods.base import Method, MethodKind, Options, UpdateRule, parse_options
 
 __all__ = ["ONLINE", "TrialConfig", "run_trial", "ray_trial", "trial_config"]
 FIELDS = {f.name for f in dataclasses.fields(TrialConfig)}
@@ -64,10 +64,7 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
     # trial runs again from its checkpoint, and the time in between was not the trial's.
     attempt_start = time.time()
     started = attempt_start if resume is None else resume["trial_start"]
-    # A population member that continues from another's checkpoint (PBT's exploit) says so on
-    # its next record: its lineage.
-    lineage = {} if resume is None or resume.get("trial", cfg.trial) == cfg.trial else {
-        "cloned_from": resume["trial"], "cloned_at": resume["train"].epoch}
+    lineage = lineage_of(cfg, resume)
     # Weights decaying toward zero (a collapsing trial) hit denormal floats, which made CPU
     # epochs up to 20x slower; flushed to zero, they cost nothing. Per process, like threads.
     torch.set_flush_denormal(True)
@@ -76,22 +73,14 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
     options = cfg.options if cfg.options is not None else method.options_type()
     device = resolve_device(cfg.device)
     raise_if(tasks.amp_problems(cfg.amp, [task], {cfg.method: method.kind}, device.type))
-    dtype = DTYPES[cfg.dtype]
     if splits is None:
         splits = task.load_splits(cfg.data_seed, DataSource.resolve(cfg.data_dir, cfg.download))
-    splits = splits.to(device, dtype)
-    spec = harness.TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size or task.batch_size,
-                             seed=cfg.seed, device=device, dtype=dtype,
-                             val_batch_size=cfg.val_batch_size, amp=cfg.amp,
-                             train_eval_size=cfg.train_eval_size)
+    splits = splits.to(device, DTYPES[cfg.dtype])
+    spec = train_spec(cfg, task, device)
     if lineage:  # the copied weights go on with this member's own draws (batch order, noise)
         spec = dataclasses.replace(spec, seed=derive_seed(cfg.seed, "cloned", lineage["cloned_at"]))
         resume = {**resume, "train": dataclasses.replace(resume["train"], rngs=None)}
-    if method.kind is MethodKind.ONLINE:
-        rule, optimizer = method.update_rule(options), ONLINE
-    else:
-        optimizer = cfg.optimizer
-        rule = optimizers.FamilyRule(optimizers.get(optimizer), cfg.epochs)
+    rule, optimizer = update_rule(cfg, method, options)
     identity = {"task": cfg.task, "method": cfg.method, "optimizer": optimizer,
                 "scheduler": cfg.scheduler, "repetition": cfg.repetition, "trial": cfg.trial,
                 "seed": cfg.seed, "trial_start": started, "attempt_start": attempt_start,
@@ -134,6 +123,29 @@ def run_trial(config: TrialConfig | Mapping[str, Any],
     return records + harness.train(task, rule, hparams, splits, spec, continued,
                                    saver(records), resume["train"] if in_retrain else None)
 
+
+
+def lineage_of(cfg: TrialConfig, resume: Mapping[str, Any] | None) -> dict[str, int]:
+    """A population member that continues from another's checkpoint (PBT's exploit) says so
+    on its next record: which trial, at which epoch. Empty otherwise."""
+    if resume is None or resume.get("trial", cfg.trial) == cfg.trial:
+        return {}
+    return {"cloned_from": resume["trial"], "cloned_at": resume["train"].epoch}
+
+
+def train_spec(cfg: TrialConfig, task: tasks.Task, device: torch.device) -> harness.TrainSpec:
+    return harness.TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size or task.batch_size,
+                             seed=cfg.seed, device=device, dtype=DTYPES[cfg.dtype],
+                             val_batch_size=cfg.val_batch_size, amp=cfg.amp,
+                             train_eval_size=cfg.train_eval_size)
+
+
+def update_rule(cfg: TrialConfig, method: Method, options: Options) -> tuple[UpdateRule, str]:
+    """The trial's update rule and the `optimizer` its records name: an online method's own
+    rule, or the black-box trial's optimizer family."""
+    if method.kind is MethodKind.ONLINE:
+        return method.update_rule(options), ONLINE
+    return optimizers.FamilyRule(optimizers.get(cfg.optimizer), cfg.epochs), cfg.optimizer
 
 def ray_trial(config: dict, replay: Mapping[tuple[str, int], dict] | None = None) -> None:
     """Entry point for Ray Tune; `config["spec"]` is the trial's TrialConfig. The record travels
