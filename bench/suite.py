@@ -19,7 +19,7 @@ from bench import tasks as task_registry
 from bench.datasets import DataSource
 from bench.errors import ConfigError, raise_if
 from methods import optimizers
-from methods.base import MethodKind, Options, parse_options
+from methods.base import Method, MethodKind, Options, parse_options
 
 DEVICES = ("auto", "cpu", "cuda")
 NAME = re.compile(r"[A-Za-z0-9._-]+")  # a run's name: part of its directory's name
@@ -245,10 +245,7 @@ def resolve(s: Suite) -> tuple[Resolved, list[str]]:
             method, table = all_methods[m], s.options.get(m, {})
             if not isinstance(table, dict):
                 continue  # named by check
-            tune = table.get("tune", ())
-            tune = tuple(tune) if isinstance(tune, list | tuple) and all(
-                isinstance(v, str) for v in tune) else ()
-            initial = family_space(s, task, None, (*method.tunes, *tune))[0]
+            initial = family_space(s, task, None, tuned_by(s, m, method))[0]
             parsed, bad = parse_options(method.options_type, method.resolve(table, initial),
                                         f"options.{m}")
             found += bad
@@ -375,11 +372,25 @@ def data_problems(s: Suite, all_tasks: dict, all_methods: dict, need_data: bool 
     return found + task_registry.amp_problems(s.amp, chosen, kinds, device)
 
 
+def tuned_by(s: Suite, name: str, method: Method) -> tuple[str, ...]:
+    """What method `name` tunes in this suite: its own `tunes` and its options' `tune` list, as
+    given (parse_options checks that list)."""
+    table = s.options.get(name, {})
+    tune = table.get("tune", ()) if isinstance(table, dict) else ()
+    tune = tuple(tune) if isinstance(tune, list | tuple) and all(
+        isinstance(v, str) for v in tune) else ()
+    return (*method.tunes, *tune)
+
+
 def space_problems(s: Suite, all_tasks: dict) -> list[str]:
-    """Unknown names and bad ranges in [space], for every (task, family) the suite runs."""
+    """Unknown names and bad ranges in [space], for every (task, family) the suite runs, and
+    for the online initializations."""
     all_methods = method_registry.all_methods()
     black_box = any(all_methods[m].kind is MethodKind.BLACK_BOX for m in s.methods
                     if m in all_methods)
+    online_tunes = tuple(dict.fromkeys(
+        k for m in s.methods if m in all_methods and all_methods[m].kind is MethodKind.ONLINE
+        for k in tuned_by(s, m, all_methods[m])))
     families = [f for f in s.optimizers if f in optimizers.FAMILIES] if black_box else []
     tasks = [all_tasks[t] for t in s.tasks if t in all_tasks]
     declared = {k for t in tasks for f in [None, *families]
@@ -399,14 +410,15 @@ def space_problems(s: Suite, all_tasks: dict) -> list[str]:
         elif k not in declared and k != "momentum":
             found.append(f"space: unknown hyperparameter {k!r}; valid: "
                          f"{', '.join(sorted(declared))}")
-    if "momentum" in s.space and not any(optimizers.FAMILIES[f].optimizer == "sgd"
-                                         for f in families):
-        found.append("space: momentum is tuned by the black-box SGD families (fixed, step, exp, "
-                     "cosine), and this suite runs none")
+    if "momentum" in s.space and "momentum" not in online_tunes and not any(
+            optimizers.FAMILIES[f].optimizer == "sgd" for f in families):
+        found.append("space: momentum is drawn by the black-box SGD families (fixed, step, exp, "
+                     "cosine) and by online methods that tune it (options.METHOD.tune), and "
+                     "this suite runs neither")
     for t in tasks:
         seen: set[str] = set()
         for f in [None, *families]:
-            overridden, bad = family_space(s, t, f)
+            overridden, bad = family_space(s, t, f, online_tunes if f is None else ())
             new = [p for p in space.problems(overridden) if p not in seen]
             seen.update(new)
             found += bad + [f"space ({t.name}{', ' + f if f else ''}): {p}" for p in new]

@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 
-from bench import space
+from bench import space, suite
+from bench.errors import ConfigError
 from bench.space import Categorical, IntUniform, LogUniform, Uniform
 
 SPACE = {"lr": LogUniform(1e-3, 0.5), "wd": Uniform(0.0, 1e-3), "width": IntUniform(2, 5),
@@ -59,3 +62,18 @@ def test_an_online_method_that_tunes_momentum_starts_from_the_suites_momentum_ra
     spaces = {e.method: e.space for e in plan(suite.build(values, need_data=False))}
     assert (spaces["oho"]["momentum"].low, spaces["oho"]["momentum"].high) == (0.5, 0.9)
     assert "momentum" in spaces["random"] and "momentum" not in spaces["hd"]
+
+
+@pytest.mark.parametrize("momentum, options, expected", [
+    ([0.5, 0.9], {"oho": {"tune": ["lr", "wd", "momentum"]}}, None),
+    ([0.5, 1.5], {"oho": {"tune": ["lr", "wd", "momentum"]}}, "momentum must lie in [0, 1)"),
+    ([0.5, 0.9], {}, "space: momentum is drawn by the black-box SGD families"),
+])
+def test_an_online_only_suite_may_name_the_momentum_its_methods_tune(momentum, options,
+                                                                     expected):
+    values = {"methods": ["oho"], "space": {"momentum": momentum}, "options": options}
+    if expected is None:
+        suite.build(values, need_data=False)
+        return
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        suite.build(values, need_data=False)
