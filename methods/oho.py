@@ -99,7 +99,7 @@ class ForwardHypergradient(OnlineRule):
     options: ForwardOptions
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> ForwardState:
-        common = self._common(params, hparams, self.options.groups)
+        common = self.state_fields(params, hparams, self.options.groups)
         follows, follows_group_of = common["hypers"].tuned, common["group_of"]
         if self.options.influence == "shared":
             follows = [(kind, 0) for kind in dict.fromkeys(k for k, _ in follows)]
@@ -113,7 +113,7 @@ class ForwardHypergradient(OnlineRule):
     def step(self, state: ForwardState, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[ForwardState, Params]:
         o = self.options
-        self._begin_step(state, ctx)
+        self.begin_step(state, ctx)
         weights = list(params.values())
         exact = o.hvp == "exact"
         grads = torch.autograd.grad(ctx.loss(params, batch), weights, create_graph=exact)

@@ -336,9 +336,10 @@ class OnlineRule(UpdateRule):
     def __init__(self, options: OnlineOptions):
         self.options = options
 
-    def _common(self, params: Params, hparams: Mapping[str, Any], groups: int,
+    def state_fields(self, params: Params, hparams: Mapping[str, Any], groups: int,
                 extra: Mapping[str, float] | None = None) -> dict[str, Any]:
-        """The OnlineState fields, for a subclass state's constructor."""
+        """The OnlineState fields, for a subclass state's constructor (part of the plugin API:
+        docs/plugins.md, "A hypergradient rule, step by step")."""
         group_of, n_groups = layer_groups(list(params), groups)
         hypers = make_hypers(self.options, {**initial_values(self.options, hparams),
                                             **(extra or {})}, n_groups)
@@ -347,7 +348,9 @@ class OnlineRule(UpdateRule):
                 "group_of": group_of, "hypergrads": [math.nan] * len(hypers.tuned),
                 "floor": floor}
 
-    def _begin_step(self, state: OnlineState, ctx: StepContext) -> None:
+    def begin_step(self, state: OnlineState, ctx: StepContext) -> None:
+        """Call first in `step`: the perturbation schedule at a new epoch, and the lr floor's
+        watch (plugin API, like `state_fields`)."""
         if ctx.epoch != state.epoch:
             perturb(state.hypers, self.options, ctx.epoch)
             state.epoch = ctx.epoch

@@ -59,7 +59,7 @@ class GreedyOneStep(OnlineRule):
     options: T1T2Options
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> T1T2State:
-        common = self._common(params, hparams, 0, extra={"noise": self.options.noise_init})
+        common = self.state_fields(params, hparams, 0, extra={"noise": self.options.noise_init})
         return T1T2State(**common, layers=list(dict.fromkeys(layer_of(n) for n in params)))
 
     def _noise(self, state: T1T2State, like: torch.Tensor, leaves: bool
@@ -79,7 +79,7 @@ class GreedyOneStep(OnlineRule):
     def step(self, state: T1T2State, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[T1T2State, Params]:
         o = self.options
-        self._begin_step(state, ctx)
+        self.begin_step(state, ctx)
         hyper = (ctx.step + 1) % o.hyper_every == 0
         tune_noise = hyper and "noise" in o.tune  # differentiate the gradient w.r.t. sigma
         weights = list(params.values())

@@ -53,11 +53,11 @@ class TruncatedReverse(OnlineRule):
     options: TRHOOptions
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> TRHOState:
-        return TRHOState(**self._common(params, hparams, self.options.groups))
+        return TRHOState(**self.state_fields(params, hparams, self.options.groups))
 
     def step(self, state: TRHOState, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[TRHOState, Params]:
-        self._begin_step(state, ctx)
+        self.begin_step(state, ctx)
         weights = list(params.values())
         state.window.append(([w.detach().clone() for w in weights], state.buffers, batch))
         grads = torch.autograd.grad(ctx.loss(params, batch), weights)

@@ -60,11 +60,11 @@ class HDMomentum(OnlineRule):
     options: HDMomentumOptions
 
     def init(self, params: Params, hparams: Mapping[str, Any]) -> OnlineState:
-        return OnlineState(**self._common(params, hparams, groups=1))
+        return OnlineState(**self.state_fields(params, hparams, groups=1))
 
     def step(self, state: OnlineState, params: Params, batch: Batch, ctx: StepContext
              ) -> tuple[OnlineState, Params]:
-        self._begin_step(state, ctx)  # the perturbation schedule, FloorWatch
+        self.begin_step(state, ctx)  # the perturbation schedule, FloorWatch
         values = state.hypers.values
         lr, wd = values["lr"][0], values["wd"][0]
         mu = values["momentum"][0] if "momentum" in values else None  # None: plain SGD
