@@ -6,10 +6,12 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bench import cli
+from bench.analysis import verdict
 
 PUBLISHED = Path(__file__).resolve().parent.parent / "results" / "published"
 SUMMARIES = sorted(str(p.relative_to(PUBLISHED)) for p in PUBLISHED.glob("*/summary*.md"))
@@ -81,30 +83,51 @@ def test_verdict_reproduces_the_published_verdicts(published_copy, name, capsys)
 README = PUBLISHED.parent.parent / "README.md"
 
 
-def readme_results_rows() -> list[list[str]]:
-    """The rows of the table in the README's Results section, as cells."""
+def readme_results() -> str:
     text = README.read_text()
-    section = text[text.index("\n## Results"):text.index("\n## ", text.index("\n## Results") + 5)]
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
-            for line in section.splitlines() if line.startswith("| ")]
-    return rows[1:]  # the header's cells; "| --- |" lines do not start with "| " + a name
+    start = text.index("\n## Results")
+    return text[start:text.index("\n## ", start + 5)]
+
+
+def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Each markdown table in `text`: (header cells, rows of cells)."""
+    tables, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and (i == 0 or not lines[i - 1].startswith("|")):
+            block = []
+            for row in lines[i:]:
+                if not row.startswith("|"):
+                    break
+                block.append([c.strip() for c in row.strip().strip("|").split("|")])
+            tables.append((block[0], [r for r in block[2:]]))
+    return tables
 
 
 def test_every_number_of_the_readme_results_is_the_published_verdicts():
-    """Each row of the README's Results table is a row of the published verdict.csv it cites,
-    at the precision shown; the figure it shows is published."""
-    text = README.read_text()
-    cited = re.findall(r"\(results/published/([^)]+)/equal-compute\.png\)", text)
-    assert cited and all((PUBLISHED / c / "equal-compute.png").is_file() for c in cited)
-    verdicts = pd.read_csv(PUBLISHED / cited[0] / "verdict.csv")
-    rows = [r for r in readme_results_rows() if r[0] != "---"]
-    assert len(rows) == len(verdicts) > 0
-    for online, budget, o_med, b_med, diff, p, verdict_text, detectable in rows:
-        label, _, compute = budget.partition(" (")
-        row = verdicts[(verdicts["online"] == online) & (verdicts["budget"] == label)]
-        assert len(row) == 1, (online, budget)
-        r = row.iloc[0]
-        assert compute.rstrip(")") == f"{r['compute']:,.0f}"
-        assert (o_med, b_med) == (f"{r['online_median']:.4f}", f"{r['black_box_median']:.4f}")
-        assert diff == f"{r['difference']:+.4f}" and p == f"{r['p_improvement']:.2f}"
-        assert verdict_text == r["verdict"] and detectable == f"{r['detectable']:.4f}"
+    """Each table of the README's Results shows rows of the verdict it cites, cell for cell as
+    `ohobench verdict` prints them (bench.analysis.verdict.displayed, displayed_across),
+    under the same column names; the verdict table shows every row. The figures it shows are
+    published."""
+    section = readme_results()
+    figures = re.findall(r"\(results/published/([^)]+\.png)\)", section)
+    assert figures and all((PUBLISHED / f).is_file() for f in figures)
+    cited = {Path(f).parent for f in figures if f.endswith("/equal-compute.png")}
+    assert len(cited) == 1, "one verdict: the directory of the equal-compute figure"
+    where = PUBLISHED / cited.pop()
+    shown = verdict.displayed(pd.read_csv(where / "verdict.csv"))
+    across = (verdict.displayed_across(pd.read_csv(where / "across-tasks.csv"))
+              if (where / "across-tasks.csv").is_file() else None)
+    tables = markdown_tables(section)
+    assert tables
+    for header, rows in tables:
+        source = across if header[0] == "entry" else shown
+        assert source is not None and set(header) <= set(source.columns), header
+        keys = [k for k in ("task", "online", "budget", "entry") if k in header]
+        assert keys, header
+        for row in rows:
+            cells = dict(zip(header, row, strict=True))
+            match = source[np.logical_and.reduce([source[k] == cells[k] for k in keys])]
+            assert len(match) == 1, cells
+            assert {h: match.iloc[0][h] for h in header} == cells
+        if source is shown:
+            assert len(rows) == len(shown), "every verdict row is shown"
