@@ -1,4 +1,4 @@
-"""ohobench command line: list, run, report, horizon, verdict, calibrate."""
+"""ohobench command line: list, run, report, horizon, verdict, calibrate, status."""
 
 from __future__ import annotations
 
@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "run.json (`--compute calibrated` reads the timings).")
     cal.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     cal.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    sta = sub.add_parser("status", help="how far a run has come",
+                         description="Per entry of a run, read from its journals while it runs "
+                         "or after it stopped: trials ended and training now, epochs and "
+                         "SGD-epochs done against the plan; then whether a driver runs it, the "
+                         "last hour's pace and, at that pace, the time left (bench/status.py).")
+    sta.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     return parser
 
 
@@ -427,6 +433,13 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                   f"(FLOPs), {c.calibrated_sgd_epochs:6.2f} (timed on {c.device})")
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    # the plan and the FLOP counts import torch (seconds): kept off `ohobench --help`
+    from bench import status
+
+    print("\n\n".join(status.describe(Path(d)) for d in args.run_dirs))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -441,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_calibrate(args)
         elif args.command == "verdict":
             cmd_verdict(args)
+        elif args.command == "status":
+            cmd_status(args)
         else:
             cmd_report(args)
     except ConfigError as exc:

@@ -44,3 +44,19 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # and with it the lock
             self.fd = None
+
+
+def holder(run_dir: Path) -> str | None:
+    """Who runs `run_dir` now ("pid N on HOST"), or None when no driver holds its lock."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 200).decode(errors="replace").strip() or "a driver"
+    finally:
+        os.close(fd)  # and with it a lock just taken
+    return None

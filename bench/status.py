@@ -1,0 +1,96 @@
+"""`ohobench status`: how far a run has come, read from its journals while it runs or after it
+stopped. Per entry: trials ended and training, epochs and SGD-epochs (bench.compute) done
+against the plan, then the run's pace over the last hour and, at that pace, the time left.
+
+The plan is an upper bound where a scheduler stops trials early (ASHA, Hyperband) or a trial
+diverges: those trials end before their last epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench import compute, journal, results
+from bench import suite as suites
+from bench.experiment import plan
+from bench.runlock import holder
+
+PACE_WINDOW = 3600.0  # seconds: the pace is the last hour's
+
+
+@dataclass
+class Progress:
+    """One entry (task, method, optimizer) of a run, its repetitions summed."""
+
+    task: str
+    entry: str
+    trials: int = 0  # planned
+    ended: int = 0
+    training: int = 0  # begun, not ended
+    epochs: int = 0  # done (distinct epochs recorded, every attempt's latest)
+    planned_epochs: int = 0
+    sgd_epochs: float = 0.0
+    planned_sgd_epochs: float = 0.0
+    recent_sgd_epochs: float = 0.0  # recorded within PACE_WINDOW of now
+
+
+def progress(run_dir: Path, now: float | None = None) -> tuple[dict, list[Progress]]:
+    """(run.json, per-entry progress) of `run_dir`."""
+    now = time.time() if now is None else now
+    where = str(Path(run_dir) / results.RUN_JSON)
+    info = results.read_run(run_dir, what="status")
+    chosen = suites.build(results.suite_values(info), where=where, need_data=False)
+    per_epoch = {(c.task, c.training): c.sgd_epochs for c in compute.run_costs(info, where)}
+    rows: dict[tuple[str, str], Progress] = {}
+    for e in plan(chosen):
+        row = rows.setdefault((e.task, e.entry), Progress(e.task, e.entry))
+        cost = per_epoch[e.task, compute.training_of(e.method, e.optimizer)]
+        epochs = chosen.epochs_for(e.task)
+        kept = journal.read(journal.path_of(Path(run_dir), e.name))
+        row.trials += e.budget
+        row.planned_epochs += e.budget * epochs
+        row.planned_sgd_epochs += e.budget * epochs * cost
+        row.ended += len(kept.summaries)
+        row.training += len(set(kept.records) - set(kept.summaries))
+        for records in kept.records.values():
+            done = {r["epoch"]: r.get("timestamp", 0.0) for r in records}
+            row.epochs += len(done)
+            row.sgd_epochs += len(done) * cost
+            row.recent_sgd_epochs += cost * sum(now - t <= PACE_WINDOW for t in done.values())
+    return info, list(rows.values())
+
+
+def describe(run_dir: Path, now: float | None = None) -> str:
+    """The status of `run_dir` in a table and a few lines."""
+    now = time.time() if now is None else now
+    info, rows = progress(run_dir, now)
+    table = [{"task": r.task, "entry": r.entry,
+              "trials ended / planned": f"{r.ended:,} / {r.trials:,}",
+              "begun, not ended": r.training,
+              "epochs done / planned": f"{r.epochs:,} / {r.planned_epochs:,}",
+              "SGD-epochs done / planned": f"{r.sgd_epochs:,.0f} / {r.planned_sgd_epochs:,.0f}"}
+             for r in rows]
+    done = sum(r.sgd_epochs for r in rows)
+    planned = sum(r.planned_sgd_epochs for r in rows)
+    pace = sum(r.recent_sgd_epochs for r in rows) * 3600.0 / PACE_WINDOW
+    lines = [f"{run_dir}: {info['suite'].get('name') or 'suite'}",
+             pd.DataFrame(table).to_string(index=False) if table else "(no experiments)"]
+    share = f"{done:,.0f} of at most {planned:,.0f} SGD-epochs ({done / planned:.0%})" \
+        if planned else "nothing planned"
+    driver = holder(run_dir)
+    if info.get("finished"):
+        lines.append(f"finished: {share}")
+    elif driver is not None:
+        left = (planned - done) / pace if pace > 0 else math.inf
+        lines.append(f"running ({driver}): {share}; the last hour's pace {pace:,.0f} "
+                     "SGD-epochs an hour" + (f", at which at most {left:.1f} h are left"
+                                            if math.isfinite(left) else ""))
+    else:
+        lines.append(f"stopped before its end: {share}; continue with `ohobench run --resume "
+                     f"{run_dir}`")
+    return "\n".join(lines)
+
