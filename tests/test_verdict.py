@@ -206,9 +206,9 @@ def study(tmp_path):
     return write_study(tmp_path / "run")
 
 
-def write_study(path, task="digits"):
+def write_study(path, task="digits", methods=("random", "oho")):
     """A random pool of 20 trials of 4 epochs (4 searches of 5) and 12 oho runs that cost 2
-    SGD-epochs an epoch."""
+    SGD-epochs an epoch (of `methods`, those named)."""
     rng = np.random.default_rng(0)
     rows = []
     for rep in range(4):
@@ -223,11 +223,12 @@ def write_study(path, task="digits"):
                       epoch=e, trial_start=0.0, train_seconds_cum=2.0 * e,
                       val_loss=0.05 * (5 - e), test_loss=0.05 * (5 - e) + 0.01)
                  for e in range(1, 5)]
-    suite = {"tasks": [task], "methods": ["random", "oho"], "seed": 0, "epochs": 4,
+    suite = {"tasks": [task], "methods": list(methods), "seed": 0, "epochs": 4,
              "batch_size": 8, "options": {}}
-    costs = [cost_row("black-box · fixed", "random", "fixed", 1.0, task=task),
-             cost_row("oho", "oho", "online", 2.0, task=task)]
-    return write_run(path, rows, suite, costs)
+    costs = [c for c in (cost_row("black-box · fixed", "random", "fixed", 1.0, task=task),
+                         cost_row("oho", "oho", "online", 2.0, task=task))
+             if c["method"] in methods]
+    return write_run(path, [r for r in rows if r["method"] in methods], suite, costs)
 
 
 def test_the_verdict_command_writes_its_tables_and_figure(study, capsys):
@@ -240,6 +241,17 @@ def test_the_verdict_command_writes_its_tables_and_figure(study, capsys):
     assert {"random · fixed", "oho"} <= set(curves["entry"])
     assert (study / "equal-compute.png").is_file() and "P(online" in (
         study / "verdict.md").read_text()
+
+
+def test_a_study_split_over_runs_gets_the_verdict_it_gets_in_one(study, tmp_path, capsys):
+    """The evaluation keeps the pool, the GP searches and the online runs in runs of their
+    own: read together, they make the same verdict as one run holding all."""
+    pool = write_study(tmp_path / "pool", methods=("random",))
+    online = write_study(tmp_path / "online", methods=("oho",))
+    assert cli.main(["verdict", str(pool), str(online), "--out", str(tmp_path / "out")]) == 0
+    assert cli.main(["verdict", str(study)]) == 0
+    split, whole = (pd.read_csv(d / "verdict.csv") for d in (tmp_path / "out", study))
+    assert len(whole) == 2 and split.equals(whole)
 
 
 def test_over_two_tasks_the_verdict_adds_the_aggregate_table_and_figure(tmp_path, capsys):
