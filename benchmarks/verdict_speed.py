@@ -20,7 +20,7 @@ from bench import analysis, cli
 from bench.analysis import verdict
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = [str(ROOT / "results" / "published" / "paper-mnist")]
+DEFAULT = [str(ROOT / "results" / "published" / "pilot-mnist")]
 
 
 def main() -> None:

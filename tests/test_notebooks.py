@@ -1,5 +1,5 @@
 """Both notebooks open on a fresh clone: with nothing under results/ but what is committed they
-read the published study (results/published/paper-mnist) and draw every figure the README
+read the published study (results/published/pilot-mnist) and draw every figure the README
 shows and every comparison figure, executed with nbclient (kernel python3: ipykernel of this
 environment) in a copy of what a fresh clone holds. A run of one's own under results/ comes
 first, OHOBENCH_RUN_DIRS before both. And they are committed executed against the published
@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-PUBLISHED = Path("results", "published", "paper-mnist")
+PUBLISHED = Path("results", "published", "pilot-mnist")
 NAMES = ["compare", "online_dynamics"]
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_BYTES = 3_000_000  # a committed notebook, outputs included
@@ -110,7 +110,7 @@ def test_compare_notebook_on_a_fresh_clone_shows_the_published_study(fresh):
     assert "time-to-target in SGD-epochs" in text(nb)
     # the README's verdict table: read from the published verdict.csv
     assert "verdict.csv" in text(nb)
-    published = pd.read_csv(REPO / "results" / "published" / "paper-mnist" / "verdict.csv")
+    published = pd.read_csv(REPO / "results" / "published" / "pilot-mnist" / "verdict.csv")
     oho = published[(published["online"] == "oho") & (published["budget"] == "1x")].iloc[0]
     for cell in ("1x (467.5)", "full (1,000)", f"{oho['difference']:+.4f} (none)",
                  f"{oho['p_improvement']:.2f} (none)", "inconclusive at n = 5",
