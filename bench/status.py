@@ -87,7 +87,8 @@ def describe(run_dir: Path, now: float | None = None) -> str:
     elif driver is not None:
         left = (planned - done) / pace if pace > 0 else math.inf
         lines.append(f"running ({driver}): {share}; the last hour's pace {pace:,.0f} "
-                     "SGD-epochs an hour" + (f", at which at most {left:.1f} h are left"
+                     "SGD-epochs an hour" + (f", at which about {left:.1f} h are left (less "
+                                            "where trials end early)"
                                             if math.isfinite(left) else ""))
     else:
         lines.append(f"stopped before its end: {share}; continue with `ohobench run --resume "
