@@ -172,11 +172,16 @@ def write_run(path, methods=("bb",), task="t", reps=(0,), **suite):
     return path
 
 
+def load(run_dirs, **kwargs):
+    """These runs' made-up tasks and methods have no FLOP count: their training seconds."""
+    return analysis.load_runs(run_dirs, unit="measured", **kwargs)
+
+
 def test_combining_agreeing_runs(tmp_path):
     a = write_run(tmp_path / "a", methods=("bb",), target=0.4)
     b = write_run(tmp_path / "b", methods=("hd",))
     c = write_run(tmp_path / "c", methods=("bb",), task="u")
-    df, meta = analysis.load_runs([a, b, c])
+    df, meta = load([a, b, c])
     assert len(df) == 3 and sorted(df["run"].unique()) == sorted(map(str, (a, b, c)))
     assert meta["targets"] == {"t": 0.4}  # b states none; task u gets the derived target
 
@@ -190,7 +195,7 @@ def test_disagreeing_runs_are_refused(tmp_path, change, expected):
     a = write_run(tmp_path / "a", methods=("bb",), target=0.4)
     b = write_run(tmp_path / "b", methods=("hd",), **{"target": 0.4, **change})
     with pytest.raises(ConfigError) as err:
-        analysis.load_runs([a, b])
+        load([a, b])
     message = str(err.value)
     assert expected in message and str(a) in message and str(b) in message
     assert len(message.splitlines()) == 1
@@ -199,30 +204,30 @@ def test_disagreeing_runs_are_refused(tmp_path, change, expected):
 def test_an_explicit_target_overrides_disagreeing_run_targets(tmp_path):
     a = write_run(tmp_path / "a", methods=("bb",), target=0.4)
     b = write_run(tmp_path / "b", methods=("hd",), target=0.3)
-    assert analysis.load_runs([a, b], target=0.2)[1]["targets"] == {}
+    assert load([a, b], target=0.2)[1]["targets"] == {}
 
 
 def test_task_defaults_are_resolved_before_comparing(tmp_path):
     a = write_run(tmp_path / "a", task="digits", epochs=None, batch_size=None)
     b = write_run(tmp_path / "b", methods=("hd",), task="digits", epochs=20, batch_size=32)
-    assert len(analysis.load_runs([a, b])[0]) == 2  # digits' defaults: 20 epochs, batch 32
+    assert len(load([a, b])[0]) == 2  # digits' defaults: 20 epochs, batch 32
 
 
 def test_the_same_repetition_twice_is_refused(tmp_path):
     a = write_run(tmp_path / "a", reps=(0, 1))
     b = write_run(tmp_path / "b", reps=(1, 2))
     with pytest.raises(ConfigError, match=r"both hold t · bb · fixed repetition 1: .*twice"):
-        analysis.load_runs([a, b])
+        load([a, b])
     with pytest.raises(ConfigError, match="is given twice"):
-        analysis.load_runs([a, a])
+        load([a, a])
     with pytest.raises(ConfigError, match="is not a run directory"):
-        analysis.load_runs([a, tmp_path])
+        load([a, tmp_path])
 
 
 def test_method_options_that_differ_make_separate_entries(tmp_path):
     a = write_run(tmp_path / "a", methods=("oho",))
     b = write_run(tmp_path / "b", methods=("oho",), options={"oho": {"groups": 2}})
-    df, meta = analysis.load_runs([a, b])
+    df, meta = load([a, b])
     assert sorted(df["method"].unique()) == ["oho", "oho[groups=2]"]
     assert meta["options"]["oho[groups=2]"] == {"groups": 2}
 
@@ -237,7 +242,7 @@ def test_a_run_from_before_schedulers_still_reports(tmp_path):
     fresh = pd.read_parquet(new / results.TABLE)
     pd.concat([fresh.assign(scheduler="fifo"), fresh.assign(scheduler="asha")]).to_parquet(
         new / results.TABLE)
-    df, _ = analysis.load_runs([old, new])
+    df, _ = load([old, new])
     assert sorted(df["method"].unique()) == ["asha", "bb", "rs", "rs · asha"]
     assert set(df.loc[df.run == str(old), "scheduler"]) == {"-"}
     assert sorted(report.summary(df)["method"]) == ["asha", "bb", "rs", "rs · asha"]

@@ -39,9 +39,10 @@ def is_run_dir(path: Path) -> bool:
 
 
 def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
-              unit: str = compute.MEASURED) -> tuple[pd.DataFrame, dict[str, Any]]:
+              unit: str = compute.FLOPS) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The records of all runs in one table, with a `run` column (the directory as given),
-    its `compute` clock in `unit` (bench.compute), and what the report needs: runs, targets
+    its `compute` clock in `unit` (bench.compute; SGD-epochs counted in FLOPs by default, as
+    the CLI's `--compute`), and what the report needs: runs, targets
     (explicit ones, per task), options (per method label) and overhead (Ray's per trial, per
     entry)."""
     compute.check_unit(unit)
