@@ -231,6 +231,9 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
         ax.set_xscale("log")
         ax.set_yscale("log")
         readable_log_ticks(ax.yaxis, subs=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
+        spent = g["compute"].to_numpy(float)
+        if spent.max() <= 100 * spent.min():  # two decades or less: plain numbers
+            readable_log_ticks(ax.xaxis, subs=(1.0, 2.0, 3.0, 5.0))
         ax.set(title=task, xlabel=f"compute budget ({unit})",
                ylabel="final test loss of the choice (median, IQR)")
     figure_legend(fig, list(axes), title="entry")

@@ -512,7 +512,9 @@ def displayed_paired(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "task": table["task"], "A": table["a"], "B": table["b"],
         "pairs": table["n_pairs"],
-        "median A - B [95% CI]": [f"{d:+.4f} " + intervals.describe(lo, hi, n) for d, lo, hi, n
+        "median A - B [95% CI]": [f"{d:+.4f} " + (f"[{lo:+.4f}, {hi:+.4f}]" if math.isfinite(lo)
+                                                  else intervals.describe(lo, hi, n))
+                                  for d, lo, hi, n
                                   in zip(table["median_difference"], table["difference_lo"],
                                          table["difference_hi"], table["n_pairs"],
                                          strict=True)],
