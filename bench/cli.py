@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Per entry of a run, read from its journals while it runs "
                          "or after it stopped: trials ended and training now, epochs and "
                          "SGD-epochs done against the plan; then whether a driver runs it, the "
-                         "last hour's pace and, at that pace, the time left (bench/status.py).")
+                         "pace over the last hour (or since its latest resume) and, at that pace, "
+                         "the time left (bench/status.py).")
     sta.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     return parser
 

@@ -1,6 +1,7 @@
 """`ohobench status`: how far a run has come, read from its journals while it runs or after it
 stopped. Per entry: trials ended and training, epochs and SGD-epochs (bench.compute) done
-against the plan, then the run's pace over the last hour and, at that pace, the time left.
+against the plan, then the run's pace over the last hour (or since its latest start or
+resume, when later) and, at that pace, the time left.
 
 The plan is an upper bound where a scheduler stops trials early (ASHA, Hyperband) or a trial
 diverges: those trials end before their last epoch."""
@@ -35,7 +36,7 @@ class Progress:
     planned_epochs: int = 0
     sgd_epochs: float = 0.0
     planned_sgd_epochs: float = 0.0
-    recent_sgd_epochs: float = 0.0  # recorded within PACE_WINDOW of now
+    recent_sgd_epochs: float = 0.0  # recorded since `pace_since`
 
 
 def progress(run_dir: Path, now: float | None = None) -> tuple[dict, list[Progress]]:
@@ -43,6 +44,7 @@ def progress(run_dir: Path, now: float | None = None) -> tuple[dict, list[Progre
     now = time.time() if now is None else now
     where = str(Path(run_dir) / results.RUN_JSON)
     info = results.read_run(run_dir, what="status")
+    since = pace_since(info, now)
     chosen = suites.build(results.suite_values(info), where=where, need_data=False)
     per_epoch = {(c.task, c.training): c.sgd_epochs for c in compute.run_costs(info, where)}
     rows: dict[tuple[str, str], Progress] = {}
@@ -60,8 +62,14 @@ def progress(run_dir: Path, now: float | None = None) -> tuple[dict, list[Progre
             done = {r["epoch"]: r.get("timestamp", 0.0) for r in records}
             row.epochs += len(done)
             row.sgd_epochs += len(done) * cost
-            row.recent_sgd_epochs += cost * sum(now - t <= PACE_WINDOW for t in done.values())
+            row.recent_sgd_epochs += cost * sum(t >= since for t in done.values())
     return info, list(rows.values())
+
+
+def pace_since(info: dict, now: float) -> float:
+    """Where the pace is measured from: an hour ago, or the run's latest start or resume when
+    that is later (the time before it, the run was down)."""
+    return max(now - PACE_WINDOW, info.get("started") or 0.0, *(info.get("resumed") or []))
 
 
 def describe(run_dir: Path, now: float | None = None) -> str:
@@ -76,7 +84,8 @@ def describe(run_dir: Path, now: float | None = None) -> str:
              for r in rows]
     done = sum(r.sgd_epochs for r in rows)
     planned = sum(r.planned_sgd_epochs for r in rows)
-    pace = sum(r.recent_sgd_epochs for r in rows) * 3600.0 / PACE_WINDOW
+    window = now - pace_since(info, now)
+    pace = sum(r.recent_sgd_epochs for r in rows) * 3600.0 / window if window > 0 else 0.0
     lines = [f"{run_dir}: {info['suite'].get('name') or 'suite'}",
              pd.DataFrame(table).to_string(index=False) if table else "(no experiments)"]
     share = f"{done:,.0f} of at most {planned:,.0f} SGD-epochs ({done / planned:.0%})" \
@@ -86,10 +95,10 @@ def describe(run_dir: Path, now: float | None = None) -> str:
         lines.append(f"finished: {share}")
     elif driver is not None:
         left = (planned - done) / pace if pace > 0 else math.inf
-        lines.append(f"running ({driver}): {share}; the last hour's pace {pace:,.0f} "
-                     "SGD-epochs an hour" + (f", at which about {left:.1f} h are left (less "
-                                            "where trials end early)"
-                                            if math.isfinite(left) else ""))
+        lines.append(f"running ({driver}): {share}; {pace:,.0f} SGD-epochs an hour over the last "
+                     f"{window / 60:.0f} min" + (f", at which about {left:.1f} h are left (less "
+                                                 "where trials end early)"
+                                                 if math.isfinite(left) else ""))
     else:
         lines.append(f"stopped before its end: {share}; continue with `ohobench run --resume "
                      f"{run_dir}`")

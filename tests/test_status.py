@@ -13,12 +13,12 @@ SUITE = {"name": "s", "tasks": ["digits"], "methods": ["random", "oho"], "repeti
 NOW = 1_000_000.0
 
 
-def write_run(run_dir: Path) -> dict[str, int]:
+def write_run(run_dir: Path, resumed: tuple[float, ...] = ()) -> dict[str, int]:
     """random: repetition 0 has 3 trials ended (4 epochs each), repetition 1 one trial with 2
     epochs begun; oho: repetition 0 ended, 2 hours ago. Returns the experiments' indices."""
     (run_dir / "journal").mkdir(parents=True)
     results.write_json({"suite": SUITE, "experiments": [], "started": NOW - 9000,
-                        "finished": None}, run_dir / results.RUN_JSON)
+                        "resumed": list(resumed), "finished": None}, run_dir / results.RUN_JSON)
     names = {(e.method, e.repetition): e.name
              for e in plan(suite.build(SUITE, need_data=False))}
 
@@ -63,7 +63,18 @@ def test_status_says_whether_a_driver_runs_it_and_how_to_continue(tmp_path, caps
         text = status.describe(tmp_path, now=NOW)
     finally:
         lock.release()
-    assert "running (pid " in text and "the last hour's pace 14 SGD-epochs an hour" in text
+    assert "running (pid " in text and "14 SGD-epochs an hour over the last 60 min" in text
+
+
+def test_the_pace_counts_from_the_latest_resume_when_that_is_within_the_hour(tmp_path):
+    write_run(tmp_path, resumed=(NOW - 5000, NOW - 1800))
+    lock = RunLock()
+    lock.take(tmp_path)
+    try:
+        text = status.describe(tmp_path, now=NOW)
+    finally:
+        lock.release()
+    assert "28 SGD-epochs an hour over the last 30 min" in text  # 14 in half an hour
 
 
 def test_status_of_a_directory_that_is_not_a_run_is_one_line(tmp_path, capsys):
