@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import compute, journal, results
 from bench import suite as suites
-from bench.experiment import plan
+from bench.experiment import Experiment, plan
 from bench.runlock import holder
 
 PACE_WINDOW = 3600.0  # seconds: the pace is the last hour's
@@ -47,23 +47,39 @@ def progress(run_dir: Path, now: float | None = None) -> tuple[dict, list[Progre
     since = pace_since(info, now)
     chosen = suites.build(results.suite_values(info), where=where, need_data=False)
     per_epoch = {(c.task, c.training): c.sgd_epochs for c in compute.run_costs(info, where)}
+    table = (results.load(run_dir)[0] if (Path(run_dir) / results.TABLE).is_file() else None)
     rows: dict[tuple[str, str], Progress] = {}
     for e in plan(chosen):
         row = rows.setdefault((e.task, e.entry), Progress(e.task, e.entry))
         cost = per_epoch[e.task, compute.training_of(e.method, e.optimizer)]
         epochs = chosen.epochs_for(e.task)
-        kept = journal.read(journal.path_of(Path(run_dir), e.name))
+        trials, ended = kept(Path(run_dir), e, table)
         row.trials += e.budget
         row.planned_epochs += e.budget * epochs
         row.planned_sgd_epochs += e.budget * epochs * cost
-        row.ended += len(kept.summaries)
-        row.training += len(set(kept.records) - set(kept.summaries))
-        for records in kept.records.values():
+        row.ended += len(ended)
+        row.training += len(set(trials) - ended)
+        for records in trials.values():
             done = {r["epoch"]: r.get("timestamp", 0.0) for r in records}
             row.epochs += len(done)
             row.sgd_epochs += len(done) * cost
             row.recent_sgd_epochs += cost * sum(t >= since for t in done.values())
     return info, list(rows.values())
+
+
+def kept(run_dir: Path, e: Experiment, table: pd.DataFrame | None
+         ) -> tuple[dict[int, list[dict]], set[int]]:
+    """An experiment's records per trial, and the trials that ended: from the finished run's
+    table when there is one (a published copy keeps no journals), else from its journal."""
+    if table is None:
+        found = journal.read(journal.path_of(run_dir, e.name))
+        return found.records, set(found.summaries)
+    mine = table[(table["task"] == e.task) & (table["method"] == e.method)
+                 & (table["optimizer"] == e.optimizer) & (table["scheduler"] == e.scheduler.name)
+                 & (table["repetition"] == e.repetition)]
+    trials = {int(t): g[["epoch", "timestamp"]].to_dict("records")
+              for t, g in mine.groupby("trial")}
+    return trials, set(trials)
 
 
 def pace_since(info: dict, now: float) -> float:

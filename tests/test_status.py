@@ -81,3 +81,19 @@ def test_status_of_a_directory_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert cli.main(["status", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not a run directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_finished_run_without_journals_counts_from_its_table(tmp_path):
+    """A published copy keeps run.json and records.parquet only."""
+    rows = [dict(task="digits", method="random", optimizer="fixed", scheduler="fifo",
+                 repetition=rep, trial=t, epoch=e, trial_start=0.0, train_seconds=1.0,
+                 train_seconds_cum=float(e), timestamp=NOW)
+            for rep in range(2) for t in range(3) for e in range(1, 5)]
+    results.write_table(results.table(rows), tmp_path)
+    results.write_json({"suite": SUITE, "experiments": [], "started": NOW - 9000,
+                        "finished": NOW}, tmp_path / results.RUN_JSON)
+    _, found = status.progress(tmp_path, now=NOW)
+    by = {r.entry: r for r in found}
+    assert (by["random · fixed"].ended, by["random · fixed"].epochs) == (6, 24)
+    assert by["oho"].ended == 0
+    assert "\nfinished: 24 of at most " in status.describe(tmp_path, now=NOW)
