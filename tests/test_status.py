@@ -38,6 +38,16 @@ def write_run(run_dir: Path, resumed: tuple[float, ...] = ()) -> dict[str, int]:
     return names
 
 
+def described_while_held(run_dir: Path) -> str:
+    """The status while a driver (this process) holds the run's lock."""
+    lock = RunLock()
+    lock.take(run_dir)
+    try:
+        return status.describe(run_dir, now=NOW)
+    finally:
+        lock.release()
+
+
 def test_status_counts_what_the_journals_hold_against_the_plan(tmp_path):
     write_run(tmp_path)
     _, rows = status.progress(tmp_path, now=NOW)
@@ -57,23 +67,13 @@ def test_status_says_whether_a_driver_runs_it_and_how_to_continue(tmp_path, caps
     assert cli.main(["status", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "stopped before its end" in out and f"ohobench run --resume {tmp_path}" in out
-    lock = RunLock()
-    lock.take(tmp_path)
-    try:
-        text = status.describe(tmp_path, now=NOW)
-    finally:
-        lock.release()
+    text = described_while_held(tmp_path)
     assert "running (pid " in text and "14 SGD-epochs an hour over the last 60 min" in text
 
 
 def test_the_pace_counts_from_the_latest_resume_when_that_is_within_the_hour(tmp_path):
     write_run(tmp_path, resumed=(NOW - 5000, NOW - 1800))
-    lock = RunLock()
-    lock.take(tmp_path)
-    try:
-        text = status.describe(tmp_path, now=NOW)
-    finally:
-        lock.release()
+    text = described_while_held(tmp_path)
     assert "28 SGD-epochs an hour over the last 30 min" in text  # 14 in half an hour
 
 
