@@ -47,7 +47,8 @@ def progress(run_dir: Path, now: float | None = None) -> tuple[dict, list[Progre
     since = pace_since(info, now)
     chosen = suites.build(results.suite_values(info), where=where, need_data=False)
     per_epoch = {(c.task, c.training): c.sgd_epochs for c in compute.run_costs(info, where)}
-    table = (results.load(run_dir)[0] if (Path(run_dir) / results.TABLE).is_file() else None)
+    table = (per_experiment(results.load(run_dir)[0])
+             if (Path(run_dir) / results.TABLE).is_file() else None)
     rows: dict[tuple[str, str], Progress] = {}
     for e in plan(chosen):
         row = rows.setdefault((e.task, e.entry), Progress(e.task, e.entry))
@@ -67,18 +68,24 @@ def progress(run_dir: Path, now: float | None = None) -> tuple[dict, list[Progre
     return info, list(rows.values())
 
 
-def kept(run_dir: Path, e: Experiment, table: pd.DataFrame | None
+EXPERIMENT = ["task", "method", "optimizer", "scheduler", "repetition"]  # a table's search
+
+
+def per_experiment(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """A finished run's records by experiment (EXPERIMENT), grouped once."""
+    return {key: g for key, g in df.groupby(EXPERIMENT, sort=False)}
+
+
+def kept(run_dir: Path, e: Experiment, table: dict[tuple, pd.DataFrame] | None
          ) -> tuple[dict[int, list[dict]], set[int]]:
     """An experiment's records per trial, and the trials that ended: from the finished run's
     table when there is one (a published copy keeps no journals), else from its journal."""
     if table is None:
         found = journal.read(journal.path_of(run_dir, e.name))
         return found.records, set(found.summaries)
-    mine = table[(table["task"] == e.task) & (table["method"] == e.method)
-                 & (table["optimizer"] == e.optimizer) & (table["scheduler"] == e.scheduler.name)
-                 & (table["repetition"] == e.repetition)]
-    trials = {int(t): g[["epoch", "timestamp"]].to_dict("records")
-              for t, g in mine.groupby("trial")}
+    mine = table.get((e.task, e.method, e.optimizer, e.scheduler.name, e.repetition))
+    trials = {} if mine is None else {int(t): g[["epoch", "timestamp"]].to_dict("records")
+                                      for t, g in mine.groupby("trial")}
     return trials, set(trials)
 
 
