@@ -48,7 +48,6 @@ def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return stats.trim_mean(x, 0.25, axis=axis)
 
 
-
 def pooled_iqm(per_task: Sequence[np.ndarray]) -> float:
     """The IQM over several tasks with each task weighing the same, whatever its number of runs:
     the mean of the middle half of the mixture of the tasks' empirical distributions (rliable's
@@ -65,6 +64,7 @@ def pooled_iqm(per_task: Sequence[np.ndarray]) -> float:
     if np.isinf(values[inside]).any():
         return math.inf
     return float(np.sum(kept[inside] * values[inside]) / np.sum(kept[inside]))
+
 
 def median(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.median(x, axis=axis)
