@@ -1,8 +1,10 @@
 """Image tasks read from files: loaders on small generated files in the real formats (IDX,
-CIFAR-10 pickles), the real MNIST files when ../shared/data/mnist has them, augmentation on the
+CIFAR-10 pickles), the real MNIST files where ../shared/data/mnist or $OHOBENCH_DATA has them,
+augmentation on the
 device, models, mixed precision, and the checks at the boundary. Nothing is downloaded."""
 
 import gzip
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -19,6 +21,16 @@ from bench.trial import run_trial
 from methods import optimizers
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def real_mnist_files() -> Path | None:
+    """The folder holding the four real MNIST files (.gz): ../shared/data/mnist, else
+    $OHOBENCH_DATA/MNIST/raw; None when neither has them."""
+    env = os.environ.get(datasets.DATA_ENV)
+    for d in (SHARED_MNIST, env and Path(env).expanduser() / "MNIST" / "raw"):
+        if d and all((d / f"{f}.gz").is_file() for f in datasets.IDX_FILES):
+            return d
+    return None
 
 
 # --- small files in the published formats ----------------------------------------------------
@@ -147,17 +159,19 @@ def test_too_few_training_images_for_the_validation_split(small_idx):
         tasks.get("mnist-mlp").load_splits(0, DataSource(str(root)))
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="no MNIST files in ../shared/data/mnist")
+@pytest.mark.skipif(real_mnist_files() is None,
+                    reason="no MNIST files in ../shared/data/mnist or $OHOBENCH_DATA/MNIST/raw")
 def test_real_mnist(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"  # torchvision's layout, pointing at the shared files
+    files = real_mnist_files()
+    raw = tmp_path / "MNIST" / "raw"  # torchvision's layout, pointing at the real files
     raw.mkdir(parents=True)
-    for f in SHARED_MNIST.glob("*.gz"):
-        (raw / f.name).symlink_to(f)
+    for f in files.glob("*.gz"):
+        (raw / f.name).symlink_to(f.resolve())
     a = tasks.get("mnist-mlp").load_splits(0, DataSource(str(tmp_path)))
     assert a.x_train.shape == (50_000, 784) and len(a.x_val) == 10_000
     assert a.x_test.shape == (10_000, 784)
     assert abs(float(a.x_train.mean())) < 0.01 and abs(float(a.x_train.std()) - 1) < 0.01
-    with gzip.open(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz") as fh:
+    with gzip.open(files / "t10k-labels-idx1-ubyte.gz") as fh:
         labels = np.frombuffer(fh.read()[8:], dtype=np.uint8)
     assert a.y_test.tolist() == labels.tolist()  # the official test set, in order
     assert sorted(torch.bincount(a.y_train).tolist())[0] > 4000  # every class present
