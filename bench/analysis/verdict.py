@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from bench import intervals, report
-from bench.analysis.stats import pooled_iqm
+from bench.analysis.stats import pooled_iqm, pooled_iqm_interval
 from bench.errors import ConfigError
 from bench.vocabulary import BLACK_BOX, ONLINE, entry_label
 
@@ -635,14 +635,10 @@ def across_tasks(df: pd.DataFrame, resamples: int = 2_000, seed: int = 0
         per_task = [g.loc[g["task"] == t, "score"].to_numpy(float) for t in tasks]
         if any(len(x) == 0 for x in per_task):
             continue  # not on every task
-        lo = hi = math.nan  # below MIN_N runs on a task, no interval (as in the verdicts)
-        if min(map(len, per_task)) >= MIN_N:
-            boot = [pooled_iqm([x[rng.integers(len(x), size=len(x))] for x in per_task])
-                    for _ in range(resamples)]
-            lo, hi = np.quantile(boot, [0.025, 0.975], method="inverted_cdf")  # no inf - inf
+        lo, hi = pooled_iqm_interval(per_task, rng, resamples, min_n=MIN_N)  # as the verdicts
         rows.append({"method": method, "optimizer": optimizer,
                      "runs": "+".join(str(len(x)) for x in per_task),
-                     "iqm": pooled_iqm(per_task), "iqm_lo": float(lo), "iqm_hi": float(hi)})
+                     "iqm": pooled_iqm(per_task), "iqm_lo": lo, "iqm_hi": hi})
         profile += [{"method": method, "optimizer": optimizer, "tau": float(t),
                      "fraction": float(np.mean([np.mean(x <= t) for x in per_task]))}
                     for t in taus]
