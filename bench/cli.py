@@ -411,10 +411,13 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     print(verdict.displayed(verdicts).to_string(index=False))
     if len(pairs):
         print(verdict.displayed_paired(pairs).to_string(index=False))
+    across = ""
     if len(aggregate):  # several tasks: rliable's aggregate view
-        print(aggregate.to_string(index=False))
+        print(verdict.displayed_across(aggregate).to_string(index=False))
+        across = (f"; across-tasks{suffix}.csv, across-tasks-profile{suffix}.csv, "
+                  f"across-tasks{suffix}.png and .pdf")
     print(f"wrote {out / f'verdict{suffix}.md'}, .csv, verdict-paired{suffix}.csv, "
-          f"equal-compute{suffix}.csv, .png and .pdf")
+          f"equal-compute{suffix}.csv, .png and .pdf{across}")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:

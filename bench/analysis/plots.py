@@ -240,7 +240,6 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
     return fig
 
 
-
 def plot_across_tasks(aggregate: pd.DataFrame, profile: pd.DataFrame) -> Figure:
     """Over several tasks (bench.analysis.verdict.across_tasks), as rliable draws them: each
     entry's IQM of normalized final test loss with its 95% stratified bootstrap interval, and
@@ -268,12 +267,15 @@ def plot_across_tasks(aggregate: pd.DataFrame, profile: pd.DataFrame) -> Figure:
         right.step(g["tau"], g["fraction"], where="post", lw=2, color=colors[entry], label=entry)
     right.axvline(1.0, color="k", lw=1, ls=":", label="the reference (1)")
     right.set_xscale("log")
-    readable_log_ticks(right.xaxis, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
+    narrow = profile["tau"].max() < 4 * profile["tau"].min()  # a tick every 0.1 below 1
+    readable_log_ticks(right.xaxis, subs=(1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+                       if narrow else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
     right.set(xlabel="tau (final test loss / the task's reference)",
               ylabel="fraction of runs at or below tau", ylim=(-0.03, 1.03),
               title="score profile (higher is better)")
     figure_legend(fig, [right], title="entry")
     return fig
+
 
 def plot_target_sweep(sweep: pd.DataFrame, unit: str = UNIT) -> Figure:
     """Per task: the share of repetitions that reach each target of the sweep
