@@ -1,6 +1,6 @@
 """A run's accounting, from its journals: each experiment's row of run.json (its trials, start
-and end, wall-clock, the seconds its trials held a slot, Ray's overhead per trial, the searcher's
-own time) and the run's slot utilization."""
+and end, wall-clock, the seconds its trials held a slot, the searcher's own time) and the run's
+slot utilization. The seconds a slot sat free before each trial are `report.slot_waits`."""
 
 from __future__ import annotations
 
@@ -25,8 +25,6 @@ def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[di
             "earlier_search_errors": ended.earlier_search_errors,  # of rounds started over
             "start": start, "end": end, "wall_seconds": wall,
             "trial_seconds": trial_seconds(records, trials),
-            "scheduling_overhead_per_trial": (overhead_per_trial(start, end, trials)
-                                              if None not in (start, end) else math.nan),
             "searcher_seconds_per_trial": (ended.searcher_seconds / len(trials) if trials
                                            else math.nan),
             "trials": trials}, records
@@ -70,20 +68,3 @@ def experiment_records(run_dir: Path, exp: Experiment) -> tuple[list[dict], jour
     for record in records:
         record.setdefault("scheduler", exp.scheduler.name)
     return records, kept
-
-
-def overhead_per_trial(start: float, end: float, trials: list[dict]) -> float:
-    """Experiment wall-clock not covered by any trial's own run time, per trial: what Ray's
-    scheduling, process start-up and result handling cost on top of the trials."""
-    spans = sorted((t["start"], t["end"]) for t in trials if t["start"] and t["end"])
-    if not trials:
-        return math.nan
-    busy, cur_start, cur_end = 0.0, None, None
-    for s, e in spans:
-        if cur_end is None or s > cur_end:
-            busy += (cur_end - cur_start) if cur_end is not None else 0.0
-            cur_start, cur_end = s, e
-        else:
-            cur_end = max(cur_end, e)
-    busy += (cur_end - cur_start) if cur_end is not None else 0.0
-    return max(end - start - busy, 0.0) / len(trials)

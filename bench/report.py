@@ -15,6 +15,8 @@ kept as an option. Time-to-target is measured three ways:
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
 from collections.abc import Mapping
 
@@ -176,18 +178,42 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
 
 
 def overhead_by_method(run_info: dict, labels: Mapping[str, str] | None = None) -> Overhead:
-    """Per entry (task, method, optimizer), means over repetitions of the seconds per trial of
-    experiment wall-clock not covered by trials (Ray's scheduling, the searcher included) and of
-    the searcher's own (runs before it was recorded: NaN). `labels`: method -> the name its
-    entries get (bench.analysis.runs: options that differ between runs)."""
-    per: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    """Per entry (task, method, optimizer), means over its trials of the seconds a slot sat
+    free before the trial started (`slot_waits`: Ray's scheduling and start-up, the searcher's
+    suggest included) and over its repetitions of the searcher's own seconds per trial (runs
+    before it was recorded: NaN). `labels`: method -> the name its entries get
+    (bench.analysis.runs: options that differ between runs)."""
+    waits = slot_waits(run_info)
+    per: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
     for exp in run_info.get("experiments", []):
         method = method_label((labels or {}).get(exp["method"], exp["method"]),
                               exp.get("scheduler"))
-        per.setdefault((exp["task"], method, exp.get("optimizer", "-")), []).append(
-            (exp["scheduling_overhead_per_trial"],
-             exp.get("searcher_seconds_per_trial", math.nan)))
-    return {k: (_mean([a for a, _ in v]), _mean([b for _, b in v])) for k, v in per.items()}
+        entry = per.setdefault((exp["task"], method, exp.get("optimizer", "-")), ([], []))
+        entry[0].extend(waits.get(exp.get("name"), []))
+        entry[1].append(exp.get("searcher_seconds_per_trial", math.nan))
+    return {k: (_mean(w), _mean(s)) for k, (w, s) in per.items()}
+
+
+def slot_waits(run_info: dict) -> dict[str, list[float]]:
+    """Per experiment (by name), per trial in start order: the seconds a slot of the run sat
+    free before the trial started. Every experiment of a run is in flight at once, so a trial
+    takes the slot that freed first (the run's start, or a resume, frees all of them); waiting
+    while other experiments' trials held every slot is not counted, time no trial could use
+    (Ray's start-up, scheduling, the searcher's suggest, or every search at its cap) is.
+    Trials that overlap more than the run's slots (a paused population member) wait 0."""
+    started = run_info.get("started")
+    sessions = sorted([-math.inf if started is None else started, *run_info.get("resumed", [])])
+    spans = sorted((t["start"], t["end"], exp["name"]) for exp in run_info.get("experiments", [])
+                   for t in exp.get("trials", [])
+                   if t.get("start") is not None and t.get("end") is not None)
+    free = [sessions[0]] * max(int(run_info.get("slots") or 1), 1)  # a heap of free times
+    waits: dict[str, list[float]] = {}
+    for start, end, name in spans:
+        freed = heapq.heappop(free)
+        session = sessions[max(bisect.bisect_right(sessions, start) - 1, 0)]
+        waits.setdefault(name, []).append(max(start - max(freed, session), 0.0))
+        heapq.heappush(free, max(end, freed))
+    return waits
 
 
 def _mean(values: list[float]) -> float:

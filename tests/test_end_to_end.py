@@ -134,7 +134,9 @@ def test_run_json_and_time_to_target(run_dir):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["finished"] and info["environment"]["packages"]["ray"]
     assert len(info["experiments"]) == len(BLACK_BOX) * 2 + len(ONLINE)
-    assert all(e["scheduling_overhead_per_trial"] >= 0 for e in info["experiments"])
+    waits = report.slot_waits(info)  # seconds a slot sat free before each trial
+    assert sorted(waits) == sorted(e["name"] for e in info["experiments"])
+    assert all(0 <= w < 60 for trials in waits.values() for w in trials)
     # every experiment timed its searcher (it may overlap trials that run concurrently)
     assert all(0 <= e["searcher_seconds_per_trial"] < math.inf for e in info["experiments"])
     assert (run_dir / "ray").is_dir() and (run_dir / "summary.csv").is_file()

@@ -44,7 +44,7 @@ def make_run(run_dir, methods, options, reps=2):
                     "options": options.get(method, {}), "repetition": rep, "trial": trial})]
             experiments.append({"task": "digits", "method": method,
                                 "optimizer": "online" if online else "fixed",
-                                "repetition": rep, "scheduling_overhead_per_trial": 0.0})
+                                "repetition": rep})
     results.write_table(results.table(rows), run_dir)
     results.write_json({"suite": suite.as_dict(), "experiments": experiments},
                        run_dir / results.RUN_JSON)

@@ -102,21 +102,23 @@ def test_a_search_under_each_scheduler_is_an_entry_of_its_own():
     s = report.summary(df)
     assert sorted(zip(s["method"], s["trials"], strict=True)) == [("bb", 3), ("bb · asha", 3)]
     assert report.summary(report.entries(df)).equals(s)  # naming entries twice changes nothing
-    overhead = report.overhead_by_method({"experiments": [
-        {"task": "t", "method": "bb", "optimizer": "fixed", "scheduler": s,
-         "scheduling_overhead_per_trial": cost, "searcher_seconds_per_trial": 0.0}
-        for s, cost in (("fifo", 1.0), ("asha", 2.0))]})
+    overhead = report.overhead_by_method({"started": 0.0, "slots": 1, "experiments": [
+        {"task": "t", "method": "bb", "optimizer": "fixed", "scheduler": s, "name": s,
+         "searcher_seconds_per_trial": 0.0, "trials": [{"start": start, "end": start + 10}]}
+        for s, start in (("fifo", 1.0), ("asha", 13.0))]})  # waits 1 s, then 2 s after fifo's
     assert overhead == {("t", "bb", "fixed"): (1.0, 0.0), ("t", "bb · asha", "fixed"): (2.0, 0.0)}
 
 
-def test_a_search_that_raised_is_marked_and_left_out_of_the_default_target():
-    """Repetition 1 of m raised after its first trial: its row counts it (`raised`), and the
-    default target, the median final test loss over all repetitions, leaves it out."""
-    parts = []
-    for rep, test in enumerate([0.1, 0.9, 0.3]):
-        parts += [dict(r, repetition=rep) for r in rows("m", [(0, [(1, test, test)])])]
-    df = results.table(parts)
-    plain = report.summary(df).iloc[0]
-    marked = report.summary(df, raised={("t", "m", "-", 1)}).iloc[0]
-    assert plain["raised"] == 0 and plain["target"] == pytest.approx(0.3)
-    assert marked["raised"] == 1 and marked["target"] == pytest.approx(0.2)  # of 0.1 and 0.3
+def test_slot_waits_count_a_free_slot_not_a_wait_behind_other_experiments():
+    """Two slots, three experiments in flight at once. A trial waits from the moment the slot
+    it takes freed (the run's start, a trial's end, a resume) to its own start. c's trial
+    starts while a and b hold both slots (a paused member, or a clock's skew): it waits 0 and
+    takes the slot that frees first; a resume frees every slot."""
+    def exp(name, *spans):
+        return {"name": name, "trials": [{"start": a, "end": b} for a, b in spans]}
+    info = {"started": 100.0, "resumed": [500.0], "slots": 2, "experiments": [
+        exp("a", (101.0, 200.0), (251.5, 300.0), (503.0, 600.0)),
+        exp("b", (100.5, 250.0)),
+        exp("c", (150.0, 260.0), (None, None))]}  # c's second trial never started
+    assert report.slot_waits(info) == {"b": [0.5], "a": [1.0, 1.5, 3.0], "c": [0.0]}
+    assert report.slot_waits({"started": 0.0, "slots": 2, "experiments": []}) == {}
