@@ -115,12 +115,29 @@ def time_to_target(df: pd.DataFrame, targets: dict[str, float], rule: str = SUST
         wall = math.nan
         if {"timestamp", "experiment_start"} <= set(rep) and rep["experiment_start"].notna().all():
             hit = reached_at(incumbent_trace(rep, "timestamp"), target, rule)
-            wall = math.inf if hit is None else hit["timestamp"] - hit["experiment_start"]
+            wall = math.inf if hit is None else busy_seconds(rep, hit["timestamp"])
         out.append({**dict(zip(REP, key, strict=True)), "target": target,
                     "compute_to_target": math.inf if first is None else first["compute"],
                     "wall_seconds_to_target": wall,
                     "trials_to_target": math.inf if first is None else first["trials_started"]})
     return pd.DataFrame(out)
+
+
+def busy_seconds(rep: pd.DataFrame, until: float) -> float:
+    """Seconds up to `until` during which one of the repetition's trials ran: the union of its
+    attempts' spans, from the attempt's start (else the trial's, else the experiment's) to its
+    last record. Concurrent trials count once; the time a trial waited for a slot another
+    experiment held, and the gap between the sessions of a resumed run, not at all."""
+    start = rep["experiment_start"]
+    for column in ("trial_start", "attempt_start"):
+        if column in rep:
+            start = rep[column].fillna(start)
+    spans = rep.assign(start=start).groupby(["trial", "start"])["timestamp"].max()
+    busy, reach = 0.0, -math.inf
+    for begin, end in sorted((b, min(e, until)) for (_, b), e in spans.items() if b < until):
+        busy += max(end - max(begin, reach), 0.0)
+        reach = max(reach, end)
+    return busy
 
 
 def reached_at(trace: pd.DataFrame, target: float, rule: str = SUSTAINED) -> pd.Series | None:

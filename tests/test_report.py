@@ -73,9 +73,9 @@ def test_distribution_over_repetitions():
 
 def test_wall_clock_time_to_target_counts_concurrent_trials_once():
     """Two trials run at once: compute cumulates them, wall-clock does not."""
-    parts = [dict(r, experiment_start=100.0, timestamp=100.0 + stamp)
-             for r, stamp in zip(rows("bb", [(0, [(4, 0.5, 0.6)]), (0.5, [(5, 0.3, 0.35)])]),
-                                 [4.5, 6.0], strict=True)]
+    parts = [dict(r, experiment_start=100.0, timestamp=stamp)
+             for r, stamp in zip(rows("bb", [(100, [(4, 0.5, 0.6)]), (100.5, [(5, 0.3, 0.35)])]),
+                                 [104.5, 106.0], strict=True)]
     ttt = report.time_to_target(results.table(parts), {"t": 0.4}).iloc[0]
     assert ttt["compute_to_target"] == 4 + 5 and ttt["wall_seconds_to_target"] == 6.0
     assert ttt["trials_to_target"] == 2
@@ -83,6 +83,23 @@ def test_wall_clock_time_to_target_counts_concurrent_trials_once():
     assert math.isinf(s["wall_ttt_median"])  # never reached
     assert math.isnan(report.time_to_target(table(BLACK_BOX), {"t": 0.4})  # no clock recorded
                       .iloc[0]["wall_seconds_to_target"])
+
+
+def test_wall_clock_time_to_target_leaves_out_waiting_behind_other_experiments():
+    """Every experiment of a run is in flight at once: the search's third trial started at
+    200, after other experiments' trials held the slots since 106. Its wall-clock counts the
+    seconds one of its own trials ran (6 + 3), not the 94 it waited, nor a resume's gap."""
+    trials = [(100, [(4, 0.5, 0.6)]), (100.5, [(5, 0.45, 0.5)]), (200, [(3, 0.3, 0.35)])]
+    parts = [dict(r, experiment_start=100.0, timestamp=stamp)
+             for r, stamp in zip(rows("bb", trials), [104.5, 106.0, 203.0], strict=True)]
+    ttt = report.time_to_target(results.table(parts), {"t": 0.4}).iloc[0]
+    assert ttt["wall_seconds_to_target"] == 6.0 + 3.0 and ttt["compute_to_target"] == 12
+    # one trial cut after epoch 2 and resumed at 500 (a second attempt): 2 s + 1 s
+    epochs = rows("on", [(100, [(1, 0.6, 0.6), (2, 0.5, 0.5), (3, 0.3, 0.3)])])
+    parts = [dict(r, experiment_start=100.0, attempt_start=a, timestamp=stamp)
+             for r, a, stamp in zip(epochs, [100, 100, 500], [101, 102, 501], strict=True)]
+    ttt = report.time_to_target(results.table(parts), {"t": 0.4}).iloc[0]
+    assert ttt["wall_seconds_to_target"] == 3.0
 
 
 def test_one_entry_per_method_and_optimizer_family():
