@@ -137,3 +137,22 @@ def test_best_of_k_draws_random_search_against_the_other_entries(runs):
     assert list(budget.get_xdata()) == [3, 3]
     with pytest.raises(Skip, match="no random search"):
         plots.plot_best_of_k(df[df["method"] != "random"], analysis.final_losses(df))
+
+
+def test_many_repetitions_are_drawn_as_thin_lines_and_their_median():
+    """Past dynamics.MANY_REPETITIONS a legend entry per repetition would bury the axes: the
+    lines are grey, the median per epoch is drawn over them, and the legend has the two."""
+    reps, epochs = dynamics.MANY_REPETITIONS + 2, 60
+    df = pd.DataFrame([{"task": "t", "method": "oho", "optimizer": "online", "repetition": r,
+                        "trial": 0, "epoch": e, "hp_lr": 0.1 * (1 + r) / e}
+                       for r in range(reps) for e in range(1, epochs + 1)])
+    fig = dynamics.plot_hp_trajectories(df)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["one repetition",
+                                                                    "median per epoch"]
+    assert ax.get_legend().get_title().get_text() == f"{reps} repetitions"
+    median = next(line for line in ax.get_lines() if line.get_label() == "median per epoch")
+    expected = df.groupby("epoch")["hp_lr"].median().to_numpy()
+    assert list(median.get_ydata()) == pytest.approx(list(expected))
+    few = dynamics.plot_hp_trajectories(df[df["repetition"] < 3]).axes[0]
+    assert [t.get_text() for t in few.get_legend().get_texts()] == ["0", "1", "2"]

@@ -61,14 +61,32 @@ def long_form(df: pd.DataFrame, cols: list[str], prefix: str) -> pd.DataFrame:
                       repetition=out["repetition"].astype(str))
 
 
+MANY_REPETITIONS = 10  # above: thin lines and their median, not a color per repetition
+MARKED_EPOCHS = 50  # above: lines without markers
+
+
 def lines(ax: Axes, data: pd.DataFrame, by_group: bool, palette: str = "viridis") -> str:
     """One line per repetition (and group), colored by group (`palette`) when there are
-    several, else by repetition. Returns the legend's title."""
-    sns.lineplot(data=data, x="epoch", y="value", hue="name" if by_group else "repetition",
-                 units="repetition" if by_group else None, estimator=None, ax=ax, marker="o",
-                 markersize=3, palette=palette if by_group else "tab10")
+    several, else by repetition; past MANY_REPETITIONS, thin grey lines with their median per
+    epoch. Returns the legend's title."""
+    reps = data["repetition"].nunique()
+    style = ({"lw": 0.8, "alpha": 0.6} if reps > MANY_REPETITIONS else {"lw": 1.2}
+             if data["epoch"].nunique() > MARKED_EPOCHS else {"marker": "o", "markersize": 3})
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-    return "group (a line per repetition)" if by_group else "repetition"
+    if by_group:
+        sns.lineplot(data=data, x="epoch", y="value", hue="name", units="repetition",
+                     estimator=None, ax=ax, palette=palette, **style)
+        return "group (a line per repetition)"
+    if reps <= MANY_REPETITIONS:
+        sns.lineplot(data=data, x="epoch", y="value", hue="repetition", estimator=None, ax=ax,
+                     palette="tab10", **style)
+        return "repetition"
+    sns.lineplot(data=data, x="epoch", y="value", units="repetition", estimator=None, ax=ax,
+                 color="0.55", lw=0.6, alpha=0.5)
+    ax.plot([], [], color="0.55", lw=0.6, label="one repetition")
+    median = data.groupby("epoch")["value"].median()
+    ax.plot(median.index, median.to_numpy(), color="C0", lw=2.2, label="median per epoch")
+    return f"{reps} repetitions"
 
 
 def per_method(df: pd.DataFrame):
