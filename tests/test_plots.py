@@ -4,6 +4,7 @@ command that writes them."""
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -156,3 +157,17 @@ def test_many_repetitions_are_drawn_as_thin_lines_and_their_median():
     assert list(median.get_ydata()) == pytest.approx(list(expected))
     few = dynamics.plot_hp_trajectories(df[df["repetition"] < 3]).axes[0]
     assert [t.get_text() for t in few.get_legend().get_texts()] == ["0", "1", "2"]
+
+
+def test_a_figure_made_twice_is_the_same_and_leaves_numpys_generator_alone():
+    """seaborn jitters strip plots with numpy's global generator: seeded per figure, so a
+    committed figure does not change when made again, and the caller's stream goes on."""
+    reps = pd.DataFrame({"task": "t", "method": "m", "optimizer": "fixed", "repetition": range(8),
+                         "final_test_loss": [0.1 + 0.01 * i for i in range(8)]})
+    np.random.seed(5)
+    expected = np.random.uniform(size=3)
+    np.random.seed(5)
+    drawn = [plots.plot_final_loss(reps, {"t": 0.12}) for _ in range(2)]
+    assert np.array_equal(np.random.uniform(size=3), expected)
+    offsets = [[c.get_offsets().data.tolist() for c in f.axes[0].collections] for f in drawn]
+    assert offsets[0] == offsets[1] and offsets[0]

@@ -5,6 +5,8 @@ Figures are matplotlib Figure objects made directly (no pyplot state, no display
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,18 @@ from bench import vocabulary
 from bench.vocabulary import ONLINE
 
 NOT_REACHED = "C3"
+
+
+@contextmanager
+def seeded_jitter(seed: int = 0) -> Iterator[None]:
+    """seaborn's stripplot jitters with numpy's global generator: seed it for the figure, so a
+    figure made twice is the same, and give back the caller's state after."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 class Skip(Exception):

@@ -28,6 +28,7 @@ from bench.analysis.figkit import (
     grid,
     palette,
     readable_log_ticks,
+    seeded_jitter,
     set_scale,
     with_entry,
 )
@@ -54,8 +55,9 @@ def plot_final_loss(reps: pd.DataFrame, targets: dict[str, float]) -> Figure:
         g = reps[reps["task"] == task]
         sns.boxplot(data=g, x="final_test_loss", y="entry", order=order, ax=ax, color="0.88",
                     showfliers=False, width=0.6)
-        sns.stripplot(data=g, x="final_test_loss", y="entry", order=order, ax=ax, color="C0",
-                      size=5, jitter=0.15, label="repetition")
+        with seeded_jitter():
+            sns.stripplot(data=g, x="final_test_loss", y="entry", order=order, ax=ax,
+                          color="C0", size=5, jitter=0.15, label="repetition")
         ax.axvline(targets[task], ls="--", color="k", lw=1, label="target")
         set_scale(ax, "x", [*g["final_test_loss"], targets[task]])
         ax.set(title=task, xlabel="final test loss (choice by validation loss)", ylabel="")
@@ -401,9 +403,10 @@ def plot_categorical_choices(df: pd.DataFrame) -> Figure:
     fig, axes = grid(len(panels), ncols=PER_ROW)
     for ax, (task, column) in zip(axes, panels, strict=True):
         g = last[(last["task"] == task) & last[column].notna()]
-        sns.stripplot(data=g, x=column, y="val_loss", order=sorted(g[column].unique()),
-                      hue="entry", hue_order=[e for e in order if e in set(g["entry"])],
-                      palette=palette(order), dodge=True, size=6, jitter=0.1, ax=ax)
+        with seeded_jitter():
+            sns.stripplot(data=g, x=column, y="val_loss", order=sorted(g[column].unique()),
+                          hue="entry", hue_order=[e for e in order if e in set(g["entry"])],
+                          palette=palette(order), dodge=True, size=6, jitter=0.1, ax=ax)
         set_scale(ax, "y", g["val_loss"])
         ax.set(title=task, xlabel=column.removeprefix("hp_"), ylabel="final validation loss")
     figure_legend(fig, axes, title="entry")
