@@ -5,6 +5,7 @@ slot utilization. The seconds a slot sat free before each trial are `report.slot
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 from bench import journal
@@ -30,14 +31,33 @@ def experiment_result(run_dir: Path, exp: Experiment, resumed: bool) -> tuple[di
             "trials": trials}, records
 
 
-def utilization(info: dict) -> dict:
-    """Over the run's wall-clock (all sessions of a resumed run together): trial-seconds, the
-    mean number of trials running and the share of the cluster's slots they used."""
-    wall = info["finished"] - info["started"]
+def utilization(info: dict, timestamps: Iterable[float] = ()) -> dict:
+    """Over the run's live wall-clock (its sessions, the gaps between an interrupted session and
+    its resume left out; `timestamps`: its records', which show how long a session went on):
+    trial-seconds, the mean number of trials running and the share of the cluster's slots they
+    used."""
+    wall = live_seconds(info, timestamps)
     busy = sum(e["trial_seconds"] for e in info["experiments"])
     return {"wall_seconds": wall, "trial_seconds": busy, "slots": info["slots"],
             "mean_running": busy / wall if wall > 0 else math.nan,
             "slot_utilization": busy / (info["slots"] * wall) if wall > 0 else math.nan}
+
+
+def live_seconds(info: dict, timestamps: Iterable[float] = ()) -> float:
+    """The seconds the run's sessions lasted: from the start, and from each resume, to the
+    last record, trial start or end seen before the next resume (an interrupted session leaves
+    no end of its own), the last session to `finished`."""
+    starts = [info["started"], *info.get("resumed", [])]
+    events = [*timestamps, *(t for e in info["experiments"] for trial in e.get("trials", [])
+                             for t in (trial.get("start"), trial.get("end")) if t is not None)]
+    total = 0.0
+    for begin, following in zip(starts, [*starts[1:], None], strict=True):
+        if following is None:
+            total += info["finished"] - begin
+            continue
+        seen = [t for t in events if begin <= t < following]
+        total += (max(seen) if seen else begin) - begin
+    return total
 
 
 def trial_seconds(records: list[dict], trials: list[dict]) -> float:

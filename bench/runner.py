@@ -234,7 +234,8 @@ def finish_run(run_dir: Path, info: dict, experiments: list[Experiment], earlier
         rows += records
     results.write_table(results.table(rows), run_dir)
     info["finished"] = time.time()
-    info["scheduling"] = accounting.utilization(info)
+    stamps = (r["timestamp"] for r in rows if r.get("timestamp"))  # how long each session went
+    info["scheduling"] = accounting.utilization(info, stamps)
     info["checkpoints"] = checkpoints.drop(info["storage"])
     results.write_json(info, run_dir / results.RUN_JSON)
     print(accounting.scheduling_line(info["scheduling"]), flush=True)  # even with --quiet

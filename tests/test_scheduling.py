@@ -528,6 +528,18 @@ def test_trial_seconds_leave_out_the_time_a_trial_waited_paused():
     assert accounting.trial_seconds(records, trials) == 2.0 + 3.0 + 5.0
 
 
+def test_utilization_leaves_out_the_gap_between_a_cut_session_and_its_resume():
+    """Session 1 runs 0-50 (its last record at 50, then SIGKILL); the resume at 1,000 runs to
+    1,040. Two slots, 150 trial-seconds: the run lived 90 s, not 1,040."""
+    trials = [{"start": 0.0, "end": 40.0}, {"start": 1_000.0, "end": 1_040.0}]
+    info = {"started": 0.0, "resumed": [1_000.0], "finished": 1_040.0, "slots": 2,
+            "experiments": [{"trials": trials, "trial_seconds": 150.0}]}
+    assert accounting.live_seconds(info, [10.0, 50.0, 1_020.0]) == 50.0 + 40.0
+    assert accounting.live_seconds(info) == 40.0 + 40.0  # without records: trial events only
+    used = accounting.utilization(info, [50.0])
+    assert used["wall_seconds"] == 90.0 and used["slot_utilization"] == 150.0 / (2 * 90.0)
+
+
 def test_tune_sees_only_the_top_level_numbers_of_a_result():
     """Tune keeps statistics of every number it finds in a result's dicts, for every trial of
     the run: the record's must stay out of its reach, and come back whole."""
