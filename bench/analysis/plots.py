@@ -231,11 +231,11 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
         if len(full):
             ax.axvline(float(full.iloc[0]), color="k", lw=1, ls=":", label="full search budget")
         ax.set_xscale("log")
-        ax.set_yscale("log")
-        readable_log_ticks(ax.yaxis, subs=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
+        set_scale(ax, "y", g[["q25", "median", "q75"]].to_numpy().ravel())  # linear in a decade
         spent = g["compute"].to_numpy(float)
         if spent.max() <= 100 * spent.min():  # two decades or less: plain numbers
-            readable_log_ticks(ax.xaxis, subs=(1.0, 2.0, 3.0, 5.0))
+            readable_log_ticks(ax.xaxis, subs=(1.0, 2.0, 5.0) if spent.max() > 10 * spent.min()
+                               else (1.0, 2.0, 3.0, 5.0))
         ax.set(title=task, xlabel=f"compute budget ({unit})",
                ylabel="final test loss of the choice (median, IQR)")
     figure_legend(fig, list(axes), title="entry")
