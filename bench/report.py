@@ -115,7 +115,7 @@ def time_to_target(df: pd.DataFrame, targets: dict[str, float], rule: str = SUST
         wall = math.nan
         if {"timestamp", "experiment_start"} <= set(rep) and rep["experiment_start"].notna().all():
             hit = reached_at(incumbent_trace(rep, "timestamp"), target, rule)
-            wall = math.inf if hit is None else busy_seconds(rep, hit["timestamp"])
+            wall = math.inf if hit is None else float(busy_seconds(rep, [hit["timestamp"]])[0])
         out.append({**dict(zip(REP, key, strict=True)), "target": target,
                     "compute_to_target": math.inf if first is None else first["compute"],
                     "wall_seconds_to_target": wall,
@@ -123,21 +123,30 @@ def time_to_target(df: pd.DataFrame, targets: dict[str, float], rule: str = SUST
     return pd.DataFrame(out)
 
 
-def busy_seconds(rep: pd.DataFrame, until: float) -> float:
-    """Seconds up to `until` during which one of the repetition's trials ran: the union of its
-    attempts' spans, from the attempt's start (else the trial's, else the experiment's) to its
-    last record. Concurrent trials count once; the time a trial waited for a slot another
-    experiment held, and the gap between the sessions of a resumed run, not at all."""
+def busy_seconds(rep: pd.DataFrame, at) -> np.ndarray:
+    """At each time of `at`: the seconds so far during which one of the repetition's trials
+    ran, the union of its attempts' spans from the attempt's start (else the trial's, else the
+    experiment's) to its last record. Concurrent trials count once; the time a trial waited for
+    a slot another experiment held, and the gap between the sessions of a resumed run, not at
+    all."""
     start = rep["experiment_start"]
     for column in ("trial_start", "attempt_start"):
         if column in rep:
             start = rep[column].fillna(start)
     spans = rep.assign(start=start).groupby(["trial", "start"])["timestamp"].max()
-    busy, reach = 0.0, -math.inf
-    for begin, end in sorted((b, min(e, until)) for (_, b), e in spans.items() if b < until):
-        busy += max(end - max(begin, reach), 0.0)
-        reach = max(reach, end)
-    return busy
+    merged: list[list[float]] = []  # the union, as disjoint sorted spans
+    for begin, end in sorted((b, e) for (_, b), e in spans.items()):
+        if merged and begin <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    begins, ends = (np.array([m[i] for m in merged], dtype=float) for i in (0, 1))
+    before = np.concatenate([[0.0], np.cumsum(ends - begins)])  # busy before each span
+    at = np.asarray(at, dtype=float)
+    k = np.searchsorted(begins, at, side="right")  # spans begun by each time
+    inside = np.clip(at - begins[np.maximum(k - 1, 0)], 0.0,
+                     (ends - begins)[np.maximum(k - 1, 0)]) if len(merged) else 0.0
+    return np.where(k > 0, before[np.maximum(k - 1, 0)] + inside, 0.0)
 
 
 def reached_at(trace: pd.DataFrame, target: float, rule: str = SUSTAINED) -> pd.Series | None:

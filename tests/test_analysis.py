@@ -249,10 +249,16 @@ def test_a_run_from_before_schedulers_still_reports(tmp_path):
 
 
 def test_anytime_against_wall_clock():
-    parts = [dict(r, experiment_start=100.0, timestamp=100.0 + stamp)
+    """The seconds one of the search's trials ran so far (here they overlap from 100 to 109)."""
+    parts = [dict(r, experiment_start=100.0, trial_start=100.0 + r["trial_start"],
+                  timestamp=100.0 + stamp)
              for r, stamp in zip(SHUFFLED, [7.0, 9.0, 3.0], strict=True)]
     curve = analysis.anytime_curves(results.table(parts), x="wall_seconds")
     assert curve["wall_seconds"].tolist() == [3, 7, 9]
+    late = [dict(r, trial_start=r["trial_start"] + 50 * (r["trial"] == 1),
+                 timestamp=r["timestamp"] + 50 * (r["trial"] == 1)) for r in parts]
+    curve = analysis.anytime_curves(results.table(late), x="wall_seconds")  # 1 waited 50 s
+    assert curve["wall_seconds"].tolist() == [3, 7, 7 + 7]
     assert curve["test_loss"].tolist() == [0.45, 0.45, 0.3]
     with pytest.raises(ValueError, match="no wall-clock"):
         analysis.anytime_curves(results.table(SHUFFLED), x="wall_seconds")

@@ -10,13 +10,14 @@ import pandas as pd
 from bench import report
 
 CLOCKS = {"compute": "compute",  # sequential compute (training seconds)
-          "wall_seconds": "timestamp"}  # since the experiment started; its records' order
+          "wall_seconds": "timestamp"}  # its own trials' running time; its records' order
 
 
 def anytime_curves(df: pd.DataFrame, x: str = "compute") -> pd.DataFrame:
     """One row per record of each repetition: entry, repetition, `x` (compute:
-    sequential compute; wall_seconds: timestamp - experiment_start) and test_loss, the test loss
-    of the choice by validation at that moment (NaN until some trial has a finite loss)."""
+    sequential compute; wall_seconds: the seconds one of its trials ran so far,
+    `report.busy_seconds`) and test_loss, the test loss of the choice by validation at that
+    moment (NaN until some trial has a finite loss)."""
     if x not in CLOCKS:
         raise ValueError(f"x must be one of {', '.join(CLOCKS)}, got {x!r}")
     if x == "wall_seconds" and not {"timestamp", "experiment_start"} <= set(df.columns):
@@ -24,10 +25,9 @@ def anytime_curves(df: pd.DataFrame, x: str = "compute") -> pd.DataFrame:
     parts = []
     for key, rep in df.groupby(report.REP, sort=False):
         trace = report.incumbent_trace(rep, CLOCKS[x])
-        xs = (trace["compute"] if x == "compute"
-              else trace["timestamp"] - trace["experiment_start"])
-        parts.append(pd.DataFrame({**dict(zip(report.REP, key, strict=True)),
-                                   x: xs.to_numpy(dtype=float),
+        xs = (trace["compute"].to_numpy(dtype=float) if x == "compute"
+              else report.busy_seconds(rep, trace["timestamp"]))
+        parts.append(pd.DataFrame({**dict(zip(report.REP, key, strict=True)), x: xs,
                                    "test_loss": trace["chosen_test_loss"].to_numpy(float)}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[*report.REP, x, "test_loss"])
