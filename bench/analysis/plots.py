@@ -177,12 +177,13 @@ def plot_horizon(table: pd.DataFrame) -> Figure:
     budgets = sorted(table["epochs"].unique())
     finite = table["ttt_ratio"].replace(np.inf, np.nan).dropna()
     ceiling = max(float(finite.max()) * 2 if len(finite) else 2.0, 4.0)
-    for entry in order:
+    for i, entry in enumerate(order):
         g = table[table["entry"] == entry].sort_values("epochs")
         online = (g["kind"] == ONLINE).all()
         style = {"color": colors[entry], "marker": "o" if online else "s",
                  "ls": "-" if online else "--", "label": entry}
-        x = g["epochs"].to_numpy(float)
+        dodge = 1.0 + 0.025 * (i - (len(order) - 1) / 2)  # entries side by side at a budget
+        x = g["epochs"].to_numpy(float) * dodge
         med = g["test_median"].to_numpy(float)
         loss_ax.errorbar(x, med, yerr=[med - g["q25"].to_numpy(float),
                                        g["q75"].to_numpy(float) - med], capsize=3, **style)
