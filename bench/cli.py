@@ -405,7 +405,7 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     writable(out, out)
     suffix = writers.unit_suffix(args.compute)
     pairs = verdict.paired(df)
-    aggregate, profile = verdict.across_tasks(df)
+    aggregate, profile = verdict.across_tasks(df, verdict.references(curves))
     writers.write_verdict(out, suffix, args.run_dirs, args.compute, curves, verdicts, pairs,
                           aggregate, profile)
     print(verdict.displayed(verdicts).to_string(index=False))

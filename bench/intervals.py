@@ -44,10 +44,13 @@ def min_n_median(confidence: float = CONFIDENCE) -> int:
     return next(n for n in range(1, 1000) if median_order(n, confidence) is not None)
 
 
-def median_interval(x, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Distribution-free interval of the median of the finite values of `x`: (nan, nan) where
-    n is too small for one at `confidence`."""
-    x = np.sort(finite(x))
+def median_interval(x, confidence: float = CONFIDENCE, keep_infinite: bool = False
+                    ) -> tuple[float, float]:
+    """Distribution-free interval of the median of the finite values of `x` (`keep_infinite`:
+    of its non-NaN values, an infinite one counting as the extreme it is): (nan, nan) where n
+    is too small for one at `confidence`."""
+    x = np.asarray(x, dtype=float)
+    x = np.sort(x[~np.isnan(x)] if keep_infinite else finite(x))
     order = median_order(len(x), confidence)
     if order is None:
         return math.nan, math.nan

@@ -4,8 +4,8 @@
 
 Prints the seconds of each part (loading the records in SGD-epochs, the replays and verdicts,
 writing the tables and the figure), median and range over --repeats, with 10,000 replayed
-random searches per budget (ASHA: 1,000) and 1,000 bootstrap resamples per verdict. Target:
-the published MNIST study in under 30 s on 2 cores. A measurement: exit 0.
+searches per budget and 1,000 bootstrap resamples of 200 replayed searches per verdict.
+Target: the published MNIST pilot in under 30 s on 2 cores. A measurement: exit 0.
 """
 
 from __future__ import annotations

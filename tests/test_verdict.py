@@ -124,6 +124,46 @@ def test_probability_of_improvement_and_the_verdicts():
     assert c.detectable > 0
 
 
+def test_the_replays_monte_carlo_noise_is_taken_out_of_ps_interval():
+    """Y under a resample: m searches replayed from a resampled pool. Their finite number
+    widens the spread of the mean placement over resamples; with `simulated` it is taken
+    out, so P's interval is as wide with 50 searches a resample as with 1,000 (0.113)."""
+    rng = np.random.default_rng(1)
+    x, pool = rng.normal(0.0, 1.0, 20), rng.normal(0.3, 1.0, 300)
+
+    def replayed(m):
+        return lambda r: pool[r.integers(300, size=300)][r.integers(300, size=m)]
+
+    def half(m, simulated):
+        c = verdict.compare(x, pool, replayed(m), 400, np.random.default_rng(2), n_y=300,
+                            simulated=simulated)
+        return (c.p_less_ci[1] - c.p_less_ci[0]) / 2
+
+    exact = half(1000, True)
+    assert half(50, True) == pytest.approx(exact, rel=0.1)
+    assert half(10, False) > 1.5 * exact  # the noise, left in, widens it (0.27)
+
+
+def test_a_resample_whose_online_median_diverged_keeps_its_infinite_difference():
+    """9 of 20 online runs diverged (NaN: the worst): in many resamples half or more did, so
+    the online median is infinite there, and the interval's upper end is infinite too."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0.1, 0.01, 11), np.full(9, np.nan)])
+    y = rng.normal(0.12, 0.01, 50)
+    c = verdict.compare(x, y, lambda r: y[r.integers(50, size=50)], 400, rng)
+    assert math.isinf(c.difference_ci[1]) and math.isfinite(c.difference_ci[0])
+    assert math.isinf(c.detectable)
+
+
+def test_random_streams_belong_to_what_they_draw_for():
+    """A replay's or a comparison's stream comes from the seed and its own key: adding an
+    entry or a budget elsewhere changes none of the others' numbers."""
+    a = verdict.stream(0, "digits", "random · fixed", 1311.0).random(3)
+    assert np.array_equal(a, verdict.stream(0, "digits", "random · fixed", 1311.0).random(3))
+    assert not np.array_equal(a, verdict.stream(0, "digits", "random · fixed", 3000.0).random(3))
+    assert not np.array_equal(a, verdict.stream(1, "digits", "random · fixed", 1311.0).random(3))
+
+
 @pytest.mark.parametrize("n", [5, 10, 20])
 def test_verdicts_rarely_claim_a_difference_that_is_not_there(n):
     """Simulated: online runs and black-box searches from the same distribution (P = 1/2) and
@@ -161,6 +201,11 @@ def test_paired_comparisons_are_a_sign_test_over_initializations():
     assert (table["a"], table["b"], table["n_pairs"]) == ("a", "b", 9)
     assert table["p_a_below_b"] == 1.0 and table["verdict_for_a"] == "better"  # 9 of 9
     assert table["median_difference"] == pytest.approx(-0.1)
+    # a diverged run of a (NaN) is its worst: the interval keeps that pair's +inf
+    diverged = [dict(r, val_loss=math.nan, test_loss=math.nan)
+                if r["method"] == "a" and r["repetition"] < 4 else r for r in rows]
+    table = verdict.paired(results.table(diverged)).iloc[0]
+    assert table["difference_hi"] == math.inf and table["verdict_for_a"].startswith("incon")
     five = [r for r in rows if r["repetition"] < 5]
     small = verdict.paired(results.table(five)).iloc[0]
     assert small["verdict_for_a"] == "inconclusive at n = 5"  # 5 of 5: p = 1/16 two-sided
@@ -263,8 +308,14 @@ def test_over_two_tasks_the_verdict_adds_the_aggregate_table_and_figure(tmp_path
     assert aggregate.loc["oho", "iqm_hi"] < 1.0  # oho ends below the pool on both tasks
     assert np.isnan(aggregate.loc["random", "iqm_lo"])  # 4 searches a task: no interval
     text = (out / "verdict.md").read_text()
-    assert "## Over the tasks" in text and "| oho | 12+12 | 0.404 [" in text
-    assert "| random · fixed | 4+4 | 1.000 (none: fewer than 10 runs on a task) |" in text
+    assert "## Over the tasks" in text and "| oho | 12+12 | 0.515 [" in text
+    # the reference is the verdict's best entry, here ASHA replayed from the pool, so the
+    # live random searches score above 1
+    curves = pd.read_csv(out / "equal-compute.csv")
+    full = curves[(curves["budget"] == "full") & (curves["kind"] == "black-box")]
+    best = full.loc[full.groupby("task")["median"].idxmin(), "entry"].unique().tolist()
+    assert best == ["random · asha · fixed (replayed)"]
+    assert "| random · fixed | 4+4 | 1.273 (none: fewer than 10 runs on a task) |" in text
     assert (out / "across-tasks.png").is_file() and (out / "across-tasks.pdf").is_file()
 
 

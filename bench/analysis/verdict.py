@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -341,36 +342,55 @@ def placements(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def compare(x: np.ndarray, y: np.ndarray, resample_y, resamples: int,
-            rng: np.random.Generator, n_y: int | None = None) -> Comparison:
+            rng: np.random.Generator, n_y: int | None = None,
+            simulated: bool = False) -> Comparison:
     """X (online runs) against Y (the black-box entry's search results); `resample_y(rng)`
     gives Y under one bootstrap resample (of the pool, or of the live searches).
 
     P(X < Y) is the mean of the placements u_i = P(x_i < Y); its interval is Student's t over
     the n placements, its variance widened by Y's own (the variance of the mean placement over
-    resamples of Y). tests/test_verdict.py simulates its coverage and its false verdicts at
-    n = 5, 10 and 20 (a percentile bootstrap of P made false verdicts 15% of the time at
-    n = 5). The difference of medians gets a percentile bootstrap interval over both sides."""
+    resamples of Y). `simulated`: each resample's Y are searches replayed from a resampled
+    pool, whose finite number adds Monte Carlo noise to that variance; the noise (the variance
+    of one search's placement over their number, averaged over the resamples) is taken out.
+    tests/test_verdict.py simulates its coverage and its false verdicts at n = 5, 10 and 20 (a
+    percentile bootstrap of P made false verdicts 15% of the time at n = 5). The difference of
+    medians gets a percentile bootstrap interval over both sides; a resample whose online
+    median is infinite (half its runs diverged) keeps its infinite difference."""
     diffs, means = np.empty(resamples), np.empty(resamples)
+    noise = np.zeros(resamples)
+    xs = np.sort(np.where(np.isnan(x), np.inf, x))
     for b in range(resamples):
         xb = x[rng.integers(len(x), size=len(x))]
         yb = resample_y(rng)
         diffs[b] = nanmedian_worst(xb) - nanmedian_worst(yb)
-        means[b] = placements(x, yb).mean()
+        below = search_placements(xs, yb)  # per search: the share of online runs below it
+        means[b] = below.mean()
+        if simulated and len(yb) > 1:
+            noise[b] = np.var(below, ddof=1) / len(yb)
     u = placements(x, y)
     n = min(len(x), n_y or len(y))  # replayed searches: the pool's size is what counts
-    se = math.sqrt((np.var(u, ddof=1) / len(x) if len(x) > 1 else math.inf)
-                   + np.var(means, ddof=1))
+    var_y = max(float(np.var(means, ddof=1)) - float(noise.mean()), 0.0)
+    se = math.sqrt((np.var(u, ddof=1) / len(x) if len(x) > 1 else math.inf) + var_y)
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, max(len(x) - 1, 1)) * se
     p = float(u.mean())
     p_ci = ((max(0.0, p - half), min(1.0, p + half)) if n >= MIN_N else (math.nan, math.nan))
     alpha = (1 - CONFIDENCE) / 2
-    finite = diffs[np.isfinite(diffs)]
-    d_ci = (tuple(np.quantile(finite, [alpha, 1 - alpha])) if len(finite) and n >= MIN_N
-            else (math.nan,) * 2)
-    se_d = float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
+    kept = diffs[~np.isnan(diffs)]  # NaN: both medians infinite
+    d_ci = (tuple(np.quantile(kept, [alpha, 1 - alpha], method="inverted_cdf"))
+            if len(kept) and n >= MIN_N else (math.nan,) * 2)
+    se_d = (float(np.std(kept, ddof=1)) if len(kept) > 1 and np.isfinite(kept).all()
+            else math.inf if len(kept) > 1 else math.nan)
     return Comparison(nanmedian_worst(x) - nanmedian_worst(y),
                       (float(d_ci[0]), float(d_ci[1])), p, p_ci, verdict_of(p_ci, n),
                       POWER_Z * se_d)
+
+
+def search_placements(sorted_x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per y_j: the share of the (sorted, NaN as inf) online results below it, ties half."""
+    y = np.where(np.isnan(y), np.inf, y)
+    left = np.searchsorted(sorted_x, y, side="left")
+    right = np.searchsorted(sorted_x, y, side="right")
+    return (left + 0.5 * (right - left)) / len(sorted_x)
 
 
 def verdict_of(p_ci: tuple[float, float], n: int) -> str:
@@ -385,12 +405,19 @@ def verdict_of(p_ci: tuple[float, float], n: int) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    searches: int = 10_000  # replayed random searches per budget (ASHA: a tenth of them)
+    searches: int = 10_000  # replayed searches per budget
     resamples: int = 1_000  # bootstrap resamples of a verdict's intervals
-    bootstrap_searches: int = 200  # replayed searches per bootstrap resample (ASHA: a tenth)
+    bootstrap_searches: int = 200  # replayed searches per bootstrap resample
     multiples: Sequence[float] = MULTIPLES
     every_entry: bool = False  # verdicts against every entry at every budget, not the headline
     seed: int = 0
+
+
+def stream(seed: int, *key) -> np.random.Generator:
+    """The random stream of one replay or comparison, from the seed and what it is about (a
+    task, entries, a budget), so that adding an entry or a budget changes no other number."""
+    text = "|".join(f"{k:.6g}" if isinstance(k, float) else str(k) for k in key)
+    return np.random.default_rng([seed, zlib.crc32(text.encode())])
 
 
 def black_box_entries(df: pd.DataFrame, task: str) -> list[tuple[str, str, str]]:
@@ -412,7 +439,6 @@ def analyse(df: pd.DataFrame, settings: Settings = Settings()) -> tuple[pd.DataF
     verdict table: per online method against the best black-box entry, the one with the
     lowest median at the full budget, at equal compute (1x) and at the full budget; with
     `settings.every_entry`, against every entry at every budget)."""
-    rng = np.random.default_rng(settings.seed)
     if not (df["optimizer"] == ONLINE).any():
         raise ConfigError("no online method in these runs: a verdict compares online methods "
                           "with black-box searches; give runs that hold both")
@@ -433,7 +459,8 @@ def analyse(df: pd.DataFrame, settings: Settings = Settings()) -> tuple[pd.DataF
         found: dict[tuple[str, float], tuple] = {}
         for name, m, o in entries:
             for budget in sorted({*budgets.values(), full}):
-                y, again = results_at(df, task, m, o, pool, budget, settings, rng)
+                y, again = results_at(df, task, m, o, pool, budget, settings,
+                                      stream(settings.seed, task, name, budget))
                 if y is not None:
                     found[name, budget] = (y, again)
                     label = FULL if budget == full else "equal"
@@ -454,9 +481,11 @@ def analyse(df: pd.DataFrame, settings: Settings = Settings()) -> tuple[pd.DataF
                     if (name, budget) not in found:
                         continue
                     y, again = found[name, budget]
-                    c = compare(x, y, again, settings.resamples, rng,
-                                len(pool) if REPLAYED in name or name == f"{POOL_METHOD} · fixed"
-                                and pool is not None else None)
+                    replayed = pool is not None and (REPLAYED in name
+                                                     or name == f"{POOL_METHOD} · fixed")
+                    c = compare(x, y, again, settings.resamples,
+                                stream(settings.seed, task, method, name, budget),
+                                len(pool) if replayed else None, simulated=replayed)
                     verdicts.append({
                         "task": task, "online": method, "budget": label, "compute": budget,
                         "black_box": name, "best": name == best, "n_online": len(x),
@@ -493,7 +522,7 @@ def paired(df: pd.DataFrame) -> pd.DataFrame:
                 p_ci = ((lambda ci: (float(ci.low), float(ci.high)))(
                     stats.binomtest(wins, untied).proportion_ci(method="exact"))
                     if untied else (0.0, 1.0))
-                lo, hi = intervals.median_interval(d)
+                lo, hi = intervals.median_interval(d, keep_infinite=True)  # diverged: worst
                 finite = d[np.isfinite(d)]
                 spread = float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
                 rows.append({
@@ -536,16 +565,13 @@ def results_at(df: pd.DataFrame, task: str, method: str, optimizer: str, pool: P
     bootstrap resample), or (None, None) where the entry cannot be replayed there."""
     if method in REPLAYS and optimizer == "fixed" and pool is not None:
         replay = REPLAYS[method]
-        searches = settings.searches if method == POOL_METHOD else settings.searches // 10
         try:
-            y = replay(pool, budget, searches, rng)
+            y = replay(pool, budget, settings.searches, rng)
         except ConfigError:
             if method == POOL_METHOD:
                 raise
             return None, None  # ASHA or Hyperband needs more trials than the pool: not shown
-        n = settings.bootstrap_searches if method == POOL_METHOD else \
-            settings.bootstrap_searches // 10
-        return y, lambda r: replay(pool.resampled(r), budget, n, r)
+        return y, lambda r: replay(pool.resampled(r), budget, settings.bootstrap_searches, r)
     if budget > own_budget(df, task, method, optimizer) * (1 + 1e-9) and \
             budget != full_budget(df, task):
         return None, None  # a live search says nothing past what it spent (but its whole run)
@@ -606,15 +632,25 @@ def displayed(verdicts: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def across_tasks(df: pd.DataFrame, resamples: int = 2_000, seed: int = 0
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def references(curves: pd.DataFrame) -> dict[str, float]:
+    """Per task: the median of its best black-box entry at the search's full budget, live or
+    replayed (the verdict's best entry), from the equal-compute table."""
+    full = curves[(curves["kind"] == BLACK_BOX) & (curves["budget"] == FULL)]
+    return {task: float(g["median"].min()) for task, g in full.groupby("task")}
+
+
+def across_tasks(df: pd.DataFrame, reference: dict[str, float] | None = None,
+                 resamples: int = 2_000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Over several tasks (rliable's aggregate view, computed here with numpy): every run's
     final test loss, online runs and live black-box searches alike, as a score normalized by
-    its task's reference (the median of the best black-box entry: 1 = as good as it, below 1 =
-    better). Per entry present on every task, each task weighing the same whatever its number of
-    runs: the IQM of its scores (`stats.pooled_iqm`), with a 95% stratified bootstrap interval
-    (repetitions resampled within each task), and the performance profile: the share of its
-    runs scoring at most tau, averaged over the tasks. Empty below two tasks."""
+    its task's reference (`reference`: per task, the median of its best black-box entry,
+    `references` of the verdict's equal-compute table; without it, the lowest median of the
+    task's live black-box entries, a search without a result counting as the worst): 1 = as
+    good as it, below 1 = better. Per entry present on every task, each task weighing the
+    same whatever its number of runs: the IQM of its scores (`stats.pooled_iqm`), with a 95%
+    stratified bootstrap interval (repetitions resampled within each task), and the
+    performance profile: the share of its runs scoring at most tau, averaged over the tasks.
+    Empty below two tasks."""
     reps = report.repetitions(df)
     tasks = sorted(reps["task"].unique())
     if len(tasks) < 2:
@@ -624,8 +660,10 @@ def across_tasks(df: pd.DataFrame, resamples: int = 2_000, seed: int = 0
         bb = g[g["optimizer"] != ONLINE]
         if bb.empty:
             raise ConfigError(f"{task}: no black-box entry to normalize the scores by")
-        reference = bb.groupby(["method", "optimizer"])["final_test_loss"].median().min()
-        scored.append(g.assign(score=g["final_test_loss"].fillna(np.inf) / reference))  # worst
+        ref = (reference[task] if reference and task in reference else
+               min(nanmedian_worst(e["final_test_loss"].to_numpy(float))
+                   for _, e in bb.groupby(["method", "optimizer"])))
+        scored.append(g.assign(score=g["final_test_loss"].fillna(np.inf) / ref))  # worst
     scores = pd.concat(scored)
     rng = np.random.default_rng(seed)
     rows, profile = [], []
