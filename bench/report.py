@@ -182,11 +182,12 @@ def summary(df: pd.DataFrame, target: Target = None, overhead: Overhead | None =
     for (task, method, optimizer), g in reps.groupby(GROUP, sort=False):
         ray_s, searcher_s = (overhead or {}).get((task, method, optimizer), (math.nan, math.nan))
         loss = g["final_test_loss"].to_numpy(dtype=float)
+        worst = np.where(np.isnan(loss), np.inf, loss)  # diverged, or nothing chosen: worst
         reached = np.isfinite(g["compute_to_target"].to_numpy(dtype=float))
-        ci = intervals.median_interval(loss)
+        ci = intervals.median_interval(worst, keep_infinite=True)
         rows.append({
             "task": task, "method": method, "optimizer": optimizer, "reps": len(g),
-            "test_median": np.nanmedian(loss) if np.isfinite(loss).any() else math.nan,
+            "test_median": float(np.median(worst)),
             "test_ci_lo": ci[0], "test_ci_hi": ci[1],
             "test_iqr": _iqr(loss), "test_min": np.nanmin(loss) if np.isfinite(loss).any()
             else math.nan, "test_max": np.nanmax(loss) if np.isfinite(loss).any() else math.nan,

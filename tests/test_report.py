@@ -69,6 +69,11 @@ def test_distribution_over_repetitions():
     assert "none at n = 5" in report.format_summary(report.summary(results.table(parts), 0.25))
     assert math.isinf(s["ttt_median"])  # 3 of 5 never reached: the median did not either
     assert isinstance(s, pd.Series)
+    # two of the five runs diverged (no final loss): they count as the worst, not as absent
+    diverged = [dict(r, val_loss=math.nan, test_loss=math.nan, diverged=True)
+                if r["repetition"] < 2 else r for r in parts]
+    s = report.summary(results.table(diverged), target=0.25).iloc[0]
+    assert s["test_median"] == 0.9 and (s["test_min"], s["test_max"]) == (0.3, 0.9)  # not 0.4
 
 
 def test_wall_clock_time_to_target_counts_concurrent_trials_once():
