@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--budgets", default="1,2,4,8", help="budgets in runs of each online "
                      "method, e.g. 1,2,4,8 (the search's full budget is always added)")
     ver.add_argument("--searches", type=int, default=10_000,
-                     help="replayed random searches per budget (ASHA: a tenth)")
+                     help="replayed searches per budget (random search, ASHA, Hyperband)")
     ver.add_argument("--every-entry", action="store_true", help="verdicts against every "
                      "black-box entry at every budget, not the best one at 1x and full")
     cal = sub.add_parser("calibrate", help="count and time every training of a run",
