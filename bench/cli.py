@@ -397,7 +397,7 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     from bench import analysis
     from bench.analysis import verdict, writers
 
-    df, _ = analysis.load_runs(args.run_dirs, unit=args.compute)
+    df, meta = analysis.load_runs(args.run_dirs, unit=args.compute)
     settings = verdict.Settings(searches=args.searches, multiples=multiples,
                                 every_entry=args.every_entry)
     curves, verdicts = verdict.analyse(df, settings)
@@ -407,7 +407,7 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     pairs = verdict.paired(df)
     aggregate, profile = verdict.across_tasks(df, verdict.references(curves))
     writers.write_verdict(out, suffix, args.run_dirs, args.compute, curves, verdicts, pairs,
-                          aggregate, profile)
+                          aggregate, profile, meta["settings"])
     print(verdict.displayed(verdicts).to_string(index=False))
     if len(pairs):
         print(verdict.displayed_paired(pairs).to_string(index=False))

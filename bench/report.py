@@ -38,8 +38,10 @@ def entries(df: pd.DataFrame) -> pd.DataFrame:
     report keys entries by (task, method, optimizer). Idempotent."""
     if "scheduler" not in df or df.empty:
         return df
-    return df.assign(method=[method_label(m, s) for m, s in zip(df["method"], df["scheduler"],
-                                                                 strict=True)])
+    method, methods = pd.factorize(df["method"], use_na_sentinel=False)
+    scheduler, schedulers = pd.factorize(df["scheduler"], use_na_sentinel=False)
+    names = np.array([[method_label(m, s) for s in schedulers] for m in methods], dtype=object)
+    return df.assign(method=names[method, scheduler])  # each (method, scheduler) named once
 
 
 def incumbent_trace(rep: pd.DataFrame, order: str = "compute") -> pd.DataFrame:

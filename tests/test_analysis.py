@@ -232,6 +232,18 @@ def test_method_options_that_differ_make_separate_entries(tmp_path):
     assert meta["options"]["oho[groups=2]"] == {"groups": 2}
 
 
+def test_a_method_set_per_task_keeps_its_name_so_the_tasks_compare(tmp_path):
+    """oho with one set of options on task t and another on task u is `oho` on both (the
+    across-tasks view matches entries by name); the settings say which options ran where."""
+    a = write_run(tmp_path / "a", methods=("oho",), options={"oho": {"wd_max": 0.01}})
+    b = write_run(tmp_path / "b", methods=("oho",), task="u", options={"oho": {"groups": 2}})
+    df, meta = load([a, b])
+    assert df["method"].unique().tolist() == ["oho"]
+    assert meta["settings"] == {"t": {"oho": {"wd_max": 0.01}}, "u": {"oho": {"groups": 2}}}
+    c = write_run(tmp_path / "c", methods=("oho",), task="u", reps=(1,))
+    assert sorted(load([a, b, c])[0]["method"].unique()) == ["oho", "oho[groups=2]"]
+
+
 def test_a_run_from_before_schedulers_still_reports(tmp_path):
     """A table without the scheduler column (and the retired method asha) loads with scheduler
     `-`, each entry named as before; beside a new run whose search ran under asha too."""

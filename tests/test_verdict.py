@@ -23,13 +23,16 @@ def synthetic_pool(n=30, epochs=10, seed=0):
     return verdict.Pool("t", val, test, np.full(n, epochs), np.ones(n))
 
 
+def orders(pool, searches, seed=0):
+    return verdict.search_orders(len(pool), searches, np.random.default_rng(seed))
+
+
 def test_replayed_random_search_matches_the_analytic_best_of_k():
     """A random search of k whole trials from a pool of N chooses the trial of validation rank
     r with probability C(N - r, k - 1) / C(N, k): the replay draws that distribution."""
     pool = synthetic_pool()
     n, k = len(pool), 4
-    got = verdict.replay_random(pool, budget=10.0 * k, searches=40_000,
-                                rng=np.random.default_rng(1))
+    got = verdict.replay_random(pool, 10.0 * k, orders(pool, 40_000, seed=1))
     order = np.argsort(pool.val[:, -1])
     weights = np.array([comb(n - r, k - 1) / comb(n, k) for r in range(1, n + 1)])
     expected = pool.test[order, -1]
@@ -45,7 +48,7 @@ def test_a_replayed_search_trains_its_last_trial_until_the_budget_runs_out():
     there may make it the choice."""
     val = np.array([[3.0] * 10, [2.0] * 10, [5.0] * 5 + [1.0] * 5])
     pool = verdict.Pool("t", val, val + 0.5, np.full(3, 10), np.ones(3))
-    got = verdict.replay_random(pool, 25.0, 600, np.random.default_rng(0))
+    got = verdict.replay_random(pool, 25.0, orders(pool, 600))
     # the third trial is the choice only where it is first or second (trained 10 epochs)
     third_whole = np.mean(got == 1.5)
     assert third_whole == pytest.approx(2 / 3, abs=0.06)
@@ -97,25 +100,27 @@ def test_replayed_asha_stops_where_rays_asha_scheduler_stops():
 
 def test_asha_replay_spends_its_budget_and_refuses_a_pool_too_small():
     pool = synthetic_pool(n=30)
-    got = verdict.replay_asha(pool, 20.0, 200, np.random.default_rng(0))
+    got = verdict.replay_asha(pool, 20.0, orders(pool, 200))
     assert len(got) == 200 and np.isfinite(got).all()
     with pytest.raises(verdict.ConfigError, match="more trials than the pool's 30"):
-        verdict.replay_asha(pool, 10_000.0, 5, np.random.default_rng(0))
+        verdict.replay_asha(pool, 10_000.0, orders(pool, 5))
 
 
 def test_probability_of_improvement_and_the_verdicts():
-    assert verdict.prob_less(np.array([1.0, 2.0]), np.array([2.0, 3.0])) == pytest.approx(
-        (1 + 1 + 0.5 + 1) / 4)
-    assert verdict.prob_less(np.array([math.nan]), np.array([1.0])) == 0.0  # NaN: the worst
+    assert verdict.placements(np.array([1.0, 2.0]), np.array([2.0, 3.0])).mean() == \
+        pytest.approx((1 + 1 + 0.5 + 1) / 4)
+    assert verdict.placements(np.array([math.nan]), np.array([1.0])) == 0.0  # NaN: the worst
+    assert verdict.search_placements(np.array([1.0, 2.0]), np.array([2.0, 3.0])).tolist() == \
+        [0.75, 1.0]  # per search: the share of online runs below it, ties half
     rng = np.random.default_rng(0)
     low, high = rng.normal(0.0, 0.1, 20), rng.normal(1.0, 0.1, 200)
-    resample = lambda r: high[r.integers(len(high), size=len(high))]  # noqa: E731
+    resample = verdict.Resampling.of(high)
     assert verdict.compare(low, high, resample, 300, rng).verdict == "better"
-    flipped = lambda r: low[r.integers(len(low), size=len(low))]  # noqa: E731
+    flipped = verdict.Resampling.of(low)
     assert verdict.compare(high[:20], low, flipped, 300, rng).verdict == "worse"
     same = rng.normal(0.0, 1.0, 12)
     other = same.copy()  # the same distribution, exactly: P = 1/2
-    c = verdict.compare(same, other, lambda r: other[r.integers(12, size=12)], 300, rng)
+    c = verdict.compare(same, other, verdict.Resampling.of(other), 300, rng)
     assert c.verdict == "inconclusive at n = 12" and c.p_less_ci[0] < 0.5 < c.p_less_ci[1]
     c = verdict.compare(low[:5], high, resample, 300, rng)
     assert c.verdict == "inconclusive at n = 5" and math.isnan(c.p_less_ci[0])
@@ -132,7 +137,8 @@ def test_the_replays_monte_carlo_noise_is_taken_out_of_ps_interval():
     x, pool = rng.normal(0.0, 1.0, 20), rng.normal(0.3, 1.0, 300)
 
     def replayed(m):
-        return lambda r: pool[r.integers(300, size=300)][r.integers(300, size=m)]
+        return verdict.Resampling(lambda r: r.integers(300, size=300)[r.integers(300, size=m)],
+                                  lambda draws: pool[draws])
 
     def half(m, simulated):
         c = verdict.compare(x, pool, replayed(m), 400, np.random.default_rng(2), n_y=300,
@@ -150,7 +156,7 @@ def test_a_resample_whose_online_median_diverged_keeps_its_infinite_difference()
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.normal(0.1, 0.01, 11), np.full(9, np.nan)])
     y = rng.normal(0.12, 0.01, 50)
-    c = verdict.compare(x, y, lambda r: y[r.integers(50, size=50)], 400, rng)
+    c = verdict.compare(x, y, verdict.Resampling.of(y), 400, rng)
     assert math.isinf(c.difference_ci[1]) and math.isfinite(c.difference_ci[0])
     assert math.isinf(c.detectable)
 
@@ -177,8 +183,7 @@ def test_verdicts_rarely_claim_a_difference_that_is_not_there(n):
         covered = decided = 0
         for _ in range(300):
             x, pool = rng.normal(0, 1, n), rng.normal(shift, 1, 100)
-            c = verdict.compare(x, pool, lambda r, p=pool: p[r.integers(100, size=100)], 60,
-                                rng)
+            c = verdict.compare(x, pool, verdict.Resampling.of(pool), 60, rng)
             covered += c.p_less_ci[0] <= truth <= c.p_less_ci[1]
             decided += not c.verdict.startswith("inconclusive")
         if n < verdict.MIN_N:  # too few runs: no interval, no verdict
@@ -397,15 +402,65 @@ def test_hyperband_brackets_are_rays():
     assert verdict.hyperband_brackets(100, 3)[2] == [(15, 11), (5, 33), (2, 99)]
 
 
+def hyperband_one_search_at_a_time(pool, budget, order, eta=3):
+    """The replay written the plain way, one search and one trial at a time: the oracle for
+    the array version."""
+    epochs, spent, drawn = np.zeros(len(order), dtype=int), 0.0, 0
+    done = budget - float(pool.epoch_cost.min()) + 1e-9
+
+    def key(j):
+        v = pool.val[order[j], epochs[j] - 1]
+        return -math.inf if epochs[j] == 0 else v if math.isfinite(v) else math.inf
+
+    while spent < done:
+        for rungs in verdict.hyperband_brackets(pool.val.shape[1], eta):
+            if spent >= done:
+                break
+            live = list(range(drawn, drawn + rungs[0][0]))
+            drawn += rungs[0][0]
+            for n, r in rungs:
+                live = sorted(live, key=key)[:n]
+                for j in live:
+                    if spent >= done:
+                        break
+                    target = min(r, int(pool.length[order[j]]))
+                    cost = (target - epochs[j]) * pool.epoch_cost[order[j]]
+                    if spent + cost > budget + 1e-9:
+                        target = epochs[j] + int(math.floor(
+                            (budget - spent) / pool.epoch_cost[order[j]] + 1e-9))
+                        cost = (target - epochs[j]) * pool.epoch_cost[order[j]]
+                    epochs[j], spent = target, spent + cost
+    return epochs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_hyperband_replay_trains_what_one_search_at_a_time_would(seed):
+    """Trials of unequal cost per epoch, some ended early, some diverged (NaN), tied losses,
+    budgets that run out mid-rung: every search's choice is the oracle's."""
+    rng = np.random.default_rng(seed)
+    n, max_t = 120, 27
+    val = np.round(rng.random((n, max_t)) + np.linspace(1, 0, max_t), 1)  # ties: kept in order
+    val[rng.random(n) < 0.1, rng.integers(1, max_t):] = np.nan
+    length = np.where(rng.random(n) < 0.2, rng.integers(1, max_t, n), max_t)
+    val[np.arange(max_t)[None, :] >= length[:, None]] = np.nan
+    cost = rng.choice([1.0, 1.0, 0.7, 2.5], n) if seed % 2 else np.ones(n)
+    pool = verdict.Pool("t", val, val + 0.1, length, cost)
+    for budget in (27.0, 60.5, 143.2, 400.0):
+        order = verdict.search_orders(n, 40, rng)
+        got = verdict.replay_hyperband(pool, budget, order)
+        want = np.array([hyperband_one_search_at_a_time(pool, budget, o) for o in order])
+        assert np.array_equal(got, verdict._choice(pool, order, want), equal_nan=True)
+
+
 def test_a_replayed_hyperband_search_runs_its_first_bracket_like_a_random_search():
     """Ray fills bracket s = 0 first: s_max_1 trials at full length, no halving. A budget of
     exactly that bracket is a random search of that many trials."""
     pool = synthetic_pool(n=40, epochs=9)  # eta 3, max_t 9: s_max_1 = 3
     assert verdict.hyperband_brackets(9, 3)[0] == [(3, 9)]
-    hb = verdict.replay_hyperband(pool, 27.0, 500, np.random.default_rng(0))
-    rs = verdict.replay_random(pool, 27.0, 500, np.random.default_rng(0))  # the same draws
+    hb = verdict.replay_hyperband(pool, 27.0, orders(pool, 500))
+    rs = verdict.replay_random(pool, 27.0, orders(pool, 500))  # the same draws
     assert (hb == rs).all()
-    halved = verdict.replay_hyperband(pool, 27.0 + 5 * 3 + 2 * 6, 500, np.random.default_rng(0))
+    halved = verdict.replay_hyperband(pool, 27.0 + 5 * 3 + 2 * 6, orders(pool, 500))
     assert (halved <= hb + 1e-12).sum() > 0.9 * len(hb)  # bracket 1 only adds candidates
     with pytest.raises(verdict.ConfigError, match="more trials than the pool's 40"):
-        verdict.replay_hyperband(pool, 5_000.0, 2, np.random.default_rng(0))
+        verdict.replay_hyperband(pool, 5_000.0, orders(pool, 2))

@@ -8,8 +8,9 @@ Runs are refused (ConfigError, one line naming the runs) when they
   share the suite seed, and the same seed gives a repetition the same search and model seeds:
   a second copy is the same experiment again, not a new sample, so it is refused rather than
   renumbered.
-A method whose options differ between runs (e.g. oho, and oho with groups = 2) becomes one
-entry per variant: `oho` for no options, else `oho[groups=2]`. A search under a scheduler other
+A method whose options differ between runs on one task (e.g. oho, and oho with groups = 2)
+becomes one entry per variant: `oho` for no options, else `oho[groups=2]`; one set per task
+keeps the name. A search under a scheduler other
 than fifo is an entry of its own, `optuna-tpe · asha` (bench.report.entries).
 """
 
@@ -43,8 +44,8 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
     """The records of all runs in one table, with a `run` column (the directory as given),
     its `compute` clock in `unit` (bench.compute; SGD-epochs counted in FLOPs by default, as
     the CLI's `--compute`), and what the report needs: runs, targets
-    (explicit ones, per task), options (per method label) and overhead (Ray's per trial, per
-    entry)."""
+    (explicit ones, per task), options (per method label), settings (per task, per method
+    label, its options) and overhead (Ray's per trial, per entry)."""
     compute.check_unit(unit)
     names = [str(d) for d in run_dirs]
     if not names:
@@ -63,13 +64,16 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
              for n, (df, _) in loaded.items()}
     check_definitions({n: info for n, (_, info) in loaded.items()}, tasks)
     targets = {} if target else explicit_targets(suites, tasks)
-    labels = method_labels(suites)
-    frames, options, overhead, raised = [], {}, {}, set()
+    labels = method_labels(suites, tasks)
+    frames, options, settings, overhead, raised = [], {}, {}, {}, set()
     for n, (df, info) in loaded.items():
         label = labels[n]
         df = compute.in_unit(df, info, unit, where=f"{n}/{results.RUN_JSON}")
         frames.append(report.entries(df.assign(method=df["method"].replace(label), run=n)))
         options.update({label.get(m, m): o for m, o in suites[n].get("options", {}).items()})
+        for task in sorted(tasks[n]):
+            settings.setdefault(task, {}).update(
+                {label.get(m, m): o for m, o in suites[n].get("options", {}).items() if o})
         overhead.update(report.overhead_by_method(info, label))
         raised |= {(e["task"], method_label(label.get(e["method"], e["method"]),
                                            e.get("scheduler")), e.get("optimizer", "-"),
@@ -81,6 +85,7 @@ def load_runs(run_dirs: Sequence[str | Path], target: float | None = None,
     unfinished = {n: int(df.groupby(["method", "optimizer", "repetition", "trial"]).ngroups)
                   for n, (df, info) in loaded.items() if not info.get("finished")}
     return df, {"runs": names, "unit": unit, "targets": targets, "options": options,
+                "settings": settings,
                 "overhead": overhead, "unfinished": unfinished, "raised": raised}
 
 
@@ -141,19 +146,23 @@ def explicit_targets(suites: dict[str, dict], tasks: dict[str, set[str]]) -> dic
     return {task: value for task, (_, value) in found.items()}
 
 
-def method_labels(suites: dict[str, dict]) -> dict[str, dict[str, str]]:
+def method_labels(suites: dict[str, dict], tasks: dict[str, set[str]]
+                  ) -> dict[str, dict[str, str]]:
     """Per run, method -> its label: the name, or name[options] when the method's options
-    differ between the runs that hold it."""
-    variants: dict[str, set[str]] = {}
-    for suite in suites.values():
+    differ between the runs that hold it on the same task (a method tuned per task keeps its
+    name, so the tasks can be compared by it)."""
+    variants: dict[tuple[str, str], set[str]] = {}
+    for n, suite in suites.items():
         for m in suite.get("methods", []):
-            variants.setdefault(m, set()).add(_canonical(suite.get("options", {}).get(m, {})))
+            opts = _canonical(suite.get("options", {}).get(m, {}))
+            for task in tasks[n]:
+                variants.setdefault((task, m), set()).add(opts)
     labels = {}
     for n, suite in suites.items():
         labels[n] = {}
         for m in suite.get("methods", []):
             opts = suite.get("options", {}).get(m, {})
-            if len(variants[m]) > 1 and opts:
+            if opts and any(len(variants[task, m]) > 1 for task in tasks[n]):
                 shown = ", ".join(f"{k}={_value(v)}" for k, v in sorted(opts.items()))
                 labels[n][m] = f"{m}[{shown}]"
     return labels

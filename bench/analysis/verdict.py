@@ -28,7 +28,7 @@ from __future__ import annotations
 import bisect
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,10 +86,9 @@ class Pool:
     def __len__(self) -> int:
         return len(self.length)
 
-    def resampled(self, rng: np.random.Generator) -> Pool:
-        pick = rng.integers(len(self), size=len(self))
-        return Pool(self.task, self.val[pick], self.test[pick], self.length[pick],
-                    self.epoch_cost[pick])
+    def resample(self, rng: np.random.Generator) -> np.ndarray:
+        """One bootstrap resample of the pool, as indices of its trials."""
+        return rng.integers(len(self), size=len(self))
 
     @property
     def trial_cost(self) -> float:
@@ -121,13 +120,19 @@ def pool_of(df: pd.DataFrame, task: str, method: str = POOL_METHOD) -> Pool:
     return Pool(task, val, test, length, cost)
 
 
-def replay_random(pool: Pool, budget: float, searches: int, rng: np.random.Generator
-                  ) -> np.ndarray:
-    """The final test loss of the choice of `searches` random searches that each spent
-    `budget` (NaN where every trial it trained had diverged)."""
-    n = len(pool)
+def search_orders(pool_size: int, searches: int, rng: np.random.Generator) -> np.ndarray:
+    """Per search (row), the order in which it draws a pool's trials, without replacement.
+    A replay reads a row as indices of the pool's trials, so a row of a resampled pool is its
+    resample's indices in this order (`Pool.resample`)."""
+    return np.argsort(rng.random((searches, pool_size)), axis=1)
+
+
+def replay_random(pool: Pool, budget: float, order: np.ndarray) -> np.ndarray:
+    """The final test loss of the choice of each random search (a row of `order`, the trials
+    it draws: `search_orders`) that spent `budget` (NaN where every trial it trained had
+    diverged)."""
+    n = order.shape[1]
     full = pool.epoch_cost * pool.length
-    order = np.argsort(rng.random((searches, n)), axis=1)
     spent_before = np.cumsum(full[order], axis=1) - full[order]
     if np.any(spent_before[:, -1] + full[order[:, -1]] < budget):
         need = math.ceil(budget / pool.trial_cost)
@@ -143,6 +148,9 @@ def replay_random(pool: Pool, budget: float, searches: int, rng: np.random.Gener
 def _choice(pool: Pool, order: np.ndarray, epochs: np.ndarray) -> np.ndarray:
     """Per search (row): the test loss, at its last trained epoch, of the trial with the
     lowest validation loss there; `epochs` 0 means not trained."""
+    drawn = np.flatnonzero((epochs > 0).any(axis=0))
+    used = drawn[-1] + 1 if len(drawn) else 1  # positions past it: no search trained them
+    order, epochs = order[:, :used], epochs[:, :used]
     last = np.maximum(epochs - 1, 0)
     val = np.where(epochs > 0, pool.val[order, last], np.nan)
     test = pool.test[order, last]
@@ -189,14 +197,13 @@ class AshaRungs:
         return min(length, self.max_t)
 
 
-def replay_asha(pool: Pool, budget: float, searches: int, rng: np.random.Generator,
-                grace_period: int = 1, reduction_factor: float = 3) -> np.ndarray:
+def replay_asha(pool: Pool, budget: float, orders: np.ndarray, grace_period: int = 1,
+                reduction_factor: float = 3) -> np.ndarray:
     """Like `replay_random`, with every search under ASHA (its own rungs); a search that
     would need more trials than the pool holds is refused."""
-    n, max_t = len(pool), pool.val.shape[1]
+    n, max_t = orders.shape[1], pool.val.shape[1]
     cheapest = float(pool.epoch_cost.min())  # one epoch of the cheapest trial
-    orders = np.argsort(rng.random((searches, n)), axis=1)
-    epochs = np.zeros((searches, n), dtype=int)
+    epochs = np.zeros(orders.shape, dtype=int)
     for s, order in enumerate(orders):
         rungs, spent = AshaRungs(grace_period, reduction_factor, max_t), 0.0
         for j, p in enumerate(order):
@@ -233,56 +240,80 @@ def hyperband_brackets(max_t: int, eta: int) -> list[list[tuple[int, int]]]:
     return out
 
 
-def replay_hyperband(pool: Pool, budget: float, searches: int, rng: np.random.Generator,
+def replay_hyperband(pool: Pool, budget: float, orders: np.ndarray,
                      reduction_factor: int = 3) -> np.ndarray:
     """Like `replay_random`, with every search under synchronous Hyperband with Ray's bracket
     sizes (`hyperband_brackets`, filled in turn, band after band): a bracket's trials train to
     its first rung, the best by validation loss there go on to the next, and so on; a search
     stops where its budget runs out. Refused where a search would need more trials than the
-    pool holds."""
-    n_pool, max_t = len(pool), pool.val.shape[1]
-    brackets = hyperband_brackets(max_t, reduction_factor)
+    pool holds. All searches step through the brackets together (arrays of searches)."""
+    searches, n_pool = orders.shape
     done = budget - float(pool.epoch_cost.min()) + 1e-9  # past this, not one more epoch
-    orders = np.argsort(rng.random((searches, n_pool)), axis=1)
-    epochs = np.zeros((searches, n_pool), dtype=int)
-    for s, order in enumerate(orders):
-        spent, drawn = 0.0, 0
-        while spent < done:
-            for rungs in brackets:
-                if spent >= done:
-                    break
-                n0 = rungs[0][0]
-                if drawn + n0 > n_pool:
-                    raise ConfigError(f"{pool.task}: a Hyperband search of {budget:.4g} needs "
-                                      f"more trials than the pool's {n_pool}; give a smaller "
-                                      "budget or a larger pool")
-                live = list(range(drawn, drawn + n0))
-                drawn += n0
-                for n, r in rungs:
-                    live = sorted(live, key=lambda j: _val_at(pool, order[j], epochs[s, j]))[:n]
-                    for j in live:
-                        p = order[j]
-                        target = min(r, int(pool.length[p]))
-                        cost = (target - epochs[s, j]) * pool.epoch_cost[p]
-                        if spent + cost > budget + 1e-9:  # the budget runs out in this trial
-                            target = epochs[s, j] + int(math.floor(
-                                (budget - spent) / pool.epoch_cost[p] + 1e-9))
-                            cost = (target - epochs[s, j]) * pool.epoch_cost[p]
-                        epochs[s, j], spent = target, spent + cost
-                        if spent >= done:
-                            break
-                    if spent >= done:
-                        break
+    epochs = np.zeros(orders.shape, dtype=int)
+    spent = np.zeros(searches)
+    drawn = 0
+    brackets = hyperband_brackets(pool.val.shape[1], reduction_factor)
+    while (spent < done).any():
+        for rungs in brackets:
+            if not (spent < done).any():
+                break
+            n0 = rungs[0][0]
+            if drawn + n0 > n_pool:
+                raise ConfigError(f"{pool.task}: a Hyperband search of {budget:.4g} needs "
+                                  f"more trials than the pool's {n_pool}; give a smaller "
+                                  "budget or a larger pool")
+            live = np.broadcast_to(np.arange(drawn, drawn + n0), (searches, n0))
+            drawn += n0
+            for n, r in rungs:
+                trials = np.take_along_axis(orders, live, axis=1)
+                trained = np.take_along_axis(epochs, live, axis=1)
+                rank = np.argsort(_rank_key(pool, trials, trained), axis=1, kind="stable")
+                live = np.take_along_axis(live, rank[:, :n], axis=1)
+                _train_rung(pool, orders, epochs, spent, live, r, budget, done)
     return _choice(pool, orders, epochs)
 
 
-def _val_at(pool: Pool, p: int, epoch: int) -> float:
-    """A trial's validation loss at `epoch` for ranking (not trained yet: ranks first, so the
+def _rank_key(pool: Pool, trials: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """Trials' validation loss at `epochs` for ranking (not trained yet: ranks first, so the
     rung's first pass trains every trial drawn; non-finite: last)."""
-    if epoch == 0:
-        return -math.inf
-    v = pool.val[p, epoch - 1]
-    return v if math.isfinite(v) else math.inf
+    val = pool.val[trials, np.maximum(epochs - 1, 0)]
+    return np.where(epochs == 0, -np.inf, np.where(np.isfinite(val), val, np.inf))
+
+
+def _train_rung(pool: Pool, orders: np.ndarray, epochs: np.ndarray, spent: np.ndarray,
+                live: np.ndarray, r: int, budget: float, done: float) -> None:
+    """Each search (not yet done) trains its `live` trials (positions in its order), one after
+    another, to `r` epochs (or their end); the one where its budget runs out trains the epochs
+    left, and a search stops once `spent` reaches `done`. Updates `epochs` and `spent`."""
+    rows = np.arange(len(live))[:, None]
+    trials = np.take_along_axis(orders, live, axis=1)
+    target = np.minimum(r, pool.length[trials])
+    cost_per_epoch = pool.epoch_cost[trials]
+    position = np.arange(live.shape[1])[None, :]
+    start = np.where(spent < done, 0, live.shape[1])  # the next position each search trains
+    while (pending := start < live.shape[1]).any():
+        now = epochs[rows, live]
+        cost = np.where(position >= start[:, None], (target - now) * cost_per_epoch, 0.0)
+        # spent before each position, summed left to right as one search at a time would
+        before = np.cumsum(np.concatenate([spent[:, None], cost], axis=1), axis=1)
+        over = (before[:, :-1] + cost > budget + 1e-9) & (position >= start[:, None])
+        first_over = np.where(over.any(axis=1), over.argmax(axis=1), live.shape[1])
+        reached = (before[:, :-1] >= done) & (position >= start[:, None])
+        first_done = np.where(reached.any(axis=1), reached.argmax(axis=1), live.shape[1])
+        stop = np.minimum(first_over, first_done)
+        whole = pending[:, None] & (position >= start[:, None]) & (position < stop[:, None])
+        epochs[rows, live] = np.where(whole, target, now)
+        ended = pending & (first_done <= first_over)  # done, or every position trained
+        spent[ended] = before[ended, np.minimum(first_done[ended], live.shape[1])]
+        start[ended] = live.shape[1]
+        cut = np.flatnonzero(pending & ~ended)  # the budget runs out at `first_over`
+        j = first_over[cut]
+        spent_before, e = before[cut, j], now[cut, j]
+        per_epoch = cost_per_epoch[cut, j]
+        cut_target = e + np.floor((budget - spent_before) / per_epoch + 1e-9).astype(int)
+        epochs[cut, live[cut, j]] = cut_target
+        spent[cut] = spent_before + (cut_target - e) * per_epoch
+        start[cut] = np.where(spent[cut] < done, j + 1, live.shape[1])
 
 
 REPLAYS = {POOL_METHOD: replay_random, REPLAY_ASHA: replay_asha,
@@ -309,16 +340,6 @@ def online_results(df: pd.DataFrame, task: str, method: str) -> tuple[np.ndarray
     return reps["final_test_loss"].to_numpy(float), float(reps["compute"].median())
 
 
-def prob_less(x: np.ndarray, y: np.ndarray) -> float:
-    """P(X < Y) over the finite-or-not values (NaN counts as the worst: a diverged run or a
-    search that chose nothing), ties half."""
-    x, y = np.where(np.isnan(x), np.inf, x), np.where(np.isnan(y), np.inf, y)
-    ys = np.sort(y)
-    above = len(ys) - np.searchsorted(ys, x, side="right")
-    ties = np.searchsorted(ys, x, side="right") - np.searchsorted(ys, x, side="left")
-    return float(np.mean(above + 0.5 * ties) / len(ys))
-
-
 def nanmedian_worst(x: np.ndarray) -> float:
     """The median with NaN (no result) counted as the worst."""
     return float(np.median(np.where(np.isnan(x), np.inf, x)))
@@ -341,11 +362,29 @@ def placements(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (len(y) - right + 0.5 * (right - left)) / len(y)
 
 
-def compare(x: np.ndarray, y: np.ndarray, resample_y, resamples: int,
+@dataclass(frozen=True)
+class Resampling:
+    """Y under bootstrap resamples: `draw(rng)` takes one resample's random numbers (an array),
+    `results(draws)` gives Y for a stack of them, a row per resample, so that replays run a
+    batch of resamples at once."""
+
+    draw: Callable[[np.random.Generator], np.ndarray]
+    results: Callable[[np.ndarray], np.ndarray]
+
+    @classmethod
+    def of(cls, y: np.ndarray) -> Resampling:
+        """The plain bootstrap of the values `y` (live searches)."""
+        return cls(lambda rng: rng.integers(len(y), size=len(y)), lambda draws: y[draws])
+
+
+RESAMPLES_AT_ONCE = 50  # bootstrap resamples replayed in one batch
+
+
+def compare(x: np.ndarray, y: np.ndarray, resample_y: Resampling, resamples: int,
             rng: np.random.Generator, n_y: int | None = None,
             simulated: bool = False) -> Comparison:
-    """X (online runs) against Y (the black-box entry's search results); `resample_y(rng)`
-    gives Y under one bootstrap resample (of the pool, or of the live searches).
+    """X (online runs) against Y (the black-box entry's search results); `resample_y` gives Y
+    under bootstrap resamples (of the pool, or of the live searches).
 
     P(X < Y) is the mean of the placements u_i = P(x_i < Y); its interval is Student's t over
     the n placements, its variance widened by Y's own (the variance of the mean placement over
@@ -359,14 +398,14 @@ def compare(x: np.ndarray, y: np.ndarray, resample_y, resamples: int,
     diffs, means = np.empty(resamples), np.empty(resamples)
     noise = np.zeros(resamples)
     xs = np.sort(np.where(np.isnan(x), np.inf, x))
-    for b in range(resamples):
-        xb = x[rng.integers(len(x), size=len(x))]
-        yb = resample_y(rng)
-        diffs[b] = nanmedian_worst(xb) - nanmedian_worst(yb)
-        below = search_placements(xs, yb)  # per search: the share of online runs below it
-        means[b] = below.mean()
-        if simulated and len(yb) > 1:
-            noise[b] = np.var(below, ddof=1) / len(yb)
+    for first in range(0, resamples, RESAMPLES_AT_ONCE):
+        batch = range(first, min(first + RESAMPLES_AT_ONCE, resamples))
+        picks, draws = [], []
+        for _ in batch:  # the random numbers in the order of one resample after another
+            picks.append(rng.integers(len(x), size=len(x)))
+            draws.append(resample_y.draw(rng))
+        for b, pick, yb in zip(batch, picks, resample_y.results(np.stack(draws)), strict=True):
+            diffs[b], means[b], noise[b] = _resampled(x[pick], yb, xs, simulated)
     u = placements(x, y)
     n = min(len(x), n_y or len(y))  # replayed searches: the pool's size is what counts
     var_y = max(float(np.var(means, ddof=1)) - float(noise.mean()), 0.0)
@@ -383,6 +422,15 @@ def compare(x: np.ndarray, y: np.ndarray, resample_y, resamples: int,
     return Comparison(nanmedian_worst(x) - nanmedian_worst(y),
                       (float(d_ci[0]), float(d_ci[1])), p, p_ci, verdict_of(p_ci, n),
                       POWER_Z * se_d)
+
+
+def _resampled(xb: np.ndarray, yb: np.ndarray, xs: np.ndarray, simulated: bool
+               ) -> tuple[float, float, float]:
+    """One resample's difference of medians, mean placement, and (simulated) the Monte Carlo
+    variance of that mean."""
+    below = search_placements(xs, yb)  # per search: the share of online runs below it
+    noise = np.var(below, ddof=1) / len(yb) if simulated and len(yb) > 1 else 0.0
+    return nanmedian_worst(xb) - nanmedian_worst(yb), float(below.mean()), float(noise)
 
 
 def search_placements(sorted_x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -564,19 +612,21 @@ def results_at(df: pd.DataFrame, task: str, method: str, optimizer: str, pool: P
     """(results of the entry's searches at `budget`, a function giving them under one
     bootstrap resample), or (None, None) where the entry cannot be replayed there."""
     if method in REPLAYS and optimizer == "fixed" and pool is not None:
-        replay = REPLAYS[method]
+        replay, n, m = REPLAYS[method], len(pool), settings.bootstrap_searches
         try:
-            y = replay(pool, budget, settings.searches, rng)
+            y = replay(pool, budget, search_orders(n, settings.searches, rng))
         except ConfigError:
             if method == POOL_METHOD:
                 raise
             return None, None  # ASHA or Hyperband needs more trials than the pool: not shown
-        return y, lambda r: replay(pool.resampled(r), budget, settings.bootstrap_searches, r)
+        return y, Resampling(
+            lambda r: pool.resample(r)[search_orders(n, m, r)],  # resampled trials, in order
+            lambda draws: replay(pool, budget, draws.reshape(-1, n)).reshape(len(draws), m))
     if budget > own_budget(df, task, method, optimizer) * (1 + 1e-9) and \
             budget != full_budget(df, task):
         return None, None  # a live search says nothing past what it spent (but its whole run)
     y = live_results(df, task, method, optimizer, budget)
-    return y, lambda r: y[r.integers(len(y), size=len(y))]
+    return y, Resampling.of(y)
 
 
 def full_budget(df: pd.DataFrame, task: str) -> float:

@@ -68,11 +68,23 @@ def write_horizon(out: Path, name: str, run_dirs, table: pd.DataFrame, unit: str
             fig.savefig(out / f"{name}.{ext}", dpi=110)
 
 
+def settings_note(settings: dict[str, dict[str, dict]]) -> str:
+    """The options each method ran with, per task; the rest at their defaults."""
+    lines = [f"- {task} · {label}: " + ", ".join(f"{k} = {v}" for k, v in sorted(opts.items()))
+             for task, methods in sorted(settings.items())
+             for label, opts in sorted(methods.items())]
+    return ("\n## Settings\n\nThe options each method ran with, as its suite gave them (the "
+            "others at their defaults, `ohobench list`):\n\n" + "\n".join(lines) + "\n"
+            if lines else "")
+
+
 def write_verdict(out: Path, suffix: str, run_dirs, unit: str, curves: pd.DataFrame,
                   verdicts: pd.DataFrame, pairs: pd.DataFrame, aggregate: pd.DataFrame,
-                  profile: pd.DataFrame) -> None:
+                  profile: pd.DataFrame, settings: dict[str, dict[str, dict]] | None = None
+                  ) -> None:
     """verdict{suffix}.md and .csv, verdict-paired, equal-compute (.csv, .png, .pdf) and,
-    over several tasks, across-tasks (bench.analysis.verdict)."""
+    over several tasks, across-tasks (bench.analysis.verdict). `settings`: per task, each
+    method's options as its suite gave them (load_runs), listed under the tables."""
     # matplotlib and seaborn (~1 s): only the writers of figures need them
     from bench.analysis import plots
 
@@ -87,7 +99,8 @@ def write_verdict(out: Path, suffix: str, run_dirs, unit: str, curves: pd.DataFr
            + report.markdown_table(verdict.displayed_paired(pairs)) + "\n" + verdict.PAIRED_NOTE
            + "\n" if len(pairs) else "")
         + ("\n## Over the tasks\n\n" + report.markdown_table(verdict.displayed_across(aggregate))
-           + "\n" + verdict.ACROSS_NOTE + "\n" if len(aggregate) else ""))
+           + "\n" + verdict.ACROSS_NOTE + "\n" if len(aggregate) else "")
+        + settings_note(settings or {}))
     if len(aggregate):
         results.write_csv(aggregate, out / f"across-tasks{suffix}.csv")
         results.write_csv(profile, out / f"across-tasks-profile{suffix}.csv")
