@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "run.json (`--compute calibrated` reads the timings).")
     cal.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     cal.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    cal.add_argument("--flops-only", action="store_true", help="count FLOPs only and time "
+                     "nothing (what a run from before counts were stored needs, so that "
+                     "reports read the counts instead of counting again)")
     sta = sub.add_parser("status", help="how far a run has come",
                          description="Per entry of a run, read from its journals while it runs "
                          "or after it stopped: trials ended and training now, epochs and "
@@ -428,13 +431,16 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         path = Path(d) / results.RUN_JSON
         info = results.read_run(d, what="calibrate")
         chosen = suite.build(results.suite_values(info), where=str(path), need_data=False)
-        print(f"{d}: counting and timing every training ...", flush=True)
-        costs = compute.costs_for(chosen, args.device)
+        print(f"{d}: counting {'' if args.flops_only else 'and timing '}every training ...",
+              flush=True)
+        costs = compute.costs_for(chosen, None if args.flops_only else args.device)
         info["compute"] = compute.as_rows(costs)
         results.write_json(info, path)
         for c in costs:
+            timed = "" if args.flops_only else \
+                f", {c.calibrated_sgd_epochs:6.2f} (timed on {c.device})"
             print(f"  {c.task:<14} {c.training:<28} {c.sgd_epochs:6.2f} SGD-epochs per epoch "
-                  f"(FLOPs), {c.calibrated_sgd_epochs:6.2f} (timed on {c.device})")
+                  f"(FLOPs){timed}")
 
 
 def cmd_status(args: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """Compute in SGD-epochs (bench.compute): FLOPs counted through the trial's own code path."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -86,6 +87,19 @@ def test_calibrate_times_every_training_side_by_side(tmp_path, capsys, monkeypat
     assert {c.training for c in saved} == {"black-box · fixed", "hd"}
     assert all(c.device == "cpu" and c.calibrated_sgd_epochs == 2.0 for c in saved)
     assert "SGD-epochs per epoch" in capsys.readouterr().out
+
+
+def test_calibrate_flops_only_stores_the_counts_and_times_nothing(tmp_path, capsys,
+                                                                  monkeypatch):
+    """A run from before counts were stored gets them, so reports stop counting again."""
+    monkeypatch.setattr(compute, "calibrate", lambda *a: pytest.fail("timed"))
+    suite = {"tasks": ["digits"], "methods": ["hd"], "trials": 1, "repetitions": 1, "epochs": 1}
+    results.write_json({"suite": suite}, tmp_path / results.RUN_JSON)
+    assert cli.main(["calibrate", str(tmp_path), "--flops-only"]) == 0
+    info = json.loads((tmp_path / results.RUN_JSON).read_text())
+    saved = compute.run_costs(info)
+    assert [c.training for c in saved] == ["hd"] and saved[0].step_flops > 0
+    assert math.isnan(saved[0].calibrated_sgd_epochs) and "timed" not in capsys.readouterr().out
 
 
 def test_an_evaluation_suite_refuses_a_development_seed(tmp_path, capsys):
