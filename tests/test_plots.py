@@ -171,3 +171,15 @@ def test_a_figure_made_twice_is_the_same_and_leaves_numpys_generator_alone():
     assert np.array_equal(np.random.uniform(size=3), expected)
     offsets = [[c.get_offsets().data.tolist() for c in f.axes[0].collections] for f in drawn]
     assert offsets[0] == offsets[1] and offsets[0]
+
+
+def test_points_at_one_compute_are_drawn_side_by_side():
+    """oho and oho-layerwise cost the same per run: on the equal-compute figure their points
+    sit apart, around their compute; a point alone stays where it is."""
+    from bench.analysis.figkit import side_by_side
+
+    x = side_by_side(np.array([467.5, 100.0, 467.5, 470.0]))
+    assert x[1] == 100.0
+    near = np.sort(x[[0, 2, 3]])
+    assert (np.diff(near) / near[:-1] > 0.03).all()
+    assert np.exp(np.log(near).mean()) == pytest.approx(np.exp(np.log([467.5, 467.5, 470]).mean()))

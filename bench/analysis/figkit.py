@@ -65,6 +65,22 @@ def palette(entries: list[str]) -> dict[str, tuple]:
     return dict(zip(entries, colors, strict=True))
 
 
+def side_by_side(x: np.ndarray, step: float = 0.04) -> np.ndarray:
+    """Positions on a log axis with points closer than a factor 1 + step spread apart by that
+    factor around their middle, so that points at (nearly) one value do not hide each other."""
+    x = np.asarray(x, float)
+    order = np.argsort(x, kind="stable")
+    out, group = x.copy(), [order[0]] if len(x) else []
+    for i in [*order[1:], None]:
+        if i is not None and x[i] < x[group[-1]] * (1 + step):
+            group.append(i)
+            continue
+        for k, j in enumerate(group):
+            out[j] = x[j] * (1 + step) ** (k - (len(group) - 1) / 2)
+        group = [i]
+    return out
+
+
 def set_scale(ax: Axes, axis: str, values) -> None:
     """Log scale when the positive values span more than a decade (symlog, from zero, when
     zeros sit among them); otherwise linear, with scientific labels for tiny or huge values."""

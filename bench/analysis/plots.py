@@ -30,6 +30,7 @@ from bench.analysis.figkit import (
     readable_log_ticks,
     seeded_jitter,
     set_scale,
+    side_by_side,
     with_entry,
 )
 from bench.analysis.targets import target_sweep
@@ -210,8 +211,8 @@ def plot_horizon(table: pd.DataFrame) -> Figure:
 def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure:
     """Final test loss against compute (bench.analysis.verdict): black-box entries as curves
     of their searches' median at each budget with the IQR as a band, online methods as points
-    at the compute of one run (median, IQR as error bars); a dotted line marks the black-box
-    searches' full budget. One axis per task."""
+    at the compute of one run (median, IQR as error bars; runs of equal cost side by side); a
+    dotted line marks the black-box searches' full budget. One axis per task."""
     if curves.empty:
         raise Skip("nothing to compare at equal compute")
     tasks = list(curves["task"].unique())
@@ -223,10 +224,12 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
             e = e.sort_values("compute")
             ax.plot(e["compute"], e["median"], "--s", ms=4, color=colors[entry], label=entry)
             ax.fill_between(e["compute"], e["q25"], e["q75"], color=colors[entry], alpha=0.15)
-        for entry, e in g[g["kind"] == ONLINE].groupby("entry", sort=False):
+        online = g[g["kind"] == ONLINE]
+        spread = dict(zip(online["entry"], side_by_side(online["compute"]), strict=True))
+        for entry, e in online.groupby("entry", sort=False):
             med = e["median"].to_numpy(float)
-            ax.errorbar(e["compute"], med, yerr=[med - e["q25"].to_numpy(float),
-                                                 e["q75"].to_numpy(float) - med],
+            ax.errorbar([spread[entry]], med, yerr=[med - e["q25"].to_numpy(float),
+                                                    e["q75"].to_numpy(float) - med],
                         fmt="o", ms=7, capsize=4, color=colors[entry], label=f"{entry} (run)")
         full = g.loc[g["budget"] == "full", "compute"]
         if len(full):
