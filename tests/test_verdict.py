@@ -1,6 +1,7 @@
 """Comparisons at equal compute (bench.analysis.verdict): pool replays against what they
 replay, sustained time-to-target, and one-line refusals."""
 
+import json
 import math
 from math import comb
 
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import trim_mean
 
-from bench import cli, report, results
+from bench import analysis, cli, report, results
 from bench.analysis import stats, verdict
 from bench.trial import run_trial
 
@@ -302,6 +303,32 @@ def test_a_study_split_over_runs_gets_the_verdict_it_gets_in_one(study, tmp_path
     assert cli.main(["verdict", str(study)]) == 0
     split, whole = (pd.read_csv(d / "verdict.csv") for d in (tmp_path / "out", study))
     assert len(whole) == 2 and split.equals(whole)
+
+
+def test_a_task_without_a_pool_compares_with_its_live_searches_alone(tmp_path, capsys):
+    """digits has random search's pool; on ridge only a GP searched (live). Then random search
+    runs there too, with another optimizer family: those trials are no pool of fixed-lr ones."""
+    digits, ridge = write_study(tmp_path / "digits"), write_study(tmp_path / "ridge", "ridge")
+    df = pd.read_parquet(ridge / results.TABLE)
+    gp = df.assign(method=df["method"].replace({"random": "skopt-gp"}))
+    info = json.loads((ridge / results.RUN_JSON).read_text())
+    info["suite"]["methods"] = ["skopt-gp", "oho"]
+    info["compute"] = [cost_row("black-box · fixed", "skopt-gp", "fixed", 1.0, task="ridge"),
+                       cost_row("oho", "oho", "online", 2.0, task="ridge")]
+    settings = verdict.Settings(searches=200, resamples=50, bootstrap_searches=20)
+    for also in ([], ["random"]):
+        adam = df[df["method"].isin(also)].assign(optimizer="adam")
+        results.write_table(pd.concat([gp, adam], ignore_index=True), ridge)
+        info["suite"]["methods"] += also
+        info["compute"] += [cost_row("black-box · adam", m, "adam", 1.0, task="ridge")
+                            for m in also]
+        results.write_json(info, ridge / results.RUN_JSON)
+        both, _ = analysis.load_runs([digits, ridge])
+        assert verdict.pool_rows(both, "ridge").empty
+        curves, _ = verdict.analyse(both, settings)
+        assert set(curves.loc[curves["task"] == "ridge", "entry"]) == {
+            "skopt-gp · fixed", "oho", *(f"{m} · adam" for m in also)}
+        assert "random · hyperband · fixed (replayed)" in set(curves["entry"])  # digits'
 
 
 def test_over_two_tasks_the_verdict_adds_the_aggregate_table_and_figure(tmp_path, capsys):

@@ -45,7 +45,7 @@ FULL = "full"  # the black-box search's own budget
 REPLAY_ASHA = "replay-asha"  # ASHA over random draws, replayed from the pool
 REPLAY_HYPERBAND = "replay-hyperband"  # Hyperband over random draws, likewise
 REPLAYED = "(replayed)"
-POOL_METHOD = "random"  # the pool: random search's trials (fixed-lr, under fifo)
+POOL_METHOD, POOL_FAMILY = "random", "fixed"  # the pool: random search's fixed-lr trials
 CONFIDENCE = 0.95
 # Fewer runs (or live searches) than this on either side: P's interval undercovers (88% at
 # n = 5 in tests/test_verdict.py's simulation), so no interval and no verdict are given.
@@ -96,16 +96,22 @@ class Pool:
         return float(np.max(self.epoch_cost * self.val.shape[1]))
 
 
-def pool_of(df: pd.DataFrame, task: str, method: str = POOL_METHOD) -> Pool:
-    """The trials of `method`'s searches under fifo on `task` (all repetitions), from a table
-    whose `compute` is in a unit with a fixed cost per epoch of a training (flops,
-    calibrated)."""
+def pool_rows(df: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The pool's records on `task`: random search's fixed-lr trials under fifo (all
+    repetitions)."""
     rows = report.entries(df)
-    rows = rows[(rows["task"] == task) & (rows["method"] == method)
-                & (rows["optimizer"] != ONLINE)].sort_values(["repetition", "trial", "epoch"])
+    return rows[(rows["task"] == task) & (rows["method"] == POOL_METHOD)
+                & (rows["optimizer"] == POOL_FAMILY)]
+
+
+def pool_of(df: pd.DataFrame, task: str) -> Pool:
+    """The pool of `task` (`pool_rows`), from a table whose `compute` is in a unit with a
+    fixed cost per epoch of a training (flops, calibrated)."""
+    rows = pool_rows(df, task).sort_values(["repetition", "trial", "epoch"])
     if rows.empty:
-        raise ConfigError(f"{task}: no {method} trials to replay searches from (the pool is "
-                          f"the trials of the {method} searches under fifo)")
+        raise ConfigError(f"{task}: no {POOL_METHOD} · {POOL_FAMILY} trials to replay searches "
+                          f"from (the pool is the trials of the {POOL_METHOD} searches under "
+                          "fifo)")
     trials = list(rows.groupby(["repetition", "trial"], sort=True))
     epochs = int(rows["epoch"].max())
     val = np.full((len(trials), epochs), np.nan)
@@ -475,9 +481,10 @@ def black_box_entries(df: pd.DataFrame, task: str) -> list[tuple[str, str, str]]
     rows = rows[(rows["task"] == task) & (rows["optimizer"] != ONLINE)]
     out = [(f"{m} · {o}", m, o) for m, o in
            rows[["method", "optimizer"]].drop_duplicates().itertuples(index=False)]
-    if ((rows["method"] == POOL_METHOD) & (rows["optimizer"] == "fixed")).any():
-        out.append((f"{POOL_METHOD} · asha · fixed (replayed)", REPLAY_ASHA, "fixed"))
-        out.append((f"{POOL_METHOD} · hyperband · fixed (replayed)", REPLAY_HYPERBAND, "fixed"))
+    if not pool_rows(df, task).empty:
+        for name, replay in (("asha", REPLAY_ASHA), ("hyperband", REPLAY_HYPERBAND)):
+            out.append((f"{POOL_METHOD} · {name} · {POOL_FAMILY} {REPLAYED}", replay,
+                        POOL_FAMILY))
     return out
 
 
@@ -492,7 +499,7 @@ def analyse(df: pd.DataFrame, settings: Settings = Settings()) -> tuple[pd.DataF
                           "with black-box searches; give runs that hold both")
     curves, verdicts = [], []
     for task in sorted(df["task"].unique()):
-        pool = pool_of(df, task) if (df["method"] == POOL_METHOD).any() else None
+        pool = pool_of(df, task) if not pool_rows(df, task).empty else None
         entries = black_box_entries(df, task)
         full = full_budget(df, task)
         onlines = {m: online_results(df, task, m) for m in sorted(df.loc[
@@ -611,7 +618,7 @@ def results_at(df: pd.DataFrame, task: str, method: str, optimizer: str, pool: P
                budget: float, settings: Settings, rng: np.random.Generator):
     """(results of the entry's searches at `budget`, a function giving them under one
     bootstrap resample), or (None, None) where the entry cannot be replayed there."""
-    if method in REPLAYS and optimizer == "fixed" and pool is not None:
+    if method in REPLAYS and optimizer == POOL_FAMILY and pool is not None:
         replay, n, m = REPLAYS[method], len(pool), settings.bootstrap_searches
         try:
             y = replay(pool, budget, search_orders(n, settings.searches, rng))
