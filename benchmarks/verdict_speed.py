@@ -4,7 +4,8 @@
 
 Prints the seconds of each part (loading the records in SGD-epochs, the replays and verdicts,
 writing the tables and the figure), median and range over --repeats, with 10,000 replayed
-searches per budget and 1,000 bootstrap resamples of 200 replayed searches per verdict.
+searches per budget and 1,000 bootstrap resamples of 200 replayed searches per verdict; then
+each replay's thread CPU time per search at each task's 1x and full budgets.
 Target: the published MNIST pilot in under 30 s on 2 cores. A measurement: exit 0.
 """
 
@@ -46,6 +47,33 @@ def main() -> None:
         print(f"{name:<22} median {statistics.median(seconds):6.2f} s  "
               f"range {min(seconds):.2f}-{max(seconds):.2f} s  (n = {len(seconds)})")
     print("target: the command under 30 s on 2 cores")
+    per_search(df, curves)
+
+
+def per_search(df, curves, searches: int = 2_000) -> None:
+    """Thread CPU time (1 torch thread) per replayed search, per replay, at each task's 1x
+    budgets and full budget."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    print("\nper replayed search (thread CPU time):")
+    for task in sorted(curves["task"].unique()):
+        pool = verdict.pool_of(df, task)
+        budgets = sorted(set(curves.loc[(curves["task"] == task) & (curves["budget"].isin(
+            ["1x", verdict.FULL])), "compute"]))
+        orders = verdict.search_orders(len(pool), searches, np.random.default_rng(0))
+        for name, replay in verdict.REPLAYS.items():
+            cells = []
+            for budget in budgets:
+                start = time.thread_time()
+                try:
+                    replay(pool, budget, orders)
+                except verdict.ConfigError:
+                    cells.append(f"{budget:g}: pool too small")
+                    continue
+                cells.append(f"{budget:g}: {(time.thread_time() - start) / searches * 1e6:.1f} us")
+            print(f"  {task} {name:<17} " + ", ".join(cells))
 
 
 if __name__ == "__main__":
