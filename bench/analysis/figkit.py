@@ -126,14 +126,16 @@ def entries_height(df: pd.DataFrame) -> float:
     return max(2.5, 0.5 * df["entry"].nunique() + 1.3)
 
 
-def figure_legend(fig: Figure, axes, title: str | None = None) -> None:
+def figure_legend(fig: Figure, axes, title: str | None = None, order=None) -> None:
     """One legend for the figure, right of the axes, from every axis' labelled artists (each
-    label once); the axes' own legends are removed."""
+    label once; `order`: a key that sorts the labels, else as they come); the axes' own
+    legends are removed."""
     found: dict[str, object] = {}
     for ax in np.ravel(axes):
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             found.setdefault(label, handle)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    fig.legend(found.values(), found.keys(), loc="outside right upper", title=title,
+    labels = sorted(found, key=order) if order else list(found)
+    fig.legend([found[k] for k in labels], labels, loc="outside right upper", title=title,
                fontsize="small")

@@ -208,7 +208,17 @@ def plot_horizon(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure:
+def verdict_palette(curves: pd.DataFrame) -> dict[str, tuple]:
+    """One color per entry of a verdict's equal-compute table, the online methods first (the
+    palette's strongest colors), then the black-box entries, each alphabetical: the verdict's
+    figures share it."""
+    kinds = curves[["entry", "kind"]].drop_duplicates()
+    return palette([e for _, e in sorted(zip(kinds["kind"] != ONLINE, kinds["entry"],
+                                             strict=True))])
+
+
+def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs",
+                       colors: dict[str, tuple] | None = None) -> Figure:
     """Final test loss against compute (bench.analysis.verdict): black-box entries as curves
     of their searches' median at each budget with the IQR as a band, online methods as points
     at the compute of one run (median, IQR as error bars; runs of equal cost side by side); a
@@ -217,7 +227,7 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
         raise Skip("nothing to compare at equal compute")
     tasks = list(curves["task"].unique())
     fig, axes = grid(len(tasks), ncols=PER_ROW, width=6.5, height=4.6)
-    colors = palette(list(dict.fromkeys(curves["entry"])))
+    colors = colors or verdict_palette(curves)
     for ax, task in zip(axes, tasks, strict=True):
         g = curves[curves["task"] == task]
         for entry, e in g[g["kind"] == BLACK_BOX].groupby("entry", sort=False):
@@ -242,20 +252,24 @@ def plot_equal_compute(curves: pd.DataFrame, unit: str = "SGD-epochs") -> Figure
                                else (1.0, 2.0, 3.0, 5.0))
         ax.set(title=task, xlabel=f"compute budget ({unit})",
                ylabel="final test loss of the choice (median, IQR)")
-    figure_legend(fig, list(axes), title="entry")
+    # black-box entries, the full budget's line, then the online runs; each alphabetical
+    figure_legend(fig, list(axes), title="entry", order=lambda label: (
+        label.endswith("(run)"), label == "full search budget", label))
     return fig
 
 
-def plot_across_tasks(aggregate: pd.DataFrame, profile: pd.DataFrame) -> Figure:
+def plot_across_tasks(aggregate: pd.DataFrame, profile: pd.DataFrame,
+                      colors: dict[str, tuple] | None = None) -> Figure:
     """Over several tasks (bench.analysis.verdict.across_tasks), as rliable draws them: each
     entry's IQM of normalized final test loss with its 95% stratified bootstrap interval, and
     its score profile (the share of runs at or below each score, tasks weighing the same).
-    Score 1 is the task's best black-box entry's median; lower is better."""
+    Score 1 is the task's best black-box entry's median; lower is better. `colors`: per entry
+    (the equal-compute figure's, `verdict_palette`)."""
     if aggregate.empty:
         raise Skip("an aggregate over tasks needs two tasks or more")
     aggregate, profile = with_entry(aggregate), with_entry(profile)
     order = entry_order(aggregate)
-    colors = palette(order)
+    colors = colors if colors and set(order) <= set(colors) else palette(order)
     fig = Figure(figsize=(12.5, max(4.3, 0.45 * len(order))), layout="constrained")
     left, right = fig.subplots(1, 2)
     for y, (_, r) in enumerate(aggregate.set_index("entry").loc[order].iterrows()):

@@ -104,9 +104,11 @@ def write_verdict(out: Path, suffix: str, run_dirs, unit: str, curves: pd.DataFr
     if len(aggregate):
         results.write_csv(aggregate, out / f"across-tasks{suffix}.csv")
         results.write_csv(profile, out / f"across-tasks-profile{suffix}.csv")
-    figures = {"equal-compute": lambda: plots.plot_equal_compute(curves, compute.UNIT_NAMES[unit])}
+    colors = plots.verdict_palette(curves)  # the same color for an entry in both figures
+    figures = {"equal-compute": lambda: plots.plot_equal_compute(
+        curves, compute.UNIT_NAMES[unit], colors)}
     if len(aggregate):
-        figures["across-tasks"] = lambda: plots.plot_across_tasks(aggregate, profile)
+        figures["across-tasks"] = lambda: plots.plot_across_tasks(aggregate, profile, colors)
     with plots.sns.axes_style("whitegrid"):
         for name, draw in figures.items():
             fig = draw()
