@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "side, interleaved, on this machine's device; store both in the run's "
                          "run.json (`--compute calibrated` reads the timings).")
     cal.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    cal.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    cal.add_argument("--device", help="auto (the default), cpu, cuda or cuda:N")
     cal.add_argument("--flops-only", action="store_true", help="count FLOPs only and time "
                      "nothing (what a run from before counts were stored needs, so that "
                      "reports read the counts instead of counting again)")
@@ -427,13 +427,16 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     # torch and pandas (seconds): kept off `ohobench --help` and bad flags
     from bench import compute, results, suite
 
+    if args.flops_only and args.device:
+        raise ConfigError(f"--device {args.device}: --flops-only times nothing, so it runs on "
+                          "no device; give one or the other")
     for d in args.run_dirs:
         path = Path(d) / results.RUN_JSON
         info = results.read_run(d, what="calibrate")
         chosen = suite.build(results.suite_values(info), where=str(path), need_data=False)
         print(f"{d}: counting {'' if args.flops_only else 'and timing '}every training ...",
               flush=True)
-        costs = compute.costs_for(chosen, None if args.flops_only else args.device)
+        costs = compute.costs_for(chosen, None if args.flops_only else args.device or "auto")
         info["compute"] = compute.as_rows(costs)
         results.write_json(info, path)
         for c in costs:

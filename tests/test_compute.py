@@ -100,6 +100,9 @@ def test_calibrate_flops_only_stores_the_counts_and_times_nothing(tmp_path, caps
     saved = compute.run_costs(info)
     assert [c.training for c in saved] == ["hd"] and saved[0].step_flops > 0
     assert math.isnan(saved[0].calibrated_sgd_epochs) and "timed" not in capsys.readouterr().out
+    assert cli.main(["calibrate", str(tmp_path), "--flops-only", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device cuda: --flops-only times nothing" in err[0]
 
 
 def test_an_evaluation_suite_refuses_a_development_seed(tmp_path, capsys):
