@@ -280,9 +280,7 @@ def print_report(run_dirs: Path | str | list, target: float | None,
 
     dirs = [Path(d) for d in (run_dirs if isinstance(run_dirs, list | tuple) else [run_dirs])]
     df, meta = analysis.load_runs(dirs, target, unit)
-    for run, trials in meta["unfinished"].items():
-        print(f"ohobench: {run} has not finished: this report covers the {trials} trial(s) it "
-              "has ended so far, from its journals (`ohobench run --resume` continues it)")
+    say_unfinished([str(d) for d in dirs], "report", meta["unfinished"])
     if df.empty:
         print("\nno trial finished an epoch, so there is nothing to compare (a time budget "
               "shorter than Ray's start-up and one epoch?)")
@@ -358,12 +356,24 @@ def parse_horizons(text: str) -> list[int]:
     return sorted(set(values))
 
 
+def say_unfinished(run_dirs, what: str, trials: dict[str, int] | None = None) -> None:
+    """One line per run that has not finished: what `what` covers of it (`trials`: per run,
+    the trials ended, where known)."""
+    from bench.analysis import writers
+
+    for run in writers.unfinished(run_dirs):
+        ended = f"the {trials[run]} trial(s)" if trials and run in trials else "the trials"
+        print(f"ohobench: {run} has not finished: this {what} covers {ended} it has ended so "
+              "far, from its journals (`ohobench run --resume` continues it)")
+
+
 def cmd_horizon(args: argparse.Namespace) -> None:
     budgets = parse_horizons(args.horizons)
     # pandas, scipy and torch (seconds): loaded once the flags are good
     from bench.analysis import horizon, writers
 
     tables = horizon.at_horizons(args.run_dirs, budgets, args.compute)
+    say_unfinished(args.run_dirs, "horizon study")
     missing = [h for h in budgets if h not in tables]
     if missing:
         raise ConfigError(f"no run of at least {missing[0]} epochs among the runs given; "
@@ -401,6 +411,7 @@ def cmd_verdict(args: argparse.Namespace) -> None:
     from bench.analysis import verdict, writers
 
     df, meta = analysis.load_runs(args.run_dirs, unit=args.compute)
+    say_unfinished(args.run_dirs, "verdict", meta["unfinished"])
     settings = verdict.Settings(searches=args.searches, multiples=multiples,
                                 every_entry=args.every_entry)
     curves, verdicts = verdict.analyse(df, settings)

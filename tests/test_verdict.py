@@ -294,6 +294,19 @@ def test_the_verdict_command_writes_its_tables_and_figure(study, capsys):
         study / "verdict.md").read_text()
 
 
+def test_a_verdict_over_a_run_still_going_says_so(study, capsys):
+    """Its table holds the trials ended so far: the command says it first, verdict.md on its
+    Runs line."""
+    info = json.loads((study / results.RUN_JSON).read_text())
+    results.write_json({**info, "finished": None}, study / results.RUN_JSON)
+    assert cli.main(["verdict", str(study), "--searches", "1000"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"ohobench: {study} has not finished: this verdict covers the 32 "
+                             "trial(s) it has ended so far")
+    assert f"`{study}` (not finished: the trials it had ended)" in (
+        study / "verdict.md").read_text()
+
+
 def test_a_study_split_over_runs_gets_the_verdict_it_gets_in_one(study, tmp_path, capsys):
     """The evaluation keeps the pool, the GP searches and the online runs in runs of their
     own: read together, they make the same verdict as one run holding all."""

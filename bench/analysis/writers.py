@@ -32,8 +32,17 @@ def compute_note(unit: str, reach: str) -> str:
                "from the first moment the choice's test loss stays at or below it to the end."))
 
 
+def unfinished(run_dirs) -> list[str]:
+    """The runs whose run.json does not say they finished: their tables hold the trials ended
+    so far (bench.analysis.runs reads them from the journals)."""
+    return [str(d) for d in run_dirs if not results.read_run(d).get("finished")]
+
+
 def runs_line(run_dirs) -> str:
-    return "Runs: " + ", ".join(f"`{d}`" for d in run_dirs)
+    going = set(unfinished(run_dirs))
+    return "Runs: " + ", ".join(
+        f"`{d}`" + (" (not finished: the trials it had ended)" if str(d) in going else "")
+        for d in run_dirs)
 
 
 def write_summary(out: Path, suffix: str, run_dirs, table: pd.DataFrame, unit: str,
