@@ -359,6 +359,7 @@ def parse_horizons(text: str) -> list[int]:
 def say_unfinished(run_dirs, what: str, trials: dict[str, int] | None = None) -> None:
     """One line per run that has not finished: what `what` covers of it (`trials`: per run,
     the trials ended, where known)."""
+    # pandas and matplotlib (seconds): kept off `ohobench --help` and bad flags
     from bench.analysis import writers
 
     for run in writers.unfinished(run_dirs):
