@@ -1,6 +1,6 @@
 """Both notebooks open on a fresh clone: with nothing under results/ but what is committed they
-read the published study (results/published/pilot-mnist) and draw every figure the README
-shows and every comparison figure, executed with nbclient (kernel python3: ipykernel of this
+read the published study (bench.analysis.notebook.PUBLISHED_RUNS) and draw every figure the
+README shows and every comparison figure, executed with nbclient (kernel python3: ipykernel of this
 environment) in a copy of what a fresh clone holds. A run of one's own under results/ comes
 first, OHOBENCH_RUN_DIRS before both. And they are committed executed against the published
 study, outputs kept (`tox -e notebooks` regenerates them), so the repository shows the figures."""
@@ -16,13 +16,17 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+from bench.analysis import notebook, verdict
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-PUBLISHED = Path("results", "published", "pilot-mnist")
+PUBLISHED = [Path("results", "published", name) for name in notebook.PUBLISHED_RUNS]
+TABLES = REPO / "results" / "published" / notebook.PUBLISHED_TABLES
+PILOT = Path("results", "published", "pilot-mnist")  # one run: a run of one's own in a test
 NAMES = ["compare", "online_dynamics"]
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_BYTES = 3_000_000  # a committed notebook, outputs included
-FRESH = f"reading {PUBLISHED} (no run of your own under results/)"
+FRESH = f"reading {', '.join(map(str, PUBLISHED))} (no run of your own under results/)"
 OWN = "20260101-000000-mine"
 
 
@@ -98,26 +102,24 @@ def check_ran(nb: nbformat.NotebookNode, reading: str, images_at_least: int) -> 
 
 def test_compare_notebook_on_a_fresh_clone_shows_the_published_study(fresh):
     nb = fresh["compare"]
-    check_ran(nb, FRESH, 7)
+    check_ran(nb, FRESH, 8)
     assert text(nb, -1).strip() == sys.prefix  # the kernel is this environment's python
-    # equal-compute, final test loss, time-to-target, anytime, performance profile, target
-    # sweep, best-of-k: every comparison figure drawn but the aggregate over tasks (one task)
-    # and categorical choices (lr and wd only)
-    assert skipped(nb) == ["skipped across-tasks: an aggregate over tasks needs two tasks or more",
-                           "skipped categorical-choices: no categorical hyperparameter was "
+    # equal-compute, across tasks, final test loss, time-to-target, anytime, performance
+    # profile, target sweep, best-of-k: every comparison figure but categorical choices (the
+    # search space is lr and wd)
+    assert skipped(nb) == ["skipped categorical-choices: no categorical hyperparameter was "
                            "recorded"]
-    assert len(images(nb)) == 7
+    assert len(images(nb)) == 8
     shown = html(nb)
-    assert "ttt_median" in shown and "skopt-gp" in shown and "416.04" in shown  # the summary
+    assert "ttt_median" in shown and "skopt-gp" in shown  # the summary
     assert "time-to-target in SGD-epochs" in text(nb)
-    # the README's verdict table: read from the published verdict.csv
+    # the README's tables, every cell: read from the published verdict's CSV files
     assert "verdict.csv" in text(nb)
-    published = pd.read_csv(REPO / "results" / "published" / "pilot-mnist" / "verdict.csv")
-    oho = published[(published["online"] == "oho") & (published["budget"] == "1x")].iloc[0]
-    for cell in ("1x (467.5)", "full (1,000)", f"{oho['difference']:+.4f} (none)",
-                 f"{oho['p_improvement']:.2f} (none)", "inconclusive at n = 5",
-                 "0.80 [0.28, 0.99]"):  # the last one: the paired table
-        assert cell in shown, cell
+    for name, cells in (("verdict", verdict.displayed),
+                        ("across-tasks", verdict.displayed_across),
+                        ("verdict-paired", verdict.displayed_paired)):
+        for cell in cells(pd.read_csv(TABLES / f"{name}.csv")).to_numpy().ravel():
+            assert f">{cell}<" in shown, (name, cell)
 
 
 def test_online_notebook_on_a_fresh_clone_shows_the_published_study(fresh):
@@ -131,26 +133,28 @@ def test_online_notebook_on_a_fresh_clone_shows_the_published_study(fresh):
     assert "hp_lr_3" in text(nb) and "rtho" in text(nb)  # last-epoch table, every method
 
 
-def test_a_run_of_ones_own_comes_first_and_the_variable_before_it(tmp_path, fresh):
+def test_a_run_of_ones_own_comes_first_and_the_variable_before_it(tmp_path):
     """A copy of the pilot as a run of one's own: compare reads it and computes its verdict
-    as `ohobench verdict` does, which agrees with the published verdict.csv; with
+    as `ohobench verdict` does, every cell of the pilot's published verdict.csv; with
     OHOBENCH_RUN_DIRS set, the notebook reads what it names."""
     root = clone(tmp_path)
     mine = root / "results" / OWN
     mine.mkdir()
     for name in ("run.json", "records.parquet"):
-        shutil.copy(root / PUBLISHED / name, mine)
+        shutil.copy(root / PILOT / name, mine)
     nb = execute(root, "compare")
     check_ran(nb, f"reading results/{OWN} (the newest run of your own under results/)", 7)
     assert "verdict.csv" not in text(nb)  # computed, not read
-    verdicts = [o["data"]["text/html"] for o in outputs(nb) if "black-box median" in
-                o.get("data", {}).get("text/html", "")]
-    published = [o["data"]["text/html"] for o in outputs(fresh["compare"]) if
-                 "black-box median" in o.get("data", {}).get("text/html", "")]
-    assert len(verdicts) == 1 and verdicts == published
+    assert skipped(nb)[0] == ("skipped across-tasks: an aggregate over tasks needs two tasks "
+                              "or more")
+    shown = html(nb)
+    published = verdict.displayed(pd.read_csv(REPO / PILOT / "verdict.csv"))
+    for cell in published.to_numpy().ravel():
+        assert f">{cell}<" in shown, cell
+    assert ">inconclusive at n = 5<" in shown
 
-    nb = execute(root, "online_dynamics", {"OHOBENCH_RUN_DIRS": str(root / PUBLISHED)})
-    check_ran(nb, f"reading {PUBLISHED} (from OHOBENCH_RUN_DIRS)", 3)
+    nb = execute(root, "online_dynamics", {"OHOBENCH_RUN_DIRS": str(root / PILOT)})
+    check_ran(nb, f"reading {PILOT} (from OHOBENCH_RUN_DIRS)", 3)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -164,7 +168,7 @@ def test_notebook_is_committed_executed_on_the_published_study(name):
     assert "RUN_DIRS" in code[0].source and "OHOBENCH_RUN_DIRS" in code[0].source
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # in one go
     assert not [o for o in outputs(nb) if o.output_type == "error"]
-    assert text(nb, 0).splitlines()[0].startswith(f"reading {PUBLISHED} ")
+    assert text(nb, 0).splitlines()[0].startswith(FRESH.split(" (")[0] + " (")
     assert images(nb) and all(png.startswith(PNG) for png in images(nb))
     raw = path.read_text()
     assert str(REPO) not in raw and os.path.expanduser("~") + os.sep not in raw  # no local path
