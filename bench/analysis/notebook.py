@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import seaborn as sns
+
+from bench.analysis.figkit import Skip
 from bench.analysis.runs import is_run_dir
 
 # The published study (docs/paper-mnist.md), under results/published/: its run directories, and
@@ -98,10 +101,7 @@ def choose_runs(start: Path | None = None) -> Runs:
 def show(name: str, draw, shown: set[str] | None = None) -> None:
     """Draw a figure (`draw()`) and display it, or print why the runs have no data for it;
     `name` joins `shown`."""
-    import seaborn as sns
-    from IPython.display import display
-
-    from bench.analysis.figkit import Skip
+    from IPython.display import display  # in a notebook's kernel only (ipykernel brings it)
 
     if shown is not None:
         shown.add(name)
