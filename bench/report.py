@@ -110,18 +110,29 @@ def time_to_target(df: pd.DataFrame, targets: dict[str, float], rule: str = SUST
     """Per repetition: compute, wall-clock seconds and trials until the choice reaches the
     task's target by `rule` (inf where it never does; wall-clock NaN where the table has no
     clock)."""
+    return times_to_targets(df, {task: [target] for task, target in targets.items()}, rule)
+
+
+def times_to_targets(df: pd.DataFrame, targets: dict[str, list[float]],
+                     rule: str = SUSTAINED) -> pd.DataFrame:
+    """`time_to_target` for several targets per task: a row per repetition and target, each
+    repetition's choice traced once."""
     out = []
     for key, rep in entries(df).groupby(REP, sort=False):
-        target = targets[key[0]]
-        first = reached_at(incumbent_trace(rep), target, rule)
-        wall = math.nan
+        trace = incumbent_trace(rep)
+        clock = None
         if {"timestamp", "experiment_start"} <= set(rep) and rep["experiment_start"].notna().all():
-            hit = reached_at(incumbent_trace(rep, "timestamp"), target, rule)
-            wall = math.inf if hit is None else float(busy_seconds(rep, [hit["timestamp"]])[0])
-        out.append({**dict(zip(REP, key, strict=True)), "target": target,
-                    "compute_to_target": math.inf if first is None else first["compute"],
-                    "wall_seconds_to_target": wall,
-                    "trials_to_target": math.inf if first is None else first["trials_started"]})
+            clock = incumbent_trace(rep, "timestamp")
+        for target in targets[key[0]]:
+            first = reached_at(trace, target, rule)
+            wall = math.nan
+            if clock is not None:
+                hit = reached_at(clock, target, rule)
+                wall = math.inf if hit is None else float(busy_seconds(rep, [hit["timestamp"]])[0])
+            out.append({**dict(zip(REP, key, strict=True)), "target": target,
+                        "compute_to_target": math.inf if first is None else first["compute"],
+                        "wall_seconds_to_target": wall,
+                        "trials_to_target": math.inf if first is None else first["trials_started"]})
     return pd.DataFrame(out)
 
 

@@ -55,9 +55,11 @@ def target_sweep(df: pd.DataFrame, quantiles: Sequence[float] = QUANTILES) -> pd
     the median compute seconds and trials to it (inf: fewer than half reached it)."""
     rows = []
     for task, g in df.groupby("task", sort=False):
-        reps = report.repetitions(g)
-        for label, target in sweep_targets(reps, quantiles).items():
-            times = stats.entry_times(stats.time_to_target(g, target))
+        swept = sweep_targets(report.repetitions(g), quantiles)
+        ttt = report.times_to_targets(g, {task: list(dict.fromkeys(swept.values()))})
+        for label, target in swept.items():
+            at = ttt[ttt["target"] == target]
+            times = stats.entry_times(at.assign(reached=np.isfinite(at["compute_to_target"])))
             for r in times.itertuples(index=False):
                 rows.append({"task": task, "target_label": label, "target": target,
                              "method": r.method, "optimizer": r.optimizer,
