@@ -39,6 +39,25 @@ def runs_in(folder: Path) -> list[Path]:
     return sorted(d for d in folder.iterdir() if is_run_dir(d)) if folder.is_dir() else []
 
 
+def published_runs(root: Path) -> list[Path]:
+    """The published study's run directories under the repository's root `root`."""
+    return [root / "results" / "published" / name for name in PUBLISHED_RUNS]
+
+
+def run_dir(path: str | Path, root: Path) -> Path:
+    """A run directory as given (relative: from the working directory, else from `root`); a
+    directory that holds run directories stands for its newest."""
+    path = Path(path).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = root / path
+    if is_run_dir(path):
+        return path
+    if found := runs_in(path):
+        return found[-1]
+    raise FileNotFoundError(f"{path} is not a run directory (run.json and records.parquet or "
+                            "journal/) and holds none")
+
+
 @dataclass(frozen=True)
 class Runs:
     """The runs a notebook reads (`dirs`), why, and where the published study lies."""
@@ -48,16 +67,12 @@ class Runs:
     why: str
 
     @property
-    def published(self) -> list[Path]:
-        return [self.root / "results" / "published" / name for name in PUBLISHED_RUNS]
-
-    @property
     def published_tables(self) -> Path:
         return self.root / "results" / "published" / PUBLISHED_TABLES
 
     def is_published(self, dirs: list[Path]) -> bool:
         """Whether `dirs` are the published study's runs."""
-        return [d.resolve() for d in dirs] == [d.resolve() for d in self.published]
+        return [d.resolve() for d in dirs] == [d.resolve() for d in published_runs(self.root)]
 
     def shown(self, path: Path) -> str:
         """`path` relative to the repository's root where it lies under it."""
@@ -72,30 +87,16 @@ class Runs:
         return line + (f"\nthe published study: {PUBLISHED_NAME}" if self.is_published(dirs)
                        else "")
 
-    def run_dir(self, path: str | Path) -> Path:
-        """A run directory as given (relative: from the working directory, else from the
-        repository's root); a directory that holds run directories stands for its newest."""
-        path = Path(path).expanduser()
-        if not path.is_absolute() and not path.exists():
-            path = self.root / path
-        if is_run_dir(path):
-            return path
-        if found := runs_in(path):
-            return found[-1]
-        raise FileNotFoundError(f"{path} is not a run directory (run.json and records.parquet "
-                                "or journal/) and holds none")
-
 
 def choose_runs(start: Path | None = None) -> Runs:
     """The paths in OHOBENCH_RUN_DIRS (os.pathsep between them), else the newest run of one's
     own under results/, else the published study."""
     root = repository_root(start)
-    runs = Runs(root, [], "")
     if named := [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]:
-        return Runs(root, [runs.run_dir(p) for p in named], f"from {ENV}")
+        return Runs(root, [run_dir(p, root) for p in named], f"from {ENV}")
     if own := runs_in(root / "results"):
         return Runs(root, own[-1:], "the newest run of your own under results/")
-    return Runs(root, runs.published, "no run of your own under results/")
+    return Runs(root, published_runs(root), "no run of your own under results/")
 
 
 def show(name: str, draw, shown: set[str] | None = None) -> None:

@@ -27,7 +27,14 @@ def time_to_target(df: pd.DataFrame, target: report.Target = None,
     number for every task, one per task, or None: the median final test loss over all methods
     of the task."""
     targets = report.targets_for(report.repetitions(df), target)
-    ttt = report.time_to_target(df, targets, reach)
+    return times_to_targets(df, {task: [value] for task, value in targets.items()}, reach)
+
+
+def times_to_targets(df: pd.DataFrame, targets: dict[str, list[float]],
+                     reach: str = report.SUSTAINED) -> pd.DataFrame:
+    """`time_to_target` for several targets per task (a row per repetition and target), each
+    repetition's choice traced once."""
+    ttt = report.times_to_targets(df, targets, reach)
     return ttt.assign(reached=np.isfinite(ttt["compute_to_target"].to_numpy(dtype=float)))
 
 

@@ -56,10 +56,9 @@ def target_sweep(df: pd.DataFrame, quantiles: Sequence[float] = QUANTILES) -> pd
     rows = []
     for task, g in df.groupby("task", sort=False):
         swept = sweep_targets(report.repetitions(g), quantiles)
-        ttt = report.times_to_targets(g, {task: list(dict.fromkeys(swept.values()))})
+        ttt = stats.times_to_targets(g, {task: list(dict.fromkeys(swept.values()))})
         for label, target in swept.items():
-            at = ttt[ttt["target"] == target]
-            times = stats.entry_times(at.assign(reached=np.isfinite(at["compute_to_target"])))
+            times = stats.entry_times(ttt[ttt["target"] == target])
             for r in times.itertuples(index=False):
                 rows.append({"task": task, "target_label": label, "target": target,
                              "method": r.method, "optimizer": r.optimizer,
